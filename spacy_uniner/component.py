@@ -16,7 +16,7 @@ from .answers import parse_answer
 from .display import register_labels
 from .generation import HFGenerator
 from .prompts import build_prompt
-from .windows import doc_windows
+from .windows import check_window_settings, doc_windows
 
 DEFAULT_MODEL = "Universal-NER/UniNER-7B-type"
 
@@ -124,7 +124,7 @@ class UniNER(Pipe):
         self.generator = generator
         self.name = name
         self._labels = validate_labels(labels)
-        doc_windows(Doc(vocab, words=["check"]), window_size, window_overlap)  # fail early on bad sizes
+        check_window_settings(window_size, window_overlap)
         self.window_size = window_size
         self.window_overlap = window_overlap
         self.spans_key = spans_key
@@ -149,15 +149,17 @@ class UniNER(Pipe):
 
     def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
         for docs in minibatch(stream, size=batch_size):
-            yield from self.predict_and_set(docs)
+            self.set_annotations(docs, self.predict(docs))
+            yield from docs
 
-    def predict_and_set(self, docs: List[Doc]) -> List[Doc]:
-        """All (window, label) questions of the batch go to the generator in one call."""
+    def predict(self, docs: List[Doc]) -> List[List[Span]]:
+        """Every candidate span per doc. All (window, label) questions of the batch go to the
+        generator in one call, which batches them by length."""
         queries = [
             (doc_index, window, label)
             for doc_index, doc in enumerate(docs)
             for window in doc_windows(doc, self.window_size, self.window_overlap)
-            for label in self.labels
+            for label in self._labels
         ]
         answers = self.generator.generate([build_prompt(window.text, label) for _, window, label in queries])
         candidates: List[Dict[tuple, Span]] = [{} for _ in docs]
@@ -165,11 +167,12 @@ class UniNER(Pipe):
             for span in self.spans_from_answer(window, label, answer):
                 # Overlapping windows find the same mention twice: keep one.
                 candidates[doc_index].setdefault((span.start, span.end, span.label_), span)
-        for doc, found in zip(docs, candidates):
-            spans = sorted(found.values(), key=lambda span: (span.start, span.end, span.label_))
+        return [sorted(found.values(), key=lambda span: (span.start, span.end, span.label_)) for found in candidates]
+
+    def set_annotations(self, docs: List[Doc], candidates: List[List[Span]]) -> None:
+        for doc, spans in zip(docs, candidates):
             doc.spans[self.spans_key] = SpanGroup(doc, name=self.spans_key, spans=spans)
             doc.ents = resolve_ents(doc, spans, self.overwrite_ents)
-        return docs
 
     def spans_from_answer(self, window: Span, label: str, answer: str) -> List[Span]:
         parsed = parse_answer(answer)

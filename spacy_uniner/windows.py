@@ -4,14 +4,21 @@ from typing import List
 from spacy.tokens import Doc, Span
 
 
+def check_window_settings(size: int, overlap: int) -> None:
+    if size < 1 or not 0 <= overlap < size:
+        raise ValueError(
+            f"[uniner] config keys 'window_size' and 'window_overlap' need window_size >= 1 and "
+            f"0 <= window_overlap < window_size, got {size} and {overlap}"
+        )
+
+
 def doc_windows(doc: Doc, size: int, overlap: int) -> List[Span]:
     """Cover `doc` with windows of at most `size` tokens that overlap by up to `overlap` tokens.
 
     When sentence boundaries are set, windows hold whole sentences (a sentence longer than `size`
     is cut into pieces) and the overlap is made of whole sentences too. Whitespace-only docs give none.
     """
-    if size < 1 or not 0 <= overlap < size:
-        raise ValueError(f"[uniner] need window_size >= 1 and 0 <= window_overlap < window_size, got {size} and {overlap}")
+    check_window_settings(size, overlap)
     if not doc.text.strip():
         return []
     if doc.has_annotation("SENT_START"):

@@ -158,7 +158,7 @@ def test_bad_numbers_name_the_config_key():
         nlp.add_pipe("uniner", config={"model": "unused", "labels": ["x"], "batch_size": 0})
     with pytest.raises(ValueError, match="dtype"):
         nlp.add_pipe("uniner", config={"model": "unused", "labels": ["x"], "dtype": "int3"})
-    with pytest.raises(ValueError, match="window_size"):
+    with pytest.raises(ValueError, match="window_overlap"):
         nlp.add_pipe("uniner", config={"model": "unused", "labels": ["x"], "window_overlap": 999})
 
 
