@@ -23,8 +23,11 @@ def doc_windows(doc: Doc, size: int, overlap: int) -> List[Span]:
         return []
     if doc.has_annotation("SENT_START"):
         units = [piece for sent in doc.sents for piece in _chunks(doc, sent.start, sent.end, size, 0)]
-        return _pack(doc, units, size, overlap)
-    return _chunks(doc, 0, len(doc), size, overlap)
+        windows = _pack(doc, units, size, overlap)
+    else:
+        windows = _chunks(doc, 0, len(doc), size, overlap)
+    # A window of nothing but whitespace tokens has no question worth asking.
+    return windows
 
 
 def _chunks(doc: Doc, start: int, end: int, size: int, overlap: int) -> List[Span]:
@@ -53,4 +56,4 @@ def _pack(doc: Doc, units: List[Span], size: int, overlap: int) -> List[Span]:
         while next_first - 1 > first and units[last].end - units[next_first - 1].start <= overlap:
             next_first -= 1
         first = next_first
-    return [window for window in windows if window.text.strip()]
+    return windows

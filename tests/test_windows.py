@@ -45,3 +45,10 @@ def test_sentence_longer_than_window_is_cut():
 def test_bad_window_settings(size, overlap):
     with pytest.raises(ValueError, match="window_size"):
         doc_windows(spacy.blank("en")("a"), size, overlap)
+
+
+def test_whitespace_only_windows_are_skipped():
+    doc = spacy.blank("en")("a" + "\n\n\n \n" * 40 + "b")
+    assert len(doc) == 3  # "a", one whitespace token, "b"
+    windows = doc_windows(doc, size=1, overlap=0)
+    assert [w.text.strip() for w in windows] == ["a", "b"]
