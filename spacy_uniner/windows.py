@@ -27,7 +27,7 @@ def doc_windows(doc: Doc, size: int, overlap: int) -> List[Span]:
     else:
         windows = _chunks(doc, 0, len(doc), size, overlap)
     # A window of nothing but whitespace tokens has no question worth asking.
-    return windows
+    return [window for window in windows if window.text.strip()]
 
 
 def _chunks(doc: Doc, start: int, end: int, size: int, overlap: int) -> List[Span]:
