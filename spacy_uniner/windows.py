@@ -19,8 +19,6 @@ def doc_windows(doc: Doc, size: int, overlap: int) -> List[Span]:
     is cut into pieces) and the overlap is made of whole sentences too. Whitespace-only docs give none.
     """
     check_window_settings(size, overlap)
-    if not doc.text.strip():
-        return []
     if doc.has_annotation("SENT_START"):
         units = [piece for sent in doc.sents for piece in _chunks(doc, sent.start, sent.end, size, 0)]
         windows = _pack(doc, units, size, overlap)
