@@ -1,4 +1,4 @@
-# The two quickstart commands: `make run` (the main job) and `make test`.
+# The two quickstart commands: `make run` (the main job) and `make test` (offline: no Hub access).
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 # A machine with an NVIDIA driver gets PyTorch's default (CUDA) build; any other the CPU build,
@@ -18,4 +18,4 @@ run: setup
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PYTHON) -m spacy project run all
 
 test: setup
-	$(PYTHON) -m pytest -q tests
+	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q tests
