@@ -15,6 +15,7 @@ $(VENV)/.installed: setup.cfg
 	touch $@
 
 run: setup
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PYTHON) -m spacy project assets
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PYTHON) -m spacy project run all
 
 test: setup

@@ -1,14 +1,17 @@
-"""Tolerant parsing of the model's answer: a JSON list of strings, as small models really write it."""
+"""Tolerant parsing of LLM answers as they are really written: the student's JSON list of strings,
+and the teacher's list of ("entity", "type") tuples."""
 import ast
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, List
+from typing import Any, List, Optional, Tuple
 
 from .prompts import TURN_ENDS
 
 _DOUBLE_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _SINGLE_QUOTED = re.compile(r"'([^']*)'")
+_QUOTED = r""""(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'"""
+_PAIR = re.compile(rf"\(\s*({_QUOTED})\s*,\s*({_QUOTED})\s*\)")
 _JSON = json.JSONDecoder()
 
 
@@ -68,3 +71,50 @@ def _salvage_strings(text: str) -> List[str]:
         except ValueError:
             strings.append(match.group(1))
     return strings or _SINGLE_QUOTED.findall(text)
+
+
+@dataclass
+class TeacherAnswer:
+    pairs: List[Tuple[str, str]] = field(default_factory=list)
+    # False when no list opened the answer and the pairs were salvaged tuple by tuple.
+    well_formed: bool = False
+    # Items that are no (entity, type) pair of non-empty strings.
+    dropped: int = 0
+
+
+def parse_teacher_answer(answer: str) -> TeacherAnswer:
+    """Read the teacher's list of ("entity", "type") pairs; never raises.
+
+    Takes Python tuples, JSON arrays or {"entity", "type"} objects, with code fences or prose around
+    the list. When no list reads (a missing comma, an answer cut off), every complete
+    ("entity", "type") tuple in the answer is salvaged. Duplicate pairs are removed.
+    """
+    start = answer.find("[")
+    items = _read_list(answer[start:]) if start >= 0 else None
+    parsed = TeacherAnswer(well_formed=items is not None)
+    if items is None:
+        items = [(_unquote(m.group(1)), _unquote(m.group(2))) for m in _PAIR.finditer(answer)]
+    for item in items:
+        pair = _as_pair(item)
+        if pair is None:
+            parsed.dropped += 1
+        elif pair not in parsed.pairs:
+            parsed.pairs.append(pair)
+    return parsed
+
+
+def _as_pair(item: Any) -> Optional[Tuple[str, str]]:
+    if isinstance(item, dict):
+        item = (item.get("entity", item.get("name")), item.get("type", item.get("entity_type")))
+    if isinstance(item, (list, tuple)) and len(item) == 2:
+        mention, label = item
+        if isinstance(mention, str) and isinstance(label, str) and mention.strip() and label.strip():
+            return mention.strip(), " ".join(label.split())
+    return None
+
+
+def _unquote(literal: str) -> str:
+    try:
+        return ast.literal_eval(literal)
+    except (ValueError, SyntaxError):
+        return literal[1:-1]

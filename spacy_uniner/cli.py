@@ -1,13 +1,19 @@
 """The `spacy-uniner` command line: thin typer wrappers over the package's functions.
 
 Pipelines are assembled with spaCy's own `spacy assemble configs/uniner.cfg OUTPUT`."""
+import json
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import spacy
 import srsly
 import typer
 from spacy import displacy
+from spacy.cli._util import parse_config_overrides
+
+from .data import run_build_data
+from .distill import make_passages, read_documents, read_pile_ner, run_distillation
+from .distill.passages import MAX_WORDS
 
 app = typer.Typer(help="Open-type NER for spaCy with UniversalNER-style LLMs.", no_args_is_help=True)
 
@@ -46,3 +52,64 @@ def visualize_cli(
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(displacy.render(docs, style="ent", page=True), encoding="utf8")
     typer.echo(f"Wrote {output}")
+
+
+@app.command("pile-ner-records")
+def pile_ner_records_cli(
+    source: Path = typer.Argument(..., help="Pile-NER-type train.json (JSON list of conversations), or a SLIMER-style .jsonl sample of it (one (passage, type) question a line).", exists=True, dir_okay=False),
+    output: Path = typer.Argument(..., help="The .jsonl file of recorded responses to write: {id, text, response, meta: {negative_types}} a line; it is both the replay teacher's file and a passage source."),
+):
+    """Turn real ChatGPT answers from Pile-NER into the recorded-response file that the offline
+    teacher (spacy_uniner.RecordedTeacher.v1) replays: each passage's answers joined into the
+    teacher's ("entity", "type") tuple list, its asked-but-empty types kept as negatives."""
+    records = list(read_pile_ner(source))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    srsly.write_jsonl(output, records)
+    negatives = sum(len(record["meta"]["negative_types"]) for record in records)
+    typer.echo(f"Wrote {len(records)} recorded responses ({negatives} asked-but-empty types) to {output}")
+
+
+@app.command("passages")
+def passages_cli(
+    source: Path = typer.Argument(..., help='Raw text: a .txt file (one document), a .jsonl file ({"text", "id"?, "meta"?} a line) or a folder of them.', exists=True),
+    output: Path = typer.Argument(..., help='The passages .jsonl file to write ({"id", "text", "meta"} a line).'),
+    max_words: int = typer.Option(MAX_WORDS, "--max-words", help="Longest passage in whitespace-separated words (the paper cut passages at 256 tokens). A document that fits stays whole; a longer one is cut at sentence ends."),
+):
+    """Cut raw documents into passages for the teacher, dropping repeated passages."""
+    passages = list(make_passages(read_documents(source), max_words))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    srsly.write_jsonl(output, passages)
+    typer.echo(f"Wrote {len(passages)} passages to {output}")
+
+
+@app.command("distill", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def distill_cli(
+    ctx: typer.Context,
+    passages: Path = typer.Argument(..., help="The passages .jsonl file (from `passages`).", exists=True, dir_okay=False),
+    output: Path = typer.Argument(..., help="The .spacy DocBin to write: the teacher's spans in doc.spans, its raw answers in user_data."),
+    config: Path = typer.Option(Path("configs/distill.cfg"), "--config", "-c", help="The distillation pipeline config (spacy-llm task and cache).", exists=True, dir_okay=False),
+    teacher: Path = typer.Option(Path("configs/teachers/recorded.cfg"), "--teacher", "-t", help="A config file whose \\[model] block is the teacher: any spacy-llm model (see configs/teachers/: recorded, openai, anthropic, local).", exists=True, dir_okay=False),
+    report: Optional[Path] = typer.Option(None, "--report", help="Also write the report (passages, parse failures, mentions, drops, types) to this JSON file."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Passages per spacy-llm batch."),
+):
+    """Ask the teacher for every entity and type in each passage (spacy-llm, cached: a stopped run
+    resumes where it stopped). Extra --section.key value options override the config, for example
+    --components.llm.model.name gpt-4o or --components.llm.cache.path other/cache."""
+    result = run_distillation(passages, output, config, teacher, report, batch_size, parse_config_overrides(ctx.args))
+    typer.echo(json.dumps(result, indent=2))
+
+
+@app.command("build-data")
+def build_data_cli(
+    annotations: Path = typer.Argument(..., help="The teacher annotations (.spacy, from `distill`).", exists=True, dir_okay=False),
+    output: Path = typer.Argument(..., help="The conversations file to write (Pile-NER-type JSON)."),
+    negative_rate: float = typer.Option(1.0, "--negative-rate", help="Negative types per positive type of a passage, on average; the teacher's own empty types count first, the rest are sampled by type frequency."),
+    min_type_count: int = typer.Option(1, "--min-type-count", help="Ask only about types that are in at least this many passages."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Add the paper's 'Dataset: NAME' line to each passage (for mixing supervised data)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the negative sampling and question order."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Also write the report to this JSON file."),
+):
+    """Turn teacher annotations into training conversations: one question per type with the JSON
+    list of its mentions, negatives answered []."""
+    result = run_build_data(annotations, output, report, negative_rate=negative_rate, min_type_count=min_type_count, dataset=dataset, seed=seed)
+    typer.echo(json.dumps(result, indent=2))

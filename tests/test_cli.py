@@ -1,8 +1,14 @@
+import json
+from pathlib import Path
+
+import pytest
 import spacy
 import srsly
 from typer.testing import CliRunner
 
 from spacy_uniner.cli import app
+
+ROOT = Path(__file__).parent.parent
 
 
 def test_visualize_writes_displacy_html_for_a_saved_pipeline(tiny_llama_path, tmp_path):
@@ -20,4 +26,50 @@ def test_visualize_writes_displacy_html_for_a_saved_pipeline(tiny_llama_path, tm
 
 def test_help_lists_the_commands():
     result = CliRunner().invoke(app, ["--help"])
-    assert result.exit_code == 0 and "visualize" in result.output
+    assert result.exit_code == 0
+    for command in ("visualize", "pile-ner-records", "passages", "distill", "build-data"):
+        assert command in result.output
+
+
+@pytest.mark.parametrize(
+    "command,options",
+    [
+        ("passages", ["--max-words"]),
+        ("distill", ["--config", "--teacher", "--report", "--batch-size"]),
+        ("build-data", ["--negative-rate", "--min-type-count", "--dataset", "--seed", "--report"]),
+    ],
+)
+def test_every_option_has_help(command, options):
+    result = CliRunner().invoke(app, [command, "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    for option in options:
+        line = next(line for line in result.output.splitlines() if option in line)
+        assert len(line.split(option, 1)[1].strip(" │")) > 20, line
+
+
+def test_distillation_commands_chain(tmp_path, monkeypatch):
+    """pile-ner-records -> passages -> distill (recorded teacher) -> build-data, as project.yml runs them."""
+    monkeypatch.chdir(tmp_path)
+    text = "Kobe is in Japan."
+    srsly.write_jsonl("sample.jsonl", [
+        {"doc_question_pairID": "1:0", "tagName": "city", "input": text, "instruction": "", "output": '["Kobe"]'},
+        {"doc_question_pairID": "1:1", "tagName": "disease", "input": text, "instruction": "", "output": "[]"},
+    ])
+    runner = CliRunner()
+    steps = [
+        ["pile-ner-records", "sample.jsonl", "corpus/recorded_teacher.jsonl"],
+        ["passages", "corpus/recorded_teacher.jsonl", "corpus/passages.jsonl"],
+        ["distill", "corpus/passages.jsonl", "corpus/annotations.spacy", "--config", str(ROOT / "configs/distill.cfg"),
+         "--teacher", str(ROOT / "configs/teachers/recorded.cfg"), "--report", "metrics/distill.json"],
+        ["build-data", "corpus/annotations.spacy", "corpus/conversations.json", "--negative-rate", "0"],
+    ]
+    for step in steps:
+        result = runner.invoke(app, step)
+        assert result.exit_code == 0, (step, result.output, result.exception)
+    assert srsly.read_json("metrics/distill.json")["mentions"] == 1
+    (conversation,) = srsly.read_json("corpus/conversations.json")
+    values = [turn["value"] for turn in conversation["conversations"]]
+    assert {values[2]: values[3], values[4]: values[5]} == {
+        "What describes city in the text?": json.dumps(["Kobe"]),
+        "What describes disease in the text?": "[]",
+    }

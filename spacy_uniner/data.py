@@ -1,0 +1,111 @@
+"""Teacher annotations -> training conversations in the format of the public Pile-NER-type data:
+{"id", "conversations": [{"from": "human" | "gpt", "value"}, ...]}, rendered with the one template.
+
+Per passage: `Text: ...`, `I've read this text.`, then one `What describes {type} in the text?` per
+type with the JSON list of its mentions (deduplicated, in text order). Types absent from the passage
+are asked too, as negatives answered `[]`: the ones the teacher was asked about and left empty, then
+more sampled by type frequency, as the paper did.
+"""
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+import numpy
+import srsly
+from spacy.tokens import Doc, DocBin
+from spacy.vocab import Vocab
+
+from .distill.run import PASSAGE_ID, PASSAGE_META
+from .distill.task import ANSWER_KEY
+from .prompts import READ_REPLY, question_turn, text_turn
+
+
+def normalize_type(label: str) -> str:
+    """One spelling per type: lower case, single spaces ("Medical  Condition" -> "medical condition")."""
+    return " ".join(label.split()).lower()
+
+
+def passage_answers(doc: Doc) -> Dict[str, List[str]]:
+    """The teacher's mentions per normalized type, as exact passage text, deduplicated, in text order."""
+    answers: Dict[str, List[str]] = {}
+    for start, end, label in sorted(doc.user_data[ANSWER_KEY]["mentions"]):
+        label = normalize_type(label)
+        mentions = answers.setdefault(label, [])
+        if label and doc.text[start:end] not in mentions:
+            mentions.append(doc.text[start:end])
+    return {label: mentions for label, mentions in answers.items() if label}
+
+
+def conversation(passage_id: str, text: str, questions: Iterable[Tuple[str, List[str]]], dataset: Optional[str] = None) -> Dict[str, Any]:
+    turns = [("human", text_turn(text, dataset)), ("gpt", READ_REPLY)]
+    for label, mentions in questions:
+        turns += [("human", question_turn(label)), ("gpt", json.dumps(mentions, ensure_ascii=False))]
+    return {"id": passage_id, "conversations": [{"from": role, "value": value} for role, value in turns]}
+
+
+def build_conversations(
+    docs: List[Doc],
+    negative_rate: float = 1.0,
+    min_type_count: int = 1,
+    dataset: Optional[str] = None,
+    seed: int = 0,
+) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
+    """Conversations for the passages in `docs` (as distillation wrote them), and a report.
+
+    negative_rate: negatives per positive type of a passage, on average (stochastic rounding); the
+        teacher's own empty types count first, the rest are drawn by how many passages have a type.
+    min_type_count: a type in fewer passages than this is neither asked nor sampled (the long tail
+        of one-off types is mostly noise).
+    dataset: adds the paper's `Dataset: {name}` line, for mixing in supervised data.
+    """
+    if negative_rate < 0 or min_type_count < 1:
+        raise ValueError(f"negative_rate must be >= 0 and min_type_count >= 1, not {negative_rate} and {min_type_count}")
+    answers = [passage_answers(doc) for doc in docs]
+    type_counts = Counter(label for passage in answers for label in passage)
+    kept = sorted(label for label, count in type_counts.items() if count >= min_type_count)
+    weights = numpy.array([type_counts[label] for label in kept], dtype=float)
+    rng = numpy.random.default_rng(seed)
+    conversations = []
+    report: Counter = Counter()
+    for doc, passage in zip(docs, answers):
+        positives = [(label, mentions) for label, mentions in passage.items() if label in type_counts and type_counts[label] >= min_type_count]
+        recorded = [normalize_type(label) for label in doc.user_data.get(PASSAGE_META, {}).get("negative_types", [])]
+        negatives = list(dict.fromkeys(label for label in recorded if label and label not in passage))
+        wanted = int(negative_rate * len(positives) + rng.random()) - len(negatives)
+        allowed = numpy.array([label not in passage and label not in negatives for label in kept])
+        if wanted > 0 and allowed.any():
+            p = weights * allowed
+            picks = rng.choice(len(kept), size=min(wanted, int(allowed.sum())), replace=False, p=p / p.sum())
+            negatives += [kept[i] for i in picks]
+        if not positives and not negatives:
+            report["passages_without_questions"] += 1
+            continue
+        questions = positives + [(label, []) for label in negatives]
+        questions = [questions[i] for i in rng.permutation(len(questions))]
+        conversations.append(conversation(doc.user_data.get(PASSAGE_ID, str(len(conversations))), doc.text, questions, dataset))
+        report["conversations"] += 1
+        report["positive_questions"] += len(positives)
+        report["negative_questions"] += len(negatives)
+        report["mentions"] += sum(len(mentions) for _, mentions in positives)
+    report.update(types=len(type_counts), types_kept=len(kept), passages=len(docs))
+    return conversations, dict(report)
+
+
+def read_annotations(path: Path) -> List[Doc]:
+    """The docs that distillation wrote (a .spacy DocBin with the teacher's answers in user_data)."""
+    docs = list(DocBin().from_disk(path).get_docs(Vocab()))
+    missing = [i for i, doc in enumerate(docs) if ANSWER_KEY not in doc.user_data]
+    if missing:
+        raise ValueError(f"{path}: docs {missing[:5]} have no teacher answer; is this the output of distill?")
+    return docs
+
+
+def run_build_data(annotations: Path, output: Path, report_path: Optional[Path] = None, **settings: Any) -> Dict[str, Any]:
+    conversations, report = build_conversations(read_annotations(annotations), **settings)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    srsly.write_json(output, conversations)
+    if report_path is not None:
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        srsly.write_json(report_path, report)
+    return report

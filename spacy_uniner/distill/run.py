@@ -1,0 +1,97 @@
+"""Distillation: passages -> teacher annotations (a DocBin with the teacher's spans and raw answers),
+through a spaCy pipeline whose only component is spacy-llm's `llm` with the OpenNER task."""
+from collections import Counter
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+import srsly
+from spacy import util
+from spacy.language import Language
+from spacy.tokens import Doc, DocBin
+from tqdm import tqdm
+
+from .task import ANSWER_KEY
+
+# doc.user_data keys of the passage's id and meta from the passages file.
+PASSAGE_ID = "passage_id"
+PASSAGE_META = "passage_meta"
+
+
+def load_distiller(config_path: Path, teacher_path: Path, overrides: Dict[str, Any] = util.SimpleFrozenDict()) -> Language:
+    """The distillation pipeline: `config_path` with its `components.llm.model` taken from the
+    `[model]` block of `teacher_path`, then `overrides` (dotted config keys) applied."""
+    config = util.load_config(config_path, interpolate=False)
+    teacher = util.load_config(teacher_path, interpolate=False)
+    if "model" not in teacher:
+        raise ValueError(f"{teacher_path}: expected a [model] block with a spacy-llm model (@llm_models)")
+    config["components"]["llm"]["model"] = teacher["model"]
+    config = util.load_config_from_str(config.to_str(), overrides=dict(overrides))
+    return util.load_model_from_config(config, auto_fill=True, validate=True)
+
+
+def read_passages(nlp: Language, path: Path) -> List[Doc]:
+    """Docs of a passages .jsonl file ({"id", "text", "meta"} a line, as `spacy-uniner passages` writes)."""
+    docs = []
+    for i, record in enumerate(srsly.read_jsonl(path), 1):
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str) or not record["text"].strip():
+            raise ValueError(f'{path} line {i}: expected a record with a non-empty "text" string')
+        doc = nlp.make_doc(record["text"])
+        doc.user_data[PASSAGE_ID] = str(record.get("id", i))
+        doc.user_data[PASSAGE_META] = record.get("meta", {})
+        docs.append(doc)
+    return docs
+
+
+def distill(nlp: Language, docs: List[Doc], batch_size: int = 16) -> Iterator[Doc]:
+    """Annotate every passage with the teacher, in order. Answered passages are in spacy-llm's cache
+    (when the config gives it a path), so a run that stops resumes without asking for them again."""
+    done = 0
+    try:
+        with tqdm(total=len(docs), unit="passage", desc="distill") as progress:
+            for doc in nlp.pipe(docs, batch_size=batch_size):
+                done += 1
+                progress.update()
+                yield doc
+    except Exception as error:
+        cache = nlp.config["components"]["llm"].get("cache", {}).get("path")
+        where = f"the answered ones are cached in {cache}; run again to resume" if cache else "no cache path is set, so nothing was kept"
+        raise RuntimeError(f"Distillation stopped after {done} of {len(docs)} passages ({where}): {error}") from error
+
+
+def distill_report(docs: List[Doc]) -> Dict[str, Any]:
+    """What the teacher gave: passages, answers that did not parse, (mention, type) pairs, mentions
+    found in the passages (every occurrence), drops, and types (the 20 in most passages)."""
+    types: Counter = Counter()
+    report: Counter = Counter()
+    for doc in docs:
+        answer = doc.user_data[ANSWER_KEY]
+        report["passages"] += 1
+        report["answers_malformed"] += not answer["well_formed"]
+        report["parse_failures"] += not answer["well_formed"] and not answer["pairs"]
+        report["pairs"] += answer["pairs"]
+        report["dropped_items"] += answer["dropped_items"]
+        report["mentions_not_in_text"] += answer["mentions_not_in_text"]
+        report["mentions"] += len(answer["mentions"])
+        types.update({label for _, _, label in answer["mentions"]})
+    return {**report, "types": len(types), "passages_per_type": dict(types.most_common(20))}
+
+
+def run_distillation(
+    passages: Path,
+    output: Path,
+    config_path: Path,
+    teacher_path: Path,
+    report_path: Optional[Path] = None,
+    batch_size: int = 16,
+    overrides: Dict[str, Any] = util.SimpleFrozenDict(),
+) -> Dict[str, Any]:
+    """Distill a passages file into `output` (a DocBin) and return (and write) the report."""
+    nlp = load_distiller(config_path, teacher_path, overrides)
+    docs = list(distill(nlp, read_passages(nlp, passages), batch_size))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    DocBin(docs=docs, store_user_data=True).to_disk(output)
+    report = distill_report(docs)
+    if report_path is not None:
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        srsly.write_json(report_path, report)
+    return report

@@ -1,0 +1,94 @@
+import json
+
+import pytest
+import spacy
+import srsly
+from spacy.tokens import DocBin
+
+from spacy_uniner.data import build_conversations, normalize_type, read_annotations, run_build_data
+from spacy_uniner.distill import make_open_ner_task
+from spacy_uniner.prompts import build_prompt, render_conversation
+
+NLP = spacy.blank("en")
+TEXT = "Bayer sells Aspirin. bayer is in Leverkusen, and Aspirin treats pain."
+
+
+def annotated(text, answer, negative_types=(), passage_id="p"):
+    doc = NLP(text)
+    task = make_open_ner_task()
+    (doc,) = task.parse_responses([doc], [[answer]])
+    doc.user_data["passage_id"] = passage_id
+    doc.user_data["passage_meta"] = {"negative_types": list(negative_types)}
+    return doc
+
+
+def questions(conversation):
+    turns = [turn["value"] for turn in conversation["conversations"]]
+    return {q[len("What describes "):-len(" in the text?")]: json.loads(a) for q, a in zip(turns[2::2], turns[3::2])}
+
+
+def test_conversation_format_mentions_in_text_order_and_recorded_negatives():
+    doc = annotated(TEXT, '[("Aspirin", "Drug"), ("Bayer", "company"), ("Leverkusen", "city"), ("aspirin", "drug")]', ["Disease", "city"])
+    (conversation,), report = build_conversations([doc], negative_rate=0.0)
+    assert conversation["id"] == "p"
+    roles = [turn["from"] for turn in conversation["conversations"]]
+    assert roles == ["human", "gpt"] * 5
+    assert conversation["conversations"][0]["value"] == "Text: " + TEXT
+    assert conversation["conversations"][1]["value"] == "I've read this text."
+    # Types normalized; mentions deduplicated, in text order, as the passage spells them (exact case
+    # first, so "bayer" is not a company: the teacher wrote "Bayer"); the teacher's
+    # empty type kept as a negative (its "city" is not: Leverkusen is a city here).
+    assert questions(conversation) == {"drug": ["Aspirin"], "company": ["Bayer"], "city": ["Leverkusen"], "disease": []}
+    assert report == {"conversations": 1, "positive_questions": 3, "negative_questions": 1, "mentions": 3, "types": 3, "types_kept": 3, "passages": 1}
+
+
+def test_training_conversation_renders_exactly_the_serving_prompt():
+    doc = annotated(TEXT, '[("Leverkusen", "city")]')
+    (conversation,), _ = build_conversations([doc], negative_rate=0.0)
+    messages = [turn["value"] for turn in conversation["conversations"]]
+    assert render_conversation(messages[:-1] + [None]) == build_prompt(TEXT, "city")
+
+
+def test_negatives_are_sampled_by_type_frequency_at_the_given_rate():
+    docs = [annotated(f"Ann met Bob in Rome, day {i}.", '[("Ann", "person"), ("Rome", "city")]', passage_id=str(i)) for i in range(200)]
+    docs += [annotated(f"Tea number {i}.", '[("Tea", "drink")]', passage_id=f"t{i}") for i in range(20)]
+    docs += [annotated("Zinc.", '[("Zinc", "element")]', passage_id="z")]
+    conversations, report = build_conversations(docs, negative_rate=1.0, seed=1)
+    assert report["negative_questions"] == pytest.approx(report["positive_questions"], rel=0.15)
+    negatives = [label for c in conversations for label, mentions in questions(c).items() if mentions == []]
+    # A "Tea" passage can only get person, city or element as negatives: person and city are in
+    # 200 passages, element in one.
+    tea = [label for c in conversations if c["id"].startswith("t") for label, m in questions(c).items() if m == []]
+    assert tea and tea.count("element") < len(tea) / 10
+    assert "drink" in negatives
+    for c in conversations:
+        assert all(mentions == [] or label in ("person", "city", "drink", "element") for label, mentions in questions(c).items())
+    assert build_conversations(docs, negative_rate=1.0, seed=1)[0] == conversations
+    assert build_conversations(docs, negative_rate=1.0, seed=2)[0] != conversations
+
+
+def test_rare_types_are_dropped_by_the_threshold_and_the_dataset_prefix():
+    docs = [annotated("Ann met Bob.", '[("Ann", "person"), ("Bob", "rare type")]', passage_id="a"), annotated("Bob met Ann.", '[("Ann", "person")]', passage_id="b")]
+    conversations, report = build_conversations(docs, negative_rate=0.0, min_type_count=2, dataset="pile")
+    assert [questions(c) for c in conversations] == [{"person": ["Ann"]}, {"person": ["Ann"]}]
+    assert conversations[0]["conversations"][0]["value"] == "Dataset: pile\nText: Ann met Bob."
+    assert report["types"] == 2 and report["types_kept"] == 1
+    empty = annotated("Nothing here.", "[]")
+    assert build_conversations([empty])[1]["passages_without_questions"] == 1
+    with pytest.raises(ValueError, match="negative_rate must be >= 0"):
+        build_conversations(docs, negative_rate=-1)
+
+
+def test_normalize_type():
+    assert normalize_type("  Medical \n Condition ") == "medical condition"
+
+
+def test_build_data_files_and_bad_input(tmp_path):
+    DocBin(docs=[annotated(TEXT, '[("Bayer", "company")]')], store_user_data=True).to_disk(tmp_path / "ann.spacy")
+    report = run_build_data(tmp_path / "ann.spacy", tmp_path / "out" / "conv.json", tmp_path / "report.json")
+    assert srsly.read_json(tmp_path / "report.json") == report
+    (conversation,) = srsly.read_json(tmp_path / "out" / "conv.json")
+    assert questions(conversation)["company"] == ["Bayer"]
+    DocBin(docs=[spacy.blank("en")("plain")]).to_disk(tmp_path / "plain.spacy")
+    with pytest.raises(ValueError, match="have no teacher answer; is this the output of distill"):
+        read_annotations(tmp_path / "plain.spacy")
