@@ -205,3 +205,18 @@ def test_shipped_pile_ner_sample_replays_completely(tmp_path):
     assert sum(len(r["meta"]["negative_types"]) for r in records) == 1320 - 717
     # Every recorded passage fits in 256 words, so passage preparation keeps each one whole.
     assert [p["text"] for p in make_passages(records)] == [r["text"] for r in records]
+
+
+def test_each_teacher_gets_its_own_cache_folder(project, monkeypatch):
+    tmp_path, teacher = project
+    monkeypatch.chdir(tmp_path)
+
+    def cache_path(overrides={}):
+        return load_distiller(ROOT / "configs/distill.cfg", teacher, overrides).config["components"]["llm"]["cache"]["path"]
+
+    default = cache_path()
+    assert default.startswith("corpus/teacher_cache/recorded-")
+    assert cache_path() == default
+    other = write_records(tmp_path / "other.jsonl", ["p1"])
+    assert cache_path({"components.llm.model.path": str(other)}) != default
+    assert cache_path({"components.llm.cache.path": "mine"}) == "mine"

@@ -1,10 +1,12 @@
 """Distillation: passages -> teacher annotations (a DocBin with the teacher's spans and raw answers),
 through a spaCy pipeline whose only component is spacy-llm's `llm` with the OpenNER task."""
+import hashlib
 from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 import srsly
+from confection import Config
 from spacy import util
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
@@ -19,13 +21,22 @@ PASSAGE_META = "passage_meta"
 
 def load_distiller(config_path: Path, teacher_path: Path, overrides: Dict[str, Any] = util.SimpleFrozenDict()) -> Language:
     """The distillation pipeline: `config_path` with its `components.llm.model` taken from the
-    `[model]` block of `teacher_path`, then `overrides` (dotted config keys) applied."""
+    `[model]` block of `teacher_path`, then `overrides` (dotted config keys) applied. The cache goes
+    to a subfolder of the configured path named after the teacher and a hash of its settings, unless
+    `overrides` set the cache path."""
     config = util.load_config(config_path, interpolate=False)
     teacher = util.load_config(teacher_path, interpolate=False)
     if "model" not in teacher:
         raise ValueError(f"{teacher_path}: expected a [model] block with a spacy-llm model (@llm_models)")
     config["components"]["llm"]["model"] = teacher["model"]
     config = util.load_config_from_str(config.to_str(), overrides=dict(overrides))
+    cache = config["components"]["llm"].get("cache", {})
+    if cache.get("path") and "components.llm.cache.path" not in overrides:
+        # One cache folder per teacher: spacy-llm checks a cache against the prompt only, so another
+        # teacher (or the same one with other settings) would silently get this one's answers.
+        teacher_config = Config({"model": config["components"]["llm"]["model"]}).to_str()
+        digest = hashlib.sha1(teacher_config.encode("utf8")).hexdigest()[:8]
+        cache["path"] = str(Path(cache["path"]) / f"{Path(teacher_path).stem}-{digest}")
     return util.load_model_from_config(config, auto_fill=True, validate=True)
 
 
