@@ -153,7 +153,8 @@ def test_a_killed_run_resumes_without_asking_for_cached_passages(setup, server):
     assert sum(before.values()) - cached <= 1
 
 
-def test_an_unreachable_server_is_a_clear_error(tmp_path):
+def test_an_unreachable_server_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the config's relative cache folder
     teacher = tmp_path / "gone.cfg"
     teacher.write_text('[model]\n@llm_models = "spacy_uniner.OpenAICompatible.v1"\nname = "m"\nendpoint = "http://127.0.0.1:9/v1/chat/completions"\nmax_tries = 1\n')
     from spacy_uniner.distill import load_distiller
@@ -162,8 +163,9 @@ def test_an_unreachable_server_is_a_clear_error(tmp_path):
         load_distiller(CONFIG, teacher)
 
 
-def test_an_unknown_model_name_is_a_clear_error(setup, server):
+def test_an_unknown_model_name_is_a_clear_error(setup, server, monkeypatch):
     tmp_path, teacher, _ = setup
+    monkeypatch.chdir(tmp_path)
     from spacy_uniner.distill import load_distiller
 
     with pytest.raises(ValueError, match=r"has no model 'other'; it has \['teacher-model'\]"):
