@@ -29,12 +29,12 @@ def normalize_type(label: str) -> str:
 def passage_answers(doc: Doc) -> Dict[str, List[str]]:
     """The teacher's mentions per normalized type, as exact passage text, deduplicated, in text order."""
     answers: Dict[str, List[str]] = {}
+    # The task keeps only types with a non-blank name, so a normalized type is never empty.
     for start, end, label in sorted(doc.user_data[ANSWER_KEY]["mentions"]):
-        label = normalize_type(label)
-        mentions = answers.setdefault(label, [])
-        if label and doc.text[start:end] not in mentions:
+        mentions = answers.setdefault(normalize_type(label), [])
+        if doc.text[start:end] not in mentions:
             mentions.append(doc.text[start:end])
-    return {label: mentions for label, mentions in answers.items() if label}
+    return answers
 
 
 def conversation(passage_id: str, text: str, questions: Iterable[Tuple[str, List[str]]], dataset: Optional[str] = None) -> Dict[str, Any]:
@@ -64,19 +64,23 @@ def build_conversations(
     answers = [passage_answers(doc) for doc in docs]
     type_counts = Counter(label for passage in answers for label in passage)
     kept = sorted(label for label, count in type_counts.items() if count >= min_type_count)
+    index = {label: i for i, label in enumerate(kept)}
     weights = numpy.array([type_counts[label] for label in kept], dtype=float)
     rng = numpy.random.default_rng(seed)
     conversations = []
     report: Counter = Counter()
     for doc, passage in zip(docs, answers):
-        positives = [(label, mentions) for label, mentions in passage.items() if label in type_counts and type_counts[label] >= min_type_count]
+        positives = [(label, mentions) for label, mentions in passage.items() if label in index]
         recorded = [normalize_type(label) for label in doc.user_data.get(PASSAGE_META, {}).get("negative_types", [])]
         negatives = list(dict.fromkeys(label for label in recorded if label and label not in passage))
         wanted = int(negative_rate * len(positives) + rng.random()) - len(negatives)
-        allowed = numpy.array([label not in passage and label not in negatives for label in kept])
-        if wanted > 0 and allowed.any():
-            p = weights * allowed
-            picks = rng.choice(len(kept), size=min(wanted, int(allowed.sum())), replace=False, p=p / p.sum())
+        # Sampling weights with this passage's types and its recorded negatives zeroed: work per
+        # passage is one array copy, not a Python loop over every type (13,020 in Pile-NER-type).
+        p = weights.copy()
+        p[[index[label] for label in [*passage, *negatives] if label in index]] = 0
+        available = numpy.count_nonzero(p)
+        if wanted > 0 and available:
+            picks = rng.choice(len(kept), size=min(wanted, available), replace=False, p=p / p.sum())
             negatives += [kept[i] for i in picks]
         if not positives and not negatives:
             report["passages_without_questions"] += 1
