@@ -14,6 +14,7 @@ from spacy.cli._util import parse_config_overrides
 from .data import run_build_data
 from .distill import make_passages, read_documents, read_pile_ner, run_distillation
 from .distill.passages import MAX_WORDS
+from .train import run_training
 
 app = typer.Typer(help="Open-type NER for spaCy with UniversalNER-style LLMs.", no_args_is_help=True)
 
@@ -113,3 +114,23 @@ def build_data_cli(
     list of its mentions, negatives answered []."""
     result = run_build_data(annotations, output, report, negative_rate=negative_rate, min_type_count=min_type_count, dataset=dataset, seed=seed)
     typer.echo(json.dumps(result, indent=2))
+
+
+@app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train_cli(
+    ctx: typer.Context,
+    conversations: Path = typer.Argument(..., help="The training conversations (Pile-NER-type JSON, from `build-data`).", exists=True, dir_okay=False),
+    output: Path = typer.Argument(..., help="The spaCy pipeline folder to write; its `uniner` component holds the student."),
+    config: Path = typer.Option(Path("configs/train.cfg"), "--config", "-c", help="The training config: [model] base, [training] hyperparameters, [lora].", exists=True, dir_okay=False),
+    pipeline_config: Path = typer.Option(Path("configs/uniner.cfg"), "--pipeline-config", help="The pipeline config the student is put into (labels, generation settings).", exists=True, dir_okay=False),
+    checkpoints: Path = typer.Option(Path("training/checkpoints"), "--checkpoints", help="Folder of checkpoints (a killed run resumes from the last) and of the student's transformers weights (student/)."),
+    log: Optional[Path] = typer.Option(None, "--log", help="Write the training log (loss, lr, tokens/s per step) to this .jsonl file."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Also write the report (examples, padding share, tokens/s, losses, held-out answers) to this JSON file."),
+):
+    """Fine-tune the student on the conversations and write it as a spaCy pipeline. Runs unchanged
+    under `accelerate launch -m spacy_uniner train ...` on several GPUs. Extra --section.key value
+    options override the configs, e.g. --model.base Qwen/Qwen2.5-0.5B --training.epochs 1
+    --lora.enabled true --components.uniner.labels '["disease", "drug"]'."""
+    result = run_training(conversations, output, config, pipeline_config, checkpoints, parse_config_overrides(ctx.args), log, report)
+    summary = {key: value for key, value in result.items() if key != "held_out_answers"}
+    typer.echo(json.dumps(summary, indent=2))

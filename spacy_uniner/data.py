@@ -105,6 +105,32 @@ def read_annotations(path: Path) -> List[Doc]:
     return docs
 
 
+def read_conversations(path: Path) -> List[Tuple[str, List[str]]]:
+    """(id, messages) per conversation of a Pile-NER-type JSON file, checked: a list of records whose
+    turns alternate human/gpt, open with a text turn and end with an answer."""
+    path = Path(path)
+    try:
+        records = json.loads(path.read_text(encoding="utf8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable JSON file of conversations ({err})") from err
+    if not isinstance(records, list) or not records:
+        raise ValueError(f"{path}: expected a non-empty JSON list of conversations, got {type(records).__name__} {str(records)[:80]!r}")
+    conversations = []
+    for n, record in enumerate(records):
+        turns = record.get("conversations") if isinstance(record, dict) else None
+        where = f"{path}: conversation {n} (id {record.get('id') if isinstance(record, dict) else None!r})"
+        if not isinstance(turns, list) or len(turns) < 4 or len(turns) % 2:
+            raise ValueError(f"{where} must have a 'conversations' list of at least 4 turns, an even number: text, reply, then question/answer pairs")
+        for i, turn in enumerate(turns):
+            expected = ("human", "gpt")[i % 2]
+            if not isinstance(turn, dict) or turn.get("from") != expected or not isinstance(turn.get("value"), str) or not turn["value"].strip():
+                raise ValueError(f"{where}, turn {i}: expected {{'from': {expected!r}, 'value': non-empty text}}, got {str(turn)[:80]!r}")
+        if "Text: " not in turns[0]["value"]:
+            raise ValueError(f"{where}: the first turn must be the text turn ('Text: ...'), got {turns[0]['value'][:80]!r}")
+        conversations.append((str(record.get("id", n)), [turn["value"] for turn in turns]))
+    return conversations
+
+
 def run_build_data(annotations: Path, output: Path, report_path: Optional[Path] = None, **settings: Any) -> Dict[str, Any]:
     conversations, report = build_conversations(read_annotations(annotations), **settings)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """Batched greedy generation with a Hugging Face causal LM, loaded lazily and saved with safetensors."""
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -34,6 +34,31 @@ def load_tokenizer(source: Union[str, Path], trust_remote_code: bool = False) ->
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
     return tokenizer
+
+
+def special_prefix(tokenizer: PreTrainedTokenizerBase) -> List[int]:
+    """The special tokens the tokenizer puts before a text: Llama's <s>, BERT's [CLS], none for most
+    byte-level BPEs. Prompts get these and no others: a token it appends (BERT's [SEP]) would sit
+    between the prompt and the answer, where no training conversation has it."""
+    probe = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a")["input_ids"]
+    for start in range(len(full) - len(probe) + 1):
+        if full[start : start + len(probe)] == probe:
+            return full[:start]
+    return []
+
+
+def encode_texts(tokenizer: PreTrainedTokenizerBase, texts: Iterable[str]) -> Tuple[List[List[int]], List[List[Tuple[int, int]]]]:
+    """Token ids and character offsets per text, as serving and training both see them: the whole
+    text tokenized at once (so a prompt's tokens are the start of its training conversation's
+    tokens), after the tokenizer's leading special tokens (offsets (0, 0))."""
+    if not tokenizer.is_fast:
+        raise ValueError(f"[uniner] the tokenizer {type(tokenizer).__name__} is not a fast (Rust) tokenizer; training needs its character offsets")
+    prefix = special_prefix(tokenizer)
+    encoded = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+    ids = [prefix + row for row in encoded["input_ids"]]
+    offsets = [[(0, 0)] * len(prefix) + [tuple(pair) for pair in row] for row in encoded["offset_mapping"]]
+    return ids, offsets
 
 
 class HFGenerator:
@@ -120,7 +145,7 @@ class HFGenerator:
         if not prompts:
             return []
         tokenizer, model = self.tokenizer, self.model
-        token_ids = tokenizer(prompts)["input_ids"]
+        token_ids, _ = encode_texts(tokenizer, prompts)
         order = sorted(range(len(prompts)), key=lambda i: len(token_ids[i]))
         stop_kwargs = self._stop_kwargs()
         answers: List[str] = [""] * len(prompts)
@@ -133,8 +158,17 @@ class HFGenerator:
             )
             new_tokens = output[:, batch["input_ids"].shape[1] :]
             for row, text in zip(rows, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
-                answers[row] = text.split(ANSWER_END, 1)[0].strip()
+                answers[row] = self.cut_at_answer_end(text)
         return answers
+
+    def cut_at_answer_end(self, text: str) -> str:
+        """The answer before "</s>", also where the tokenizer spells the marker in pieces (BERT's
+        wordpieces decode it as "< / s >")."""
+        ids = self.tokenizer(ANSWER_END, add_special_tokens=False)["input_ids"]
+        for marker in (ANSWER_END, self.tokenizer.decode(ids, skip_special_tokens=True).strip()):
+            if marker:
+                text = text.split(marker, 1)[0]
+        return text.strip()
 
     def save(self, path: Union[str, Path]) -> None:
         self.model.save_pretrained(path, safe_serialization=True)

@@ -4,7 +4,7 @@ released UniNER models expect it) and the teacher's data-construction question f
 Everything that writes a student prompt or a training conversation goes through
 `render_conversation`, so serving and training cannot drift apart.
 """
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence, Tuple
 
 SYSTEM = "A virtual assistant answers questions from a user based on the provided text."
 ROLES = ("USER", "ASSISTANT")
@@ -46,20 +46,24 @@ def question_turn(label: str) -> str:
     return f"What describes {label} in the text?"
 
 
-def render_conversation(messages: Sequence[Optional[str]]) -> str:
-    """Render alternating user/assistant messages, the first from the user.
+def conversation_parts(messages: Sequence[Optional[str]]) -> Iterator[Tuple[str, bool]]:
+    """The rendered conversation in pieces, each flagged True when it is what the assistant writes:
+    a reply with its turn end, from the space after "ASSISTANT:" (a prompt ends at the colon, so
+    the model writes the space). Training supervises exactly the flagged pieces.
 
-    A message that is None (or empty, as in FastChat) leaves its turn open, so a conversation whose
-    last message is None ends in "ASSISTANT:", ready for the model to answer.
+    Messages alternate user/assistant, the first from the user. A message that is None (or empty,
+    as in FastChat) leaves its turn open, so a conversation whose last message is None ends in
+    "ASSISTANT:", ready for the model to answer.
     """
-    prompt = SYSTEM + TURN_ENDS[0]
+    yield SYSTEM + TURN_ENDS[0], False
     for i, message in enumerate(messages):
-        role = ROLES[i % 2]
+        yield f"{ROLES[i % 2]}:", False
         if message:
-            prompt += f"{role}: {message}{TURN_ENDS[i % 2]}"
-        else:
-            prompt += f"{role}:"
-    return prompt
+            yield f" {message}{TURN_ENDS[i % 2]}", i % 2 == 1
+
+
+def render_conversation(messages: Sequence[Optional[str]]) -> str:
+    return "".join(part for part, _ in conversation_parts(messages))
 
 
 def build_prompt(text: str, label: str) -> str:

@@ -1,0 +1,459 @@
+"""Instruction-tune a causal LM on the conversations: the student. Read it top to bottom.
+
+The recipe of the paper's training code (FastChat): the conversation rendered with the one template,
+a loss on what the assistant writes and nothing else, AdamW with warmup and a cosine decay. It runs
+unchanged on a CPU, on one GPU (bf16) and on several under `accelerate launch` (DDP, or FSDP from
+accelerate's config): accelerate owns devices, precision, gradient accumulation and checkpoints.
+"""
+import hashlib
+import json
+import math
+import shutil
+import time
+from bisect import bisect_right
+from dataclasses import asdict, dataclass, fields
+from functools import partial
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy
+import srsly
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator, PartialState
+from accelerate.utils import set_seed
+from spacy import util
+from thinc.api import Config
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase, get_scheduler
+
+from .answers import parse_answer
+from .data import read_conversations
+from .generation import encode_texts, load_tokenizer, resolve_dtype
+from .prompts import conversation_parts, render_conversation
+
+IGNORE = -100  # the label transformers and torch's cross entropy skip
+
+
+@dataclass
+class TrainSettings:
+    """The [training] section of configs/train.cfg (see there for what each setting does)."""
+
+    epochs: int = 3
+    learning_rate: float = 2e-5
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.04
+    lr_scheduler: str = "cosine"
+    batch_size: int = 2
+    gradient_accumulation: int = 16
+    max_length: int = 1024
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "auto"
+    gradient_checkpointing: bool = False
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    held_out: int = 0
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "gradient_accumulation", "max_length", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"[training] {name} must be >= 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0 or not 0 <= self.warmup_ratio < 1 or self.held_out < 0:
+            raise ValueError(f"[training] needs learning_rate > 0, 0 <= warmup_ratio < 1 and held_out >= 0, got {self}")
+        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+            raise ValueError(f"[training] mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}")
+
+
+def load_train_config(path: Path, overrides: Optional[Dict[str, Any]] = None) -> Config:
+    """configs/train.cfg with spaCy-style overrides ({"training.epochs": 1, ...})."""
+    config = util.load_config(path, overrides=overrides or {}, interpolate=True)
+    unknown = set(config) - {"model", "training", "lora"}
+    if unknown:
+        raise ValueError(f"{path}: unknown sections {sorted(unknown)}; expected [model], [training] and [lora]")
+    try:
+        TrainSettings(**config["training"])
+    except TypeError as err:
+        raise ValueError(f"{path}: [training] {err}; known settings: {[f.name for f in fields(TrainSettings)]}") from err
+    return config
+
+
+# ----------------------------------------------------------------------------------------------
+# Conversations -> supervised token sequences
+
+
+def supervised_tokens(tokenizer: PreTrainedTokenizerBase, chunks: Sequence[Sequence[str]]) -> List[Tuple[List[int], List[int]]]:
+    """(input ids, labels) per conversation: a token is supervised (label = its id) when it starts
+    inside what the assistant writes (`conversation_parts`), every other label is IGNORE."""
+    texts, regions = [], []
+    for messages in chunks:
+        text, spans = "", []
+        for part, written in conversation_parts(messages):
+            if written:
+                spans += [len(text), len(text) + len(part)]
+            text += part
+        texts.append(text)
+        regions.append(spans)
+    examples = []
+    for ids, offsets, spans in zip(*encode_texts(tokenizer, texts), regions):
+        # Region boundaries alternate start, end: an odd insertion point means inside a region.
+        labels = [token if bisect_right(spans, start) % 2 else IGNORE for token, (start, _) in zip(ids, offsets)]
+        examples.append((ids, labels))
+    return examples
+
+
+def split_conversation(tokenizer: PreTrainedTokenizerBase, messages: List[str], max_length: int) -> Tuple[List[List[str]], int]:
+    """The conversation as one or more that each fit `max_length` tokens and each keep the text turn
+    and its reply, with the question/answer pairs in order; and how many pairs fit nowhere (the
+    text alone leaves no room for them)."""
+    head, pairs = messages[:2], [messages[i : i + 2] for i in range(2, len(messages), 2)]
+
+    def fits(candidate: List[List[str]]) -> bool:
+        ids, _ = encode_texts(tokenizer, ["".join(part for part, _ in conversation_parts(head + sum(candidate, [])))])
+        return len(ids[0]) <= max_length
+
+    if fits(pairs):
+        return [messages], 0
+    chunks: List[List[List[str]]] = []
+    dropped = 0
+    for pair in pairs:
+        if chunks and fits(chunks[-1] + [pair]):
+            chunks[-1].append(pair)
+        elif fits([pair]):
+            chunks.append([pair])
+        else:
+            dropped += 1
+    return [head + sum(chunk, []) for chunk in chunks], dropped
+
+
+def shuffled_questions(messages: List[str], rng: numpy.random.Generator) -> List[str]:
+    """The question/answer pairs in a new order: answers do not depend on the order of the
+    questions, and a fixed order would let a model answer by position instead of by type."""
+    pairs = [messages[i : i + 2] for i in range(2, len(messages), 2)]
+    return messages[:2] + [message for i in rng.permutation(len(pairs)) for message in pairs[i]]
+
+
+def training_examples(tokenizer, conversations: List[Tuple[str, List[str]]], max_length: int) -> Tuple[List[Tuple[List[int], List[int]]], Dict[str, int]]:
+    chunks, report = [], {"conversations": len(conversations), "split_conversations": 0, "questions_too_long": 0}
+    for _, messages in conversations:
+        parts, dropped = split_conversation(tokenizer, messages, max_length)
+        chunks += parts
+        report["split_conversations"] += len(parts) > 1
+        report["questions_too_long"] += dropped
+    if not chunks:
+        raise ValueError(f"No conversation fits max_length = {max_length} tokens, not even with one question: raise [training] max_length or cut the passages shorter")
+    examples = supervised_tokens(tokenizer, chunks)
+    report.update(
+        examples=len(examples),
+        tokens=sum(len(ids) for ids, _ in examples),
+        supervised_tokens=sum(label != IGNORE for _, labels in examples for label in labels),
+    )
+    return examples, report
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, rng: numpy.random.Generator) -> List[List[int]]:
+    """One epoch's micro-batches: the examples shuffled, sorted by length within pools of 64
+    batches so a batch holds similar lengths (little padding), the batch order shuffled."""
+    order = rng.permutation(len(lengths)).tolist()
+    pool = batch_size * 64
+    batches: List[List[int]] = []
+    for start in range(0, len(order), pool):
+        by_length = sorted(order[start : start + pool], key=lambda i: lengths[i])
+        batches += [by_length[i : i + batch_size] for i in range(0, len(by_length), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def epochs_of_examples(tokenizer, conversations, settings: "TrainSettings", max_length: int):
+    """Every epoch's examples (questions reshuffled, as the paper's training code does) and
+    micro-batches, seeded, so a resumed run sees the same ones; and epoch 1's report."""
+    examples: List[Tuple[List[int], List[int]]] = []
+    batches: List[List[int]] = []
+    for epoch in range(settings.epochs):
+        rng = numpy.random.default_rng([settings.seed, epoch])
+        epoch_examples, epoch_report = training_examples(tokenizer, [(i, shuffled_questions(m, rng)) for i, m in conversations], max_length)
+        batches += [[len(examples) + i for i in batch] for batch in length_batches([len(ids) for ids, _ in epoch_examples], settings.batch_size, rng)]
+        examples += epoch_examples
+        report = report if epoch else epoch_report
+    return examples, batches, report
+
+
+def padding_share(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:
+    padded = sum(max(lengths[i] for i in batch) * len(batch) for batch in batches)
+    return 1 - sum(lengths[i] for batch in batches for i in batch) / padded
+
+
+def collate(examples: List[Tuple[List[int], List[int]]], pad_id: int) -> Dict[str, torch.Tensor]:
+    """Right padding: positions then count from 0 in every row, as in generation."""
+    width = max(len(ids) for ids, _ in examples)
+    batch = {
+        "input_ids": torch.full((len(examples), width), pad_id),
+        "labels": torch.full((len(examples), width), IGNORE),
+        "attention_mask": torch.zeros((len(examples), width), dtype=torch.long),
+    }
+    for row, (ids, labels) in enumerate(examples):
+        batch["input_ids"][row, : len(ids)] = torch.tensor(ids)
+        batch["labels"][row, : len(ids)] = torch.tensor(labels)
+        batch["attention_mask"][row, : len(ids)] = 1
+    return batch
+
+
+# ----------------------------------------------------------------------------------------------
+# The loss
+
+
+def answer_loss(model: torch.nn.Module, output_layer: torch.nn.Module, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean cross entropy over the supervised tokens.
+
+    The vocabulary projection runs only where a supervised token is predicted: answers are about a
+    tenth of the tokens and, in a small model, the projection is half the compute. A hook on the
+    output layer selects those positions, so this works for any causal LM in transformers.
+    """
+    targets = batch["labels"][:, 1:]
+    keep = targets != IGNORE
+    predicting = torch.nn.functional.pad(keep, (0, 1), value=False)  # position t predicts token t+1
+    hook = output_layer.register_forward_pre_hook(lambda _, args: (args[0][predicting],) + args[1:])
+    try:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    finally:
+        hook.remove()
+    return F.cross_entropy(logits.float(), targets[keep])
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def fingerprint(config: Config, data: Path) -> str:
+    """What a checkpoint must match to be resumed: the data and every setting that changes the run."""
+    training = {k: v for k, v in config["training"].items() if k not in ("checkpoint_every", "keep_checkpoints")}
+    settings = json.dumps([config["model"], training, config["lora"]], sort_keys=True, default=str)
+    return hashlib.sha1(settings.encode() + Path(data).read_bytes()).hexdigest()
+
+
+def last_checkpoint(folder: Path) -> Optional[Path]:
+    done = sorted(path for path in folder.glob("step-*") if (path / "state.json").exists() and not path.name.endswith(".partial"))
+    return done[-1] if done else None
+
+
+def save_checkpoint(accelerator: Accelerator, folder: Path, state: Dict[str, Any], keep: int) -> None:
+    """accelerate's state (model, optimizer, scheduler, RNGs) plus ours, written under a temporary
+    name and renamed when complete, so a kill while saving never leaves a checkpoint half-written."""
+    path = folder / f"step-{state['step']:07d}"
+    partial_path = path.with_name(path.name + ".partial")
+    accelerator.save_state(str(partial_path))
+    if accelerator.is_main_process:
+        srsly.write_json(partial_path / "state.json", state)
+        partial_path.rename(path)
+        for old in sorted(p for p in folder.glob("step-*") if not p.name.endswith(".partial"))[:-keep]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+
+
+# ----------------------------------------------------------------------------------------------
+# The run
+
+
+def load_base_model(model_config: Dict[str, Any], lora_config: Dict[str, Any], device: str):
+    kwargs = dict(model_config.get("kwargs", {}), trust_remote_code=model_config.get("trust_remote_code", False))
+    lora = dict(lora_config)
+    use_lora = lora.pop("enabled", False)
+    # Full fine-tuning keeps fp32 master weights (accelerate autocasts); frozen LoRA bases can
+    # sit in bf16 on a GPU, which is what makes a 7B base fit one.
+    dtype = model_config.get("dtype", "auto")
+    kwargs["dtype"] = resolve_dtype(dtype, device) if (use_lora or dtype != "auto") else torch.float32
+    source = model_config["base"]
+    try:
+        tokenizer = load_tokenizer(source, kwargs["trust_remote_code"])
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except (OSError, ValueError, KeyError) as err:
+        raise OSError(f"Could not load the base model {source!r} ([model] base): give a causal LM's hub id or local folder. Cause: {err}") from err
+    if use_lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **lora))
+    return model, tokenizer, use_lora
+
+
+def train(
+    conversations_path: Path,
+    student_dir: Path,
+    config: Config,
+    checkpoints: Path,
+    log_path: Optional[Path] = None,
+) -> Dict[str, Any]:
+    """Train the student on `conversations_path` and save it (merged, safetensors) to `student_dir`.
+    Resumes from the last checkpoint in `checkpoints` when there is one for the same data and
+    settings. Returns the report (also the held-back conversations, for a look at the answers)."""
+    settings = TrainSettings(**config["training"])
+    conversations = read_conversations(conversations_path)
+    run_id = fingerprint(config, conversations_path)
+    mixed_precision = settings.mixed_precision
+    if mixed_precision == "auto":
+        mixed_precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    accelerator = Accelerator(gradient_accumulation_steps=settings.gradient_accumulation, mixed_precision=mixed_precision)
+    set_seed(settings.seed)
+
+    # Data: hold some conversations back, split the long ones, batch by length.
+    rng = numpy.random.default_rng(settings.seed)
+    order = rng.permutation(len(conversations))
+    held_out = [conversations[i] for i in sorted(order[: settings.held_out])]
+    train_set = [conversations[i] for i in sorted(order[settings.held_out :])]
+    if not train_set:
+        raise ValueError(f"{conversations_path}: all {len(conversations)} conversations are held out ([training] held_out = {settings.held_out})")
+    model, tokenizer, use_lora = load_base_model(config["model"], config["lora"], accelerator.device.type)
+    max_length = min(settings.max_length, getattr(model.config, "max_position_embeddings", None) or settings.max_length)
+    examples, batches, report = epochs_of_examples(tokenizer, train_set, settings, max_length)
+    lengths = [len(ids) for ids, _ in examples]
+    report.update(max_length=max_length, held_out=len(held_out), padding_share=round(padding_share(lengths, batches), 4))
+    loader = DataLoader(examples, batch_sampler=batches, collate_fn=partial(collate, pad_id=tokenizer.pad_token_id))
+
+    if settings.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        if use_lora:
+            model.enable_input_require_grads()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    total_steps = math.ceil(len(loader) / settings.gradient_accumulation)
+    # accelerate steps a prepared scheduler once per process per optimizer step.
+    scheduler = get_scheduler(
+        settings.lr_scheduler,
+        optimizer,
+        num_warmup_steps=round(settings.warmup_ratio * total_steps) * accelerator.num_processes,
+        num_training_steps=total_steps * accelerator.num_processes,
+    )
+    scheduler = accelerator.prepare(scheduler)
+    output_layer = accelerator.unwrap_model(model).get_output_embeddings()
+
+    # Resume: the last complete checkpoint of this same run, and the batches after it.
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    for stale in checkpoints.glob("step-*.partial"):
+        shutil.rmtree(stale, ignore_errors=True)
+    step, log = 0, []
+    resume_from = last_checkpoint(checkpoints)
+    if resume_from is not None:
+        state = srsly.read_json(resume_from / "state.json")
+        if state["run"] != run_id:
+            raise ValueError(
+                f"{checkpoints} holds checkpoints of another run (other data or settings). Delete it, or "
+                f"give another checkpoint folder, to train from the start."
+            )
+        accelerator.load_state(str(resume_from))
+        step, log = state["step"], state["log"]
+        accelerator.print(f"Resuming from {resume_from} (step {step} of {total_steps})")
+    if log_path is not None and accelerator.is_main_process:
+        # The log as of the checkpoint: steps a killed run did after it are done again.
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        srsly.write_jsonl(log_path, log)
+    batches_done = step * settings.gradient_accumulation
+    remaining = accelerator.skip_first_batches(loader, batches_done) if batches_done else loader
+
+    # The loop.
+    model.train()
+    started, tokens, losses = time.perf_counter(), 0, []
+    progress = tqdm(total=total_steps, initial=step, desc="train", unit="step", disable=not accelerator.is_local_main_process)
+    for batch in remaining:
+        with accelerator.accumulate(model):
+            loss = answer_loss(model, output_layer, batch)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(trainable, settings.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+        losses.append(loss.detach())
+        tokens += int(batch["attention_mask"].sum())
+        if not accelerator.sync_gradients:
+            continue
+        step += 1
+        seconds = time.perf_counter() - started
+        all_tokens = int(accelerator.reduce(torch.tensor(tokens, device=accelerator.device), "sum"))
+        entry = {
+            "step": step,
+            "epoch": round(step * settings.gradient_accumulation * accelerator.num_processes * settings.epochs / len(batches), 3),
+            "loss": round(float(accelerator.reduce(torch.stack(losses).mean(), "mean")), 4),
+            "lr": scheduler.get_last_lr()[0],
+            "tokens_per_s": round(all_tokens / seconds, 1),
+        }
+        log.append(entry)
+        losses = []
+        progress.update(1)
+        progress.set_postfix(loss=entry["loss"], lr=f"{entry['lr']:.2e}", tok_s=entry["tokens_per_s"])
+        if log_path is not None and accelerator.is_main_process:
+            with Path(log_path).open("a", encoding="utf8") as file:
+                file.write(json.dumps(entry) + "\n")
+        if step % settings.checkpoint_every == 0 and step < total_steps:
+            save_checkpoint(accelerator, checkpoints, {"run": run_id, "step": step, "log": log}, settings.keep_checkpoints)
+    progress.close()
+    seconds = time.perf_counter() - started
+
+    # The student: LoRA merged into the weights, saved as a plain transformers model.
+    accelerator.wait_for_everyone()
+    student = accelerator.unwrap_model(model)
+    if use_lora:  # whole weights on each process (one device or DDP)
+        student, state_dict = student.merge_and_unload(), None
+    else:
+        state_dict = accelerator.get_state_dict(model)  # gathers FSDP shards
+    if accelerator.is_main_process:
+        student.save_pretrained(student_dir, state_dict=state_dict, safe_serialization=True)
+        tokenizer.save_pretrained(student_dir)
+    accelerator.wait_for_everyone()
+    report.update(
+        steps=step,
+        seconds_this_run=round(seconds, 1),
+        tokens_per_s=log[-1]["tokens_per_s"] if log else None,
+        first_loss=log[0]["loss"] if log else None,
+        last_loss=log[-1]["loss"] if log else None,
+        lora=use_lora,
+        mixed_precision=mixed_precision,
+        processes=accelerator.num_processes,
+    )
+    return {"report": report, "held_out": held_out, "log": log}
+
+
+def held_out_answers(generate, held_out: List[Tuple[str, List[str]]]) -> List[Dict[str, Any]]:
+    """The student's answer to every question of the held-back conversations, asked the way the
+    component asks it (one question per prompt), beside the teacher's. `exact`: the same strings,
+    ignoring order and case (an uncased base answers in lower case)."""
+    queries = [(conversation_id, messages[:2], messages[i], messages[i + 1]) for conversation_id, messages in held_out for i in range(2, len(messages), 2)]
+    answers = generate([render_conversation(head + [question, None]) for _, head, question, _ in queries])
+    results = []
+    for (conversation_id, head, question, gold), answer in zip(queries, answers):
+        same = sorted(s.lower() for s in parse_answer(answer).strings) == sorted(s.lower() for s in json.loads(gold))
+        results.append({"id": conversation_id, "question": question, "teacher": gold, "student": answer, "exact": same})
+    return results
+
+
+def run_training(
+    conversations: Path,
+    output: Path,
+    config_path: Path,
+    pipeline_config: Path,
+    checkpoints: Path,
+    overrides: Optional[Dict[str, Any]] = None,
+    log_path: Optional[Path] = None,
+    report_path: Optional[Path] = None,
+) -> Dict[str, Any]:
+    """Train, then write the spaCy pipeline (`pipeline_config` around the student) to `output`.
+    Overrides of [nlp] and [components] go to the pipeline config, the rest to the training config."""
+    overrides = dict(overrides or {})
+    pipeline_overrides = {key: overrides.pop(key) for key in list(overrides) if key.startswith(("nlp.", "components."))}
+    config = load_train_config(config_path, overrides)
+    student_dir = checkpoints / "student"
+    result = train(conversations, student_dir, config, checkpoints, log_path)
+    if not PartialState().is_main_process:
+        return result["report"]
+    for finished in checkpoints.glob("step-*"):  # they were for resuming this run, which is done
+        shutil.rmtree(finished)
+    pipeline_overrides["components.uniner.model"] = str(student_dir)
+    nlp = util.load_model_from_config(util.load_config(pipeline_config, overrides=pipeline_overrides), auto_fill=True)
+    nlp.to_disk(output)
+    report = dict(result["report"], pipeline=str(output), student=str(student_dir))
+    if result["held_out"]:
+        answers = held_out_answers(nlp.get_pipe("uniner").generator.generate, result["held_out"])
+        report.update(held_out_questions=len(answers), held_out_exact=round(sum(a["exact"] for a in answers) / len(answers), 4), held_out_answers=answers)
+    if report_path is not None:
+        Path(report_path).parent.mkdir(parents=True, exist_ok=True)
+        srsly.write_json(report_path, report)
+    return report

