@@ -8,6 +8,7 @@ from typing import List, Optional
 import spacy
 import srsly
 import typer
+from accelerate import PartialState
 from spacy import displacy
 from spacy.cli._util import parse_config_overrides
 
@@ -132,5 +133,6 @@ def train_cli(
     options override the configs, e.g. --model.base Qwen/Qwen2.5-0.5B --training.epochs 1
     --lora.enabled true --components.uniner.labels '["disease", "drug"]'."""
     result = run_training(conversations, output, config, pipeline_config, checkpoints, parse_config_overrides(ctx.args), log, report)
-    summary = {key: value for key, value in result.items() if key != "held_out_answers"}
-    typer.echo(json.dumps(summary, indent=2))
+    if PartialState().is_main_process:
+        summary = {key: value for key, value in result.items() if key != "held_out_answers"}
+        typer.echo(json.dumps(summary, indent=2))

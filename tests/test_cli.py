@@ -27,7 +27,7 @@ def test_visualize_writes_displacy_html_for_a_saved_pipeline(tiny_llama_path, tm
 def test_help_lists_the_commands():
     result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("visualize", "pile-ner-records", "passages", "distill", "build-data"):
+    for command in ("visualize", "pile-ner-records", "passages", "distill", "build-data", "train"):
         assert command in result.output
 
 
@@ -37,6 +37,7 @@ def test_help_lists_the_commands():
         ("passages", ["--max-words"]),
         ("distill", ["--config", "--teacher", "--report", "--batch-size"]),
         ("build-data", ["--negative-rate", "--min-type-count", "--dataset", "--seed", "--report"]),
+        ("train", ["--config", "--pipeline-config", "--checkpoints", "--log", "--report"]),
     ],
 )
 def test_every_option_has_help(command, options):
@@ -47,8 +48,9 @@ def test_every_option_has_help(command, options):
         assert len(line.split(option, 1)[1].strip(" │")) > 20, line
 
 
-def test_distillation_commands_chain(tmp_path, monkeypatch):
-    """pile-ner-records -> passages -> distill (recorded teacher) -> build-data, as project.yml runs them."""
+def test_the_workflow_commands_chain(tmp_path, monkeypatch, tiny_llama_path):
+    """pile-ner-records -> passages -> distill (recorded teacher) -> build-data -> train, as project.yml
+    runs them."""
     monkeypatch.chdir(tmp_path)
     text = "Kobe is in Japan."
     srsly.write_jsonl("sample.jsonl", [
@@ -62,6 +64,11 @@ def test_distillation_commands_chain(tmp_path, monkeypatch):
         ["distill", "corpus/passages.jsonl", "corpus/annotations.spacy", "--config", str(ROOT / "configs/distill.cfg"),
          "--teacher", str(ROOT / "configs/teachers/recorded.cfg"), "--report", "metrics/distill.json"],
         ["build-data", "corpus/annotations.spacy", "corpus/conversations.json", "--negative-rate", "0"],
+        ["train", "corpus/conversations.json", "training/uniner", "--config", str(ROOT / "configs/train.cfg"),
+         "--pipeline-config", str(ROOT / "configs/uniner.cfg"), "--checkpoints", "training/checkpoints",
+         "--log", "metrics/train_log.jsonl", "--report", "metrics/train.json", "--model.base", str(tiny_llama_path),
+         "--training.epochs", "2", "--training.batch_size", "1", "--training.gradient_accumulation", "1", "--training.checkpoint_every", "1",
+         "--components.uniner.labels", '["city"]', "--components.uniner.max_new_tokens", "4"],
     ]
     for step in steps:
         result = runner.invoke(app, step)
@@ -73,3 +80,7 @@ def test_distillation_commands_chain(tmp_path, monkeypatch):
         "What describes city in the text?": json.dumps(["Kobe"]),
         "What describes disease in the text?": "[]",
     }
+    assert srsly.read_json("metrics/train.json")["steps"] == 2 and len(Path("metrics/train_log.jsonl").read_text().splitlines()) == 2
+    assert not list(Path("training/checkpoints").glob("step-*"))  # a finished run leaves no resume points
+    nlp = spacy.load("training/uniner")
+    assert nlp.get_pipe("uniner").labels == ["city"] and (Path("training/uniner/uniner/model/model.safetensors")).exists()

