@@ -269,8 +269,10 @@ def load_base_model(model_config: Dict[str, Any], lora_config: Dict[str, Any], d
     except (OSError, ValueError, KeyError) as err:
         raise OSError(f"Could not load the base model {source!r} ([model] base): give a causal LM's hub id or local folder. Cause: {err}") from err
     if use_lora:
-        from peft import LoraConfig, get_peft_model
-
+        try:
+            from peft import LoraConfig, get_peft_model
+        except ImportError as err:
+            raise ImportError("[lora] enabled = true needs peft: pip install 'spacy-uniner[lora]'") from err
         model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **lora))
     return model, tokenizer, use_lora
 
