@@ -1,0 +1,71 @@
+"""The paper's metric, as its evaluate.py computes it, so numbers compare with the paper.
+
+Per (sentence, type) query the answer's strings are normalized (lower case, no punctuation, no
+articles a/an/the, single spaces) and deduplicated; a predicted string is correct when the gold list
+of the same query holds it. Precision, recall and F1 are micro averages over all queries.
+"""
+import json
+import re
+import string
+from dataclasses import dataclass
+from typing import Iterable, List, Tuple
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = set(string.punctuation)
+# The reference parser reads only a list that opens the answer, up to the first "]", on one line.
+_LEADING_LIST = re.compile(r"\[(.*?)\]")
+_EPSILON = 1e-10  # the reference's guard against empty denominators, kept so scores match exactly
+
+
+def normalize_mention(text: str) -> str:
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def paper_parse(answer: str) -> List[str]:
+    """The normalized, deduplicated strings of an answer, read as the reference reads it: only a
+    JSON list of strings at the very start of the answer, up to its first "]", counts; anything
+    else (prose first, a "]" inside a string, a nested list, a number) is an empty answer."""
+    match = _LEADING_LIST.match(answer)
+    try:
+        items = json.loads(match.group()) if match else []
+    except ValueError:
+        return []
+    if not all(isinstance(item, str) for item in items):
+        return []
+    return list(dict.fromkeys(normalize_mention(item) for item in items))
+
+
+@dataclass
+class PRF:
+    correct: int = 0
+    predicted: int = 0
+    gold: int = 0
+
+    @property
+    def precision(self) -> float:
+        return self.correct / (self.predicted + _EPSILON)
+
+    @property
+    def recall(self) -> float:
+        return self.correct / (self.gold + _EPSILON)
+
+    @property
+    def f1(self) -> float:
+        return 2 * self.precision * self.recall / (self.precision + self.recall + _EPSILON)
+
+    def add(self, predicted: List[str], gold: List[str]) -> None:
+        self.correct += sum(item in gold for item in predicted)
+        self.predicted += len(predicted)
+        self.gold += len(gold)
+
+    def scores(self) -> dict:
+        return {"p": self.precision, "r": self.recall, "f": self.f1, "correct": self.correct, "predicted": self.predicted, "gold": self.gold}
+
+
+def paper_scores(answers: Iterable[Tuple[str, str]]) -> PRF:
+    """Micro P/R/F over (predicted answer, gold answer) pairs, one pair per (sentence, type) query."""
+    total = PRF()
+    for predicted, gold in answers:
+        total.add(paper_parse(predicted), paper_parse(gold))
+    return total
