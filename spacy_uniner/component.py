@@ -137,6 +137,12 @@ class UniNER(Pipe):
     def labels(self) -> List[str]:
         return list(self._labels)
 
+    @labels.setter
+    def labels(self, labels: Sequence[str]) -> None:
+        """Ask about other types from now on (evaluation asks each benchmark's own)."""
+        self._labels = validate_labels(labels)
+        register_labels(self.labels)
+
     def add_label(self, label: str) -> int:
         if label in self._labels:
             return 0

@@ -12,6 +12,7 @@ from ..prompts import question_turn, text_turn
 
 BENCHMARKS = Path(__file__).parent.parent.parent / "assets" / "benchmarks.json"
 FORMATS = ("bio", "bio-label-first")
+BENCHMARK_NAMES = [name for name in srsly.read_json(BENCHMARKS) if not name.startswith("_")]
 
 
 @dataclass

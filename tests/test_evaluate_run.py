@@ -1,0 +1,66 @@
+"""The evaluation runner: through the real component, both metrics, records, resume, the table."""
+import json
+from pathlib import Path
+
+import pytest
+import srsly
+
+from spacy_uniner.evaluate.datasets import load_benchmark
+from spacy_uniner.evaluate.run import paper_golds, run_evaluation, sample
+
+MIRROR = Path(__file__).parent.parent.parent / "shared" / "data"
+pytestmark = pytest.mark.skipif(not MIRROR.exists(), reason="the mirror ../shared/data is not beside the project")
+SETS = ["mit-movie", "mit-restaurant", "CrossNER_AI"]
+
+
+def oracle_answers(limit, seed=0):
+    """Per (text, type): the gold answer the paper metric scores against."""
+    answers = {}
+    for name in SETS:
+        benchmark = load_benchmark(name, MIRROR)
+        golds = paper_golds(name, MIRROR)
+        for sentence in sample(benchmark.sentences, limit, seed):
+            for entity_type in benchmark.types:
+                answers[(sentence.text, entity_type)] = golds[(sentence.text, entity_type)] if golds else json.dumps(sentence.mentions(entity_type))
+    return answers
+
+
+def test_gold_answers_score_100_and_every_query_is_recorded(scripted_nlp, tmp_path):
+    nlp = scripted_nlp(oracle_answers(40), labels=["anything"])
+    summary = run_evaluation(nlp, SETS, MIRROR, tmp_path / "run", limit=40)
+    for name in SETS:
+        scores = summary["datasets"][name]
+        assert scores["paper"]["f"] == pytest.approx(1.0) and scores["paper"]["gold"] > 20
+        assert scores["sentences"] == 40 and scores["queries_per_s"] > 0
+        records = list(srsly.read_jsonl(tmp_path / "run" / f"{name}.jsonl"))
+        assert len(records) == scores["queries"] == 40 * len(load_benchmark(name, MIRROR).types)
+        assert set(records[0]) == {"dataset", "sentence", "type", "answer", "parsed", "gold"}
+        # Span scores: the answers align to the gold spans, except where a mention's text occurs
+        # twice in a sentence, or a CrossNER sentence ends with a mention the paper's file lacks.
+        assert scores["spans"]["f"] > 0.95
+    table = (tmp_path / "run.md").read_text()
+    assert "| mit-movie | 100.0 | 100.0 | 100.0 |" in table and "| average |" in table
+    assert srsly.read_json(tmp_path / "run.json")["settings"] == {"limit": 40, "seed": 0}
+
+
+def test_a_wrong_answer_counts_as_the_paper_counts_it(scripted_nlp, tmp_path):
+    benchmark = load_benchmark("mit-movie", MIRROR)
+    (sentence,) = sample(benchmark.sentences, 1, 3)
+    answers = {(sentence.text, t): json.dumps(sentence.mentions(t)) for t in benchmark.types}
+    entity_type = next(t for t in benchmark.types if sentence.mentions(t))
+    answers[(sentence.text, entity_type)] = '["not in the text"]'
+    scores = run_evaluation(scripted_nlp(answers, labels=["x"]), ["mit-movie"], MIRROR, tmp_path / "run", limit=1, seed=3)["datasets"]["mit-movie"]
+    wrong = len(set(sentence.mentions(entity_type)))
+    total = sum(len(set(sentence.mentions(t))) for t in benchmark.types)
+    assert (scores["paper"]["correct"], scores["paper"]["predicted"], scores["paper"]["gold"]) == (total - wrong, total - wrong + 1, total)
+
+
+def test_finished_datasets_are_not_run_again(scripted_nlp, tmp_path):
+    nlp = scripted_nlp(oracle_answers(5), labels=["x"])
+    first = run_evaluation(nlp, SETS[:2], MIRROR, tmp_path / "run", limit=5)
+    generator = nlp.get_pipe("uniner").generator
+    calls = len(generator.calls)
+    again = run_evaluation(nlp, SETS[:2], MIRROR, tmp_path / "run", limit=5)
+    assert len(generator.calls) == calls and again == first
+    run_evaluation(nlp, SETS[:1], MIRROR, tmp_path / "run", limit=6)  # other settings: run again
+    assert len(generator.calls) > calls
