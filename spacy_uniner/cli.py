@@ -16,7 +16,7 @@ from .data import run_build_data
 from .distill import make_passages, read_documents, read_pile_ner, run_distillation
 from .distill.passages import MAX_WORDS
 from .evaluate.datasets import BENCHMARK_NAMES
-from .evaluate.run import run_evaluation
+from .evaluate.run import gazetteer, run_evaluation
 from .train import run_training
 
 app = typer.Typer(help="Open-type NER for spaCy with UniversalNER-style LLMs.", no_args_is_help=True)
@@ -143,20 +143,26 @@ def train_cli(
 @app.command("evaluate")
 def evaluate_cli(
     pipeline: str = typer.Argument(..., help="A spaCy pipeline folder or package with a `uniner` component, or a causal LM's hub id or folder (put in a blank pipeline)."),
-    output: Path = typer.Argument(..., help="Folder for the per-dataset predictions (.jsonl) and scores (.json); the summary goes to OUTPUT.json and the table to OUTPUT.md."),
+    output: Path = typer.Argument(..., help="Folder for each system's per-dataset predictions (.jsonl) and scores (.json); the summary goes to OUTPUT.json and the tables to OUTPUT.md."),
     datasets: str = typer.Option(",".join(BENCHMARK_NAMES), "--datasets", help="Comma-separated benchmark names, as in assets/benchmarks.json."),
     mirror: Path = typer.Option(Path("../shared/data"), "--mirror", help="The folder holding the benchmark files (the project's `mirror` variable)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate on this many sentences per dataset, a seeded sample (for quick runs)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the --limit sample."),
+    training_data: Optional[Path] = typer.Option(None, "--training-data", help="The training conversations: adds the gazetteer baseline (an EntityRuler over the teacher's mentions) and refuses evaluation sentences found in them.", exists=True, dir_okay=False),
+    baselines: List[str] = typer.Option([], "--baseline", help="Another spaCy pipeline to score on the same sentences, e.g. en_core_web_sm (its ner labels count where they name a benchmark type). Repeatable."),
 ):
-    """Score a pipeline on the paper's zero-shot benchmark: the paper's metric on its raw answers and
-    spaCy's span scores on its doc.ents, every query's prediction saved. A stopped run keeps the
-    datasets it finished."""
+    """Score a pipeline on the paper's zero-shot benchmark, beside baselines: the paper's metric on
+    raw answers and spaCy's span scores on doc.ents, every query's prediction saved. A stopped run
+    keeps the datasets it finished."""
     try:
         nlp = spacy.load(pipeline)
     except OSError:
         nlp = spacy.blank("en")
         nlp.add_pipe("uniner", config={"model": pipeline, "labels": ["entity"]})
-    summary = run_evaluation(nlp, [name.strip() for name in datasets.split(",") if name.strip()], mirror, output, limit, seed)
+    systems = {"student": nlp}
+    if training_data is not None:
+        systems["gazetteer"] = gazetteer(training_data)
+    systems.update((Path(name).name, spacy.load(name)) for name in baselines)
+    names = [name.strip() for name in datasets.split(",") if name.strip()]
+    run_evaluation(systems, names, mirror, output, limit, seed, training_data)
     typer.echo(output.with_suffix(".md").read_text(encoding="utf8"))
-    return summary

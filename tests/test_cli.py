@@ -38,7 +38,7 @@ def test_help_lists_the_commands():
         ("distill", ["--config", "--teacher", "--report", "--batch-size"]),
         ("build-data", ["--negative-rate", "--min-type-count", "--dataset", "--seed", "--report"]),
         ("train", ["--config", "--pipeline-config", "--checkpoints", "--log", "--report"]),
-        ("evaluate", ["--datasets", "--mirror", "--limit", "--seed"]),
+        ("evaluate", ["--datasets", "--mirror", "--limit", "--seed", "--training-data", "--baseline"]),
     ],
 )
 def test_every_option_has_help(command, options):

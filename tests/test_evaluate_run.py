@@ -6,7 +6,8 @@ import pytest
 import srsly
 
 from spacy_uniner.evaluate.datasets import load_benchmark
-from spacy_uniner.evaluate.run import paper_golds, run_evaluation, sample
+from spacy_uniner.data import conversation
+from spacy_uniner.evaluate.run import gazetteer, paper_golds, run_evaluation, sample
 
 MIRROR = Path(__file__).parent.parent.parent / "shared" / "data"
 pytestmark = pytest.mark.skipif(not MIRROR.exists(), reason="the mirror ../shared/data is not beside the project")
@@ -27,19 +28,19 @@ def oracle_answers(limit, seed=0):
 
 def test_gold_answers_score_100_and_every_query_is_recorded(scripted_nlp, tmp_path):
     nlp = scripted_nlp(oracle_answers(40), labels=["anything"])
-    summary = run_evaluation(nlp, SETS, MIRROR, tmp_path / "run", limit=40)
+    summary = run_evaluation({"student": nlp}, SETS, MIRROR, tmp_path / "run", limit=40)
     for name in SETS:
-        scores = summary["datasets"][name]
+        scores = summary["systems"]["student"][name]
         assert scores["paper"]["f"] == pytest.approx(1.0) and scores["paper"]["gold"] > 20
         assert scores["sentences"] == 40 and scores["queries_per_s"] > 0
-        records = list(srsly.read_jsonl(tmp_path / "run" / f"{name}.jsonl"))
+        records = list(srsly.read_jsonl(tmp_path / "run" / "student" / f"{name}.jsonl"))
         assert len(records) == scores["queries"] == 40 * len(load_benchmark(name, MIRROR).types)
         assert set(records[0]) == {"dataset", "sentence", "type", "answer", "parsed", "gold"}
         # Span scores: the answers align to the gold spans, except where a mention's text occurs
         # twice in a sentence, or a CrossNER sentence ends with a mention the paper's file lacks.
         assert scores["spans"]["f"] > 0.95
     table = (tmp_path / "run.md").read_text()
-    assert "| mit-movie | 100.0 | 100.0 | 100.0 |" in table and "| average |" in table
+    assert "| mit-movie | 100.0 | 100.0 | 100.0 |" in table and "| **average** | 100.0" in table and "| average | 100.0 / 100.0 |" in table
     assert srsly.read_json(tmp_path / "run.json")["settings"] == {"limit": 40, "seed": 0}
 
 
@@ -49,7 +50,7 @@ def test_a_wrong_answer_counts_as_the_paper_counts_it(scripted_nlp, tmp_path):
     answers = {(sentence.text, t): json.dumps(sentence.mentions(t)) for t in benchmark.types}
     entity_type = next(t for t in benchmark.types if sentence.mentions(t))
     answers[(sentence.text, entity_type)] = '["not in the text"]'
-    scores = run_evaluation(scripted_nlp(answers, labels=["x"]), ["mit-movie"], MIRROR, tmp_path / "run", limit=1, seed=3)["datasets"]["mit-movie"]
+    scores = run_evaluation({"student": scripted_nlp(answers, labels=["x"])}, ["mit-movie"], MIRROR, tmp_path / "run", limit=1, seed=3)["systems"]["student"]["mit-movie"]
     wrong = len(set(sentence.mentions(entity_type)))
     total = sum(len(set(sentence.mentions(t))) for t in benchmark.types)
     assert (scores["paper"]["correct"], scores["paper"]["predicted"], scores["paper"]["gold"]) == (total - wrong, total - wrong + 1, total)
@@ -57,10 +58,40 @@ def test_a_wrong_answer_counts_as_the_paper_counts_it(scripted_nlp, tmp_path):
 
 def test_finished_datasets_are_not_run_again(scripted_nlp, tmp_path):
     nlp = scripted_nlp(oracle_answers(5), labels=["x"])
-    first = run_evaluation(nlp, SETS[:2], MIRROR, tmp_path / "run", limit=5)
+    first = run_evaluation({"student": nlp}, SETS[:2], MIRROR, tmp_path / "run", limit=5)
     generator = nlp.get_pipe("uniner").generator
     calls = len(generator.calls)
-    again = run_evaluation(nlp, SETS[:2], MIRROR, tmp_path / "run", limit=5)
+    again = run_evaluation({"student": nlp}, SETS[:2], MIRROR, tmp_path / "run", limit=5)
     assert len(generator.calls) == calls and again == first
-    run_evaluation(nlp, SETS[:1], MIRROR, tmp_path / "run", limit=6)  # other settings: run again
+    run_evaluation({"student": nlp}, SETS[:1], MIRROR, tmp_path / "run", limit=6)  # other settings: run again
     assert len(generator.calls) > calls
+
+
+def test_the_gazetteer_baseline_runs_beside_the_student_on_the_same_sentences(scripted_nlp, tmp_path):
+    benchmark = load_benchmark("mit-movie", MIRROR)
+    sentences = sample(benchmark.sentences, 30, 0)
+    sentence = next(s for s in sentences if s.mentions("actor"))
+    actor = sentence.mentions("actor")[0]
+    training = tmp_path / "conversations.json"
+    srsly.write_json(training, [conversation("t0", f"Yesterday {actor.title()} was on TV.", [("Actor", [actor.title()]), ("city", [])])])
+    summary = run_evaluation({"student": scripted_nlp({}, labels=["x"]), "gazetteer": gazetteer(training)}, ["mit-movie"], MIRROR, tmp_path / "run", limit=30, training_data=training)
+    gazetteer_scores = summary["systems"]["gazetteer"]["mit-movie"]
+    assert gazetteer_scores["paper"]["correct"] >= 1 and gazetteer_scores["spans"]["per_type"]["actor"]["r"] > 0
+    assert summary["systems"]["student"]["mit-movie"]["paper"]["predicted"] == 0  # it answered [] throughout
+    records = list(srsly.read_jsonl(tmp_path / "run" / "gazetteer" / "mit-movie.jsonl"))
+    assert any(record["type"] == "actor" and actor in record["parsed"] for record in records if record["sentence"] == sentence.index)
+    assert "| mit-movie |" in (tmp_path / "run.md").read_text() and "gazetteer" in (tmp_path / "run.md").read_text()
+
+
+@pytest.mark.parametrize("name", ["CrossNER_AI", "mit-restaurant"])
+def test_evaluation_sentences_in_the_training_data_are_refused(name, scripted_nlp, tmp_path):
+    benchmark = load_benchmark(name, MIRROR)
+    leaked = sample(benchmark.sentences, 3, 1)[1]
+    # Detokenized and in another case, inside a longer passage, as a teacher's passage would hold it.
+    text = "Some words first. " + leaked.text.replace(" ,", ",").upper() + " And after."
+    training = tmp_path / "conversations.json"
+    srsly.write_json(training, [conversation("t0", text, [("person", [])])])
+    with pytest.raises(ValueError, match=f"(?s)Zero-shot rule: 1 evaluation sentences.*{name} sentence {leaked.index}"):
+        run_evaluation({"student": scripted_nlp({}, labels=["x"])}, [name], MIRROR, tmp_path / "run", limit=3, seed=1, training_data=training)
+    srsly.write_json(training, [conversation("t0", "Nothing of the benchmark here at all, just a passage.", [("person", [])])])
+    run_evaluation({"student": scripted_nlp({}, labels=["x"])}, [name], MIRROR, tmp_path / "run", limit=3, seed=1, training_data=training)

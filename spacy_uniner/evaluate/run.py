@@ -1,11 +1,13 @@
 """Run a pipeline's `uniner` component over benchmark sentences, the way users run it, and score it
 both ways: the paper's metric on its raw answers, spaCy's span scores on the doc.ents it writes."""
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import numpy
+import spacy
 import srsly
 from spacy.language import Language
 from spacy.scorer import Scorer
@@ -13,8 +15,12 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example
 from tqdm import tqdm
 
+from ..answers import parse_answer
 from ..component import UniNER
-from ..prompts import build_prompt
+from ..data import normalize_type, read_conversations
+from ..prompts import build_prompt, question_turn
+
+QUESTION_PREFIX, QUESTION_SUFFIX = question_turn("\0").split("\0")
 from .datasets import BENCHMARKS, Benchmark, Sentence, load_benchmark, paper_queries
 from .metrics import PRF, paper_parse
 
@@ -36,13 +42,6 @@ class RecordingGenerator:
 
     def save(self, path) -> None:
         self.generator.save(path)
-
-
-def uniner_of(nlp: Language) -> UniNER:
-    for _, component in nlp.pipeline:
-        if isinstance(component, UniNER):
-            return component
-    raise ValueError(f"The pipeline has no uniner component (its pipes: {nlp.pipe_names})")
 
 
 def sample(sentences: List[Sentence], limit: Optional[int], seed: int) -> List[Sentence]:
@@ -69,25 +68,50 @@ def paper_golds(benchmark_name: str, mirror: Path, benchmarks: Path = BENCHMARKS
     return {(text, entity_type): answer for text, entity_type, answer in paper_queries(Path(mirror) / paper_file)}
 
 
+def gazetteer(conversations: Path) -> Language:
+    """The baseline: spaCy's EntityRuler over every teacher mention with its type, from the training
+    conversations, matched case-insensitively."""
+    patterns = {}
+    for _, messages in read_conversations(conversations):
+        for question, answer in zip(messages[2::2], messages[3::2]):
+            label = normalize_type(question[len(QUESTION_PREFIX) : -len(QUESTION_SUFFIX)])
+            patterns.update(((label, mention), None) for mention in parse_answer(answer).strings)
+    nlp = spacy.blank("en")
+    ruler = nlp.add_pipe("entity_ruler", config={"phrase_matcher_attr": "LOWER"})
+    ruler.add_patterns([{"label": label, "pattern": mention} for label, mention in patterns])
+    return nlp
+
+
 def evaluate_benchmark(nlp: Language, benchmark: Benchmark, sentences: List[Sentence], golds: Optional[Dict[tuple, str]]) -> Dict[str, Any]:
-    """Predictions (one record per (sentence, type) query) and scores for one benchmark."""
-    uniner = uniner_of(nlp)
-    uniner.labels = benchmark.types
-    recorder = RecordingGenerator(uniner.generator)
-    uniner.generator = recorder
+    """Predictions (one record per (sentence, type) query) and scores for one benchmark. A pipeline
+    with a `uniner` component is asked the benchmark's types and scored on its raw answers; any other
+    (the gazetteer, spaCy's ner) on the mentions its doc.ents give each type."""
+    uniner = next((component for _, component in nlp.pipeline if isinstance(component, UniNER)), None)
+    recorder = None
+    if uniner is not None:
+        uniner.labels = benchmark.types
+        recorder = RecordingGenerator(uniner.generator)
+        uniner.generator = recorder
     started = time.perf_counter()
     try:
         predicted = list(tqdm(nlp.pipe(sentence_doc(nlp, s, gold=False) for s in sentences), total=len(sentences), desc=benchmark.name, unit="sentence"))
     finally:
-        uniner.generator = recorder.generator
+        if recorder is not None:
+            uniner.generator = recorder.generator
     seconds = time.perf_counter() - started
+    # Other systems' labels count where they name a benchmark type ("PERSON" for "person").
+    types = {normalize_type(entity_type): entity_type for entity_type in benchmark.types}
+    for doc in predicted:
+        doc.ents = [Span(doc, ent.start, ent.end, label=types[normalize_type(ent.label_)]) for ent in doc.ents if normalize_type(ent.label_) in types]
     records, paper = [], PRF()
-    for sentence in sentences:
+    for sentence, doc in zip(sentences, predicted):
         for entity_type in benchmark.types:
-            prompt = build_prompt(sentence.text, entity_type)
-            if prompt not in recorder.answers:
+            if recorder is None:
+                answer = json.dumps([ent.text for ent in doc.ents if ent.label_ == entity_type])
+            elif build_prompt(sentence.text, entity_type) in recorder.answers:
+                answer = recorder.answers[build_prompt(sentence.text, entity_type)]
+            else:
                 raise ValueError(f"{benchmark.name} sentence {sentence.index} is longer than the component's window_size ({uniner.window_size} tokens): raise it to ask about whole sentences, as the paper does")
-            answer = recorder.answers[prompt]
             gold = golds.get((sentence.text, entity_type)) if golds is not None else json.dumps(sentence.mentions(entity_type))
             record = {"dataset": benchmark.name, "sentence": sentence.index, "type": entity_type, "answer": answer, "parsed": paper_parse(answer), "gold": None if gold is None else paper_parse(gold)}
             if gold is not None:  # a sentence the paper's file leaves out is not in its metric
@@ -105,39 +129,85 @@ def evaluate_benchmark(nlp: Language, benchmark: Benchmark, sentences: List[Sent
     return {"records": records, "scores": scores}
 
 
-def markdown_table(results: Dict[str, Dict[str, Any]]) -> str:
-    """Rows = datasets plus their average (the paper's headline row); P/R/F under each metric."""
-    lines = ["| dataset | paper P | paper R | paper F | span P | span R | span F | sentences/s |", "|---" * 8 + "|"]
-    rows = {name: scores for name, scores in results.items()}
-    rows["average"] = {
-        metric: {key: numpy.mean([scores[metric][key] for scores in results.values()]) for key in ("p", "r", "f")}
-        for metric in ("paper", "spans")
-    }
-    for name, scores in rows.items():
-        cells = [f"{100 * scores[metric][key]:.1f}" for metric in ("paper", "spans") for key in ("p", "r", "f")]
-        speed = f"{scores['sentences_per_s']:.2f}" if "sentences_per_s" in scores else ""
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {speed} |")
-    return "\n".join(lines) + "\n"
+def words_key(text: str) -> List[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
 
 
-def run_evaluation(nlp: Language, names: List[str], mirror: Path, output: Path, limit: Optional[int] = None, seed: int = 0) -> Dict[str, Any]:
-    """Evaluate on each named benchmark, writing `output/<dataset>.jsonl` (every query) and
-    `output/<dataset>.json` (its scores) as each finishes, then `output.json` and `output.md`. A
-    dataset whose scores are there, for the same limit and seed, is not run again."""
-    output.mkdir(parents=True, exist_ok=True)
+def check_zero_shot(conversations: Path, sentences: List[Sentence], shingle: int = 8) -> None:
+    """Refuse evaluation sentences that a training text contains (the zero-shot rule). Case and
+    tokenization are ignored, as benchmark text is pre-tokenized ("model s ,"): a sentence is found
+    when every run of `shingle` of its words is in a training text, or, when it is shorter, when its
+    words are."""
+    texts = [" ".join(words_key(messages[0])) for _, messages in read_conversations(conversations)]
+    runs_seen = {tuple(words[i : i + shingle]) for words in map(str.split, texts) for i in range(len(words) - shingle + 1)}
+    joined = " | ".join(texts)
+    found = []
+    for sentence in sentences:
+        words = words_key(sentence.text)
+        runs = [tuple(words[i : i + shingle]) for i in range(len(words) - shingle + 1)]
+        inside = all(run in runs_seen for run in runs) if runs else bool(words) and f" {' '.join(words)} " in f" {joined} "
+        if inside:
+            found.append(f"{sentence.dataset} sentence {sentence.index}: {sentence.text[:80]!r}")
+    if found:
+        raise ValueError(f"Zero-shot rule: {len(found)} evaluation sentences are in the training conversations {conversations}; take them out of the training data:\n" + "\n".join(found[:20]))
+
+
+def markdown_table(results: Dict[str, Dict[str, Dict[str, Any]]]) -> str:
+    """Per system: rows = datasets plus their average (the paper's headline row), P/R/F under each
+    metric and the throughput; then the F1 of every system side by side."""
+    sections = []
+    for system, datasets in results.items():
+        lines = [f"### {system}", "", "| dataset | paper P | paper R | paper F | span P | span R | span F | sentences/s | queries/s |", "|---" * 9 + "|"]
+        for name, scores in datasets.items():
+            cells = [f"{100 * scores[metric][key]:.1f}" for metric in ("paper", "spans") for key in ("p", "r", "f")]
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {scores['sentences_per_s']:.2f} | {scores['queries_per_s']:.2f} |")
+        average = [f"{100 * numpy.mean([scores[metric][key] for scores in datasets.values()]):.1f}" for metric in ("paper", "spans") for key in ("p", "r", "f")]
+        lines.append("| **average** | " + " | ".join(average) + " | | |")
+        sections.append("\n".join(lines))
+    systems = list(results)
+    names = list(dict.fromkeys(name for datasets in results.values() for name in datasets))
+    lines = ["### F1 side by side (paper metric / span metric)", "", "| dataset | " + " | ".join(systems) + " |", "|---" * (len(systems) + 1) + "|"]
+    for name in names + ["average"]:
+        cells = []
+        for system in systems:
+            pool = list(results[system].values()) if name == "average" else [results[system][name]] if name in results[system] else []
+            cells.append(" / ".join(f"{100 * numpy.mean([scores[metric]['f'] for scores in pool]):.1f}" for metric in ("paper", "spans")) if pool else "")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    sections.append("\n".join(lines))
+    return "\n\n".join(sections) + "\n"
+
+
+def run_evaluation(
+    systems: Dict[str, Language],
+    names: List[str],
+    mirror: Path,
+    output: Path,
+    limit: Optional[int] = None,
+    seed: int = 0,
+    training_data: Optional[Path] = None,
+) -> Dict[str, Any]:
+    """Evaluate every system on the same sentences of each named benchmark, writing
+    `output/<system>/<dataset>.jsonl` (every query) and `.json` (its scores) as each finishes, then
+    `output.json` and the table `output.md`. A dataset whose scores are there for the same limit and
+    seed is not run again. With `training_data`, sentences in it are refused (zero-shot rule)."""
     settings = {"limit": limit, "seed": seed}
-    results = {}
-    for name in names:
-        done = output / f"{name}.json"
-        if done.exists() and srsly.read_json(done).get("settings") == settings:
-            results[name] = srsly.read_json(done)["scores"]
-            continue
-        benchmark = load_benchmark(name, mirror)
-        result = evaluate_benchmark(nlp, benchmark, sample(benchmark.sentences, limit, seed), paper_golds(name, mirror))
-        srsly.write_jsonl(output / f"{name}.jsonl", result["records"])
-        srsly.write_json(done, {"settings": settings, "scores": result["scores"]})  # last: marks it done
-        results[name] = srsly.read_json(done)["scores"]  # as a resumed run reads it
-    summary = {"settings": settings, "datasets": results}
+    benchmarks = {name: load_benchmark(name, mirror) for name in names}
+    chosen = {name: sample(benchmark.sentences, limit, seed) for name, benchmark in benchmarks.items()}
+    if training_data is not None:
+        check_zero_shot(training_data, [sentence for sentences in chosen.values() for sentence in sentences])
+    results: Dict[str, Dict[str, Any]] = {}
+    for system, nlp in systems.items():
+        folder = output / system
+        folder.mkdir(parents=True, exist_ok=True)
+        results[system] = {}
+        for name, benchmark in benchmarks.items():
+            done = folder / f"{name}.json"
+            if not (done.exists() and srsly.read_json(done).get("settings") == settings):
+                result = evaluate_benchmark(nlp, benchmark, chosen[name], paper_golds(name, mirror))
+                srsly.write_jsonl(folder / f"{name}.jsonl", result["records"])
+                srsly.write_json(done, {"settings": settings, "scores": result["scores"]})  # last: marks it done
+            results[system][name] = srsly.read_json(done)["scores"]  # as a resumed run reads it
+    summary = {"settings": settings, "systems": results}
     srsly.write_json(output.with_suffix(".json"), summary)
     output.with_suffix(".md").write_text(markdown_table(results), encoding="utf8")
     return summary
