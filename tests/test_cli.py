@@ -85,3 +85,12 @@ def test_the_workflow_commands_chain(tmp_path, monkeypatch, tiny_llama_path):
     assert not list(Path("training/checkpoints").glob("step-*"))  # a finished run leaves no resume points
     nlp = spacy.load("training/uniner")
     assert nlp.get_pipe("uniner").labels == ["city"] and (Path("training/uniner/uniner/model/model.safetensors")).exists()
+
+
+def test_the_project_file_is_valid_and_its_workflows_name_its_commands():
+    from weasel.util import load_project_config
+
+    config = load_project_config(ROOT)  # exits on schema errors and on a workflow named like a command
+    commands = {command["name"] for command in config["commands"]}
+    assert config["workflows"]["all"][-4:] == ["train", "evaluate", "package", "visualize"]
+    assert all(step in commands for steps in config["workflows"].values() for step in steps)
