@@ -105,6 +105,11 @@ def read_annotations(path: Path) -> List[Doc]:
     return docs
 
 
+def question_pairs(messages: List[str]) -> List[List[str]]:
+    """The [question, answer] pairs of a conversation's messages, after the text turn and its reply."""
+    return [messages[i : i + 2] for i in range(2, len(messages), 2)]
+
+
 def read_conversations(path: Path) -> List[Tuple[str, List[str]]]:
     """(id, messages) per conversation of a Pile-NER-type JSON file, checked: a list of records whose
     turns alternate human/gpt, open with a text turn and end with an answer."""

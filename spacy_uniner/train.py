@@ -29,7 +29,7 @@ from tqdm import tqdm
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase, get_scheduler
 
 from .answers import parse_answer
-from .data import read_conversations
+from .data import question_pairs, read_conversations
 from .generation import encode_texts, load_tokenizer, resolve_dtype
 from .prompts import conversation_parts, render_conversation
 
@@ -104,20 +104,18 @@ def supervised_tokens(tokenizer: PreTrainedTokenizerBase, chunks: Sequence[Seque
 
 
 def split_conversation(tokenizer: PreTrainedTokenizerBase, messages: List[str], max_length: int) -> Tuple[List[List[str]], int]:
-    """The conversation as one or more that each fit `max_length` tokens and each keep the text turn
-    and its reply, with the question/answer pairs in order; and how many pairs fit nowhere (the
+    """A conversation too long for `max_length` tokens as several that fit, each keeping the text
+    turn and its reply, with the question/answer pairs in order; and how many pairs fit nowhere (the
     text alone leaves no room for them)."""
-    head, pairs = messages[:2], [messages[i : i + 2] for i in range(2, len(messages), 2)]
+    head = messages[:2]
 
     def fits(candidate: List[List[str]]) -> bool:
-        ids, _ = encode_texts(tokenizer, ["".join(part for part, _ in conversation_parts(head + sum(candidate, [])))])
+        ids, _ = encode_texts(tokenizer, [render_conversation(head + sum(candidate, []))])
         return len(ids[0]) <= max_length
 
-    if fits(pairs):
-        return [messages], 0
     chunks: List[List[List[str]]] = []
     dropped = 0
-    for pair in pairs:
+    for pair in question_pairs(messages):
         if chunks and fits(chunks[-1] + [pair]):
             chunks[-1].append(pair)
         elif fits([pair]):
@@ -130,20 +128,26 @@ def split_conversation(tokenizer: PreTrainedTokenizerBase, messages: List[str], 
 def shuffled_questions(messages: List[str], rng: numpy.random.Generator) -> List[str]:
     """The question/answer pairs in a new order: answers do not depend on the order of the
     questions, and a fixed order would let a model answer by position instead of by type."""
-    pairs = [messages[i : i + 2] for i in range(2, len(messages), 2)]
+    pairs = question_pairs(messages)
     return messages[:2] + [message for i in rng.permutation(len(pairs)) for message in pairs[i]]
 
 
 def training_examples(tokenizer, conversations: List[Tuple[str, List[str]]], max_length: int) -> Tuple[List[Tuple[List[int], List[int]]], Dict[str, int]]:
-    chunks, report = [], {"conversations": len(conversations), "split_conversations": 0, "questions_too_long": 0}
-    for _, messages in conversations:
+    """The supervised sequences of the conversations: whole where they fit (almost all; tokenized
+    once, in one batch), split where they do not."""
+    report = {"conversations": len(conversations), "split_conversations": 0, "questions_too_long": 0}
+    examples = []
+    for (_, messages), example in zip(conversations, supervised_tokens(tokenizer, [messages for _, messages in conversations])):
+        if len(example[0]) <= max_length:
+            examples.append(example)
+            continue
         parts, dropped = split_conversation(tokenizer, messages, max_length)
-        chunks += parts
+        if parts:  # none when no question fits beside the text
+            examples += supervised_tokens(tokenizer, parts)
         report["split_conversations"] += len(parts) > 1
         report["questions_too_long"] += dropped
-    if not chunks:
+    if not examples:
         raise ValueError(f"No conversation fits max_length = {max_length} tokens, not even with one question: raise [training] max_length or cut the passages shorter")
-    examples = supervised_tokens(tokenizer, chunks)
     report.update(
         examples=len(examples),
         tokens=sum(len(ids) for ids, _ in examples),
@@ -418,7 +422,7 @@ def held_out_answers(generate, held_out: List[Tuple[str, List[str]]]) -> List[Di
     """The student's answer to every question of the held-back conversations, asked the way the
     component asks it (one question per prompt), beside the teacher's. `exact`: the same strings,
     ignoring order and case (an uncased base answers in lower case)."""
-    queries = [(conversation_id, messages[:2], messages[i], messages[i + 1]) for conversation_id, messages in held_out for i in range(2, len(messages), 2)]
+    queries = [(conversation_id, messages[:2], question, answer) for conversation_id, messages in held_out for question, answer in question_pairs(messages)]
     answers = generate([render_conversation(head + [question, None]) for _, head, question, _ in queries])
     results = []
     for (conversation_id, head, question, gold), answer in zip(queries, answers):
