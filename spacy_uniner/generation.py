@@ -148,6 +148,7 @@ class HFGenerator:
         token_ids, _ = encode_texts(tokenizer, prompts)
         order = sorted(range(len(prompts)), key=lambda i: len(token_ids[i]))
         stop_kwargs = self._stop_kwargs()
+        markers = self._answer_end_markers()
         answers: List[str] = [""] * len(prompts)
         for first in range(0, len(order), self.batch_size):
             rows = order[first : first + self.batch_size]
@@ -158,17 +159,16 @@ class HFGenerator:
             )
             new_tokens = output[:, batch["input_ids"].shape[1] :]
             for row, text in zip(rows, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
-                answers[row] = self.cut_at_answer_end(text)
+                for marker in markers:
+                    text = text.split(marker, 1)[0]
+                answers[row] = text.strip()
         return answers
 
-    def cut_at_answer_end(self, text: str) -> str:
-        """The answer before "</s>", also where the tokenizer spells the marker in pieces (BERT's
-        wordpieces decode it as "< / s >")."""
+    def _answer_end_markers(self) -> List[str]:
+        """"</s>" as text, and as the tokenizer decodes it where it spells it in pieces (BERT's
+        wordpieces give "< / s >"): an answer ends at either."""
         ids = self.tokenizer(ANSWER_END, add_special_tokens=False)["input_ids"]
-        for marker in (ANSWER_END, self.tokenizer.decode(ids, skip_special_tokens=True).strip()):
-            if marker:
-                text = text.split(marker, 1)[0]
-        return text.strip()
+        return [marker for marker in (ANSWER_END, self.tokenizer.decode(ids, skip_special_tokens=True).strip()) if marker]
 
     def save(self, path: Union[str, Path]) -> None:
         self.model.save_pretrained(path, safe_serialization=True)
