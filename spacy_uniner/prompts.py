@@ -46,6 +46,14 @@ def question_turn(label: str) -> str:
     return f"What describes {label} in the text?"
 
 
+def label_of_question(question: str) -> str:
+    """The entity type a `question_turn` asks about (ValueError for any other text)."""
+    prefix, suffix = question_turn("\0").split("\0")
+    if not (question.startswith(prefix) and question.endswith(suffix)):
+        raise ValueError(f"Not a question of the template ({question_turn('TYPE')!r}): {question[:80]!r}")
+    return question[len(prefix) : -len(suffix)]
+
+
 def conversation_parts(messages: Sequence[Optional[str]]) -> Iterator[Tuple[str, bool]]:
     """The rendered conversation in pieces, each flagged True when it is what the assistant writes:
     a reply with its turn end, from the space after "ASSISTANT:" (a prompt ends at the colon, so

@@ -1,4 +1,6 @@
-from spacy_uniner.prompts import build_prompt, render_conversation
+import pytest
+
+from spacy_uniner.prompts import build_prompt, label_of_question, question_turn, render_conversation
 
 
 def test_prompt_is_the_released_template_byte_for_byte():
@@ -19,3 +21,9 @@ def test_labels_and_texts_are_inserted_verbatim():
     prompt = build_prompt('He said "hi" \u2014 caf\u00e9', 'programming "language"')
     assert 'Text: He said "hi" \u2014 caf\u00e9 ASSISTANT:' in prompt
     assert 'What describes programming "language" in the text?' in prompt
+
+
+def test_label_of_question_inverts_question_turn():
+    assert label_of_question(question_turn("musical artist")) == "musical artist"
+    with pytest.raises(ValueError, match="Not a question of the template"):
+        label_of_question("What is in the text?")

@@ -8,7 +8,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import srsly
 
-from ..prompts import question_turn, text_turn
+from ..prompts import label_of_question, text_turn
 
 BENCHMARKS = Path(__file__).parent.parent.parent / "assets" / "benchmarks.json"
 FORMATS = ("bio", "bio-label-first")
@@ -109,12 +109,14 @@ def load_benchmark(name: str, mirror: Path, benchmarks: Path = BENCHMARKS) -> Be
 def paper_queries(path: Path) -> List[Tuple[str, str, str]]:
     """(text, entity type, gold answer) per record of one of the paper's evaluation files."""
     text_prefix = text_turn("\0").split("\0")[0]
-    question_prefix, question_suffix = question_turn("\0").split("\0")
     queries = []
     for number, record in enumerate(json.loads(Path(path).read_text(encoding="utf8"))):
         text, _, question, answer = (turn["value"] for turn in record["conversations"])
-        sentence, entity_type = text[len(text_prefix) :], question[len(question_prefix) : -len(question_suffix)]
-        if text_turn(sentence) != text or question_turn(entity_type) != question:
-            raise ValueError(f"{path}: record {number} is not a (text, type) query of the paper's template: {text[:60]!r} / {question!r}")
-        queries.append((sentence, entity_type, answer))
+        sentence = text[len(text_prefix) :]
+        try:
+            if text_turn(sentence) != text:
+                raise ValueError(f"Not a text turn of the template: {text[:60]!r}")
+            queries.append((sentence, label_of_question(question), answer))
+        except ValueError as err:
+            raise ValueError(f"{path}: record {number} is not a (text, type) query of the paper's template. {err}") from err
     return queries

@@ -17,10 +17,8 @@ from tqdm import tqdm
 
 from ..answers import parse_answer
 from ..component import UniNER
-from ..data import normalize_type, read_conversations
-from ..prompts import build_prompt, question_turn
-
-QUESTION_PREFIX, QUESTION_SUFFIX = question_turn("\0").split("\0")
+from ..data import normalize_type, question_pairs, read_conversations
+from ..prompts import build_prompt, label_of_question
 from .datasets import BENCHMARKS, Benchmark, Sentence, load_benchmark, paper_queries
 from .metrics import PRF, paper_parse
 
@@ -73,8 +71,8 @@ def gazetteer(conversations: Path) -> Language:
     conversations, matched case-insensitively."""
     patterns = {}
     for _, messages in read_conversations(conversations):
-        for question, answer in zip(messages[2::2], messages[3::2]):
-            label = normalize_type(question[len(QUESTION_PREFIX) : -len(QUESTION_SUFFIX)])
+        for question, answer in question_pairs(messages):
+            label = normalize_type(label_of_question(question))
             patterns.update(((label, mention), None) for mention in parse_answer(answer).strings)
     nlp = spacy.blank("en")
     ruler = nlp.add_pipe("entity_ruler", config={"phrase_matcher_attr": "LOWER"})
