@@ -130,7 +130,7 @@ def read_conversations(path: Path) -> List[Tuple[str, List[str]]]:
             expected = ("human", "gpt")[i % 2]
             if not isinstance(turn, dict) or turn.get("from") != expected or not isinstance(turn.get("value"), str) or not turn["value"].strip():
                 raise ValueError(f"{where}, turn {i}: expected {{'from': {expected!r}, 'value': non-empty text}}, got {str(turn)[:80]!r}")
-        if "Text: " not in turns[0]["value"]:
+        if text_turn("") not in turns[0]["value"]:
             raise ValueError(f"{where}: the first turn must be the text turn ('Text: ...'), got {turns[0]['value'][:80]!r}")
         conversations.append((str(record.get("id", n)), [turn["value"] for turn in turns]))
     return conversations

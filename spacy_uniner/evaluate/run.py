@@ -106,8 +106,8 @@ def evaluate_benchmark(nlp: Language, benchmark: Benchmark, sentences: List[Sent
         for entity_type in benchmark.types:
             if recorder is None:
                 answer = json.dumps([ent.text for ent in doc.ents if ent.label_ == entity_type])
-            elif build_prompt(sentence.text, entity_type) in recorder.answers:
-                answer = recorder.answers[build_prompt(sentence.text, entity_type)]
+            elif (prompt := build_prompt(sentence.text, entity_type)) in recorder.answers:
+                answer = recorder.answers[prompt]
             else:
                 raise ValueError(f"{benchmark.name} sentence {sentence.index} is longer than the component's window_size ({uniner.window_size} tokens): raise it to ask about whole sentences, as the paper does")
             gold = golds.get((sentence.text, entity_type)) if golds is not None else json.dumps(sentence.mentions(entity_type))
@@ -136,9 +136,9 @@ def check_zero_shot(conversations: Path, sentences: List[Sentence], shingle: int
     tokenization are ignored, as benchmark text is pre-tokenized ("model s ,"): a sentence is found
     when every run of `shingle` of its words is in a training text, or, when it is shorter, when its
     words are."""
-    texts = [" ".join(words_key(messages[0])) for _, messages in read_conversations(conversations)]
-    runs_seen = {tuple(words[i : i + shingle]) for words in map(str.split, texts) for i in range(len(words) - shingle + 1)}
-    joined = " | ".join(texts)
+    texts = [words_key(messages[0]) for _, messages in read_conversations(conversations)]
+    runs_seen = {tuple(words[i : i + shingle]) for words in texts for i in range(len(words) - shingle + 1)}
+    joined = " | ".join(" ".join(words) for words in texts)
     found = []
     for sentence in sentences:
         words = words_key(sentence.text)
