@@ -3,11 +3,17 @@ import json
 from pathlib import Path
 
 import pytest
+import spacy
 import srsly
+from spacy.tokens import Span
+from spacy.training import Example
+from typer.testing import CliRunner
 
 from spacy_uniner.evaluate.datasets import load_benchmark
 from spacy_uniner.data import conversation
-from spacy_uniner.evaluate.run import gazetteer, paper_golds, run_evaluation, sample
+from spacy_uniner.cli import app
+from spacy_uniner.evaluate.report import bar_chart
+from spacy_uniner.evaluate.run import gazetteer, paper_golds, run_evaluation, sample, sentence_doc
 
 MIRROR = Path(__file__).parent.parent.parent / "shared" / "data"
 pytestmark = pytest.mark.skipif(not MIRROR.exists(), reason="the mirror ../shared/data is not beside the project")
@@ -95,3 +101,43 @@ def test_evaluation_sentences_in_the_training_data_are_refused(name, scripted_nl
         run_evaluation({"student": scripted_nlp({}, labels=["x"])}, [name], MIRROR, tmp_path / "run", limit=3, seed=1, training_data=training)
     srsly.write_json(training, [conversation("t0", "Nothing of the benchmark here at all, just a passage.", [("person", [])])])
     run_evaluation({"student": scripted_nlp({}, labels=["x"])}, [name], MIRROR, tmp_path / "run", limit=3, seed=1, training_data=training)
+
+
+def test_the_chart_shows_each_systems_f1_per_dataset_and_average(scripted_nlp, tmp_path):
+    answers = oracle_answers(10)
+    summary = run_evaluation({"student": scripted_nlp(answers, labels=["x"]), "silent": scripted_nlp({}, labels=["x"])}, SETS, MIRROR, tmp_path / "run", limit=10)
+    assert (tmp_path / "run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    figure = bar_chart(summary["systems"], tmp_path / "again.png")
+    paper_axes, span_axes = figure.axes
+    heights = [bar.get_height() for bar in paper_axes.patches]
+    assert [label.get_text() for label in span_axes.get_xticklabels()] == SETS + ["average"]
+    assert heights == pytest.approx([100.0] * 4 + [0.0] * 4)  # student's bars first, then the silent one's
+    spans = summary["systems"]["student"]
+    assert [bar.get_height() for bar in span_axes.patches][:3] == pytest.approx([100 * spans[name]["spans"]["f"] for name in SETS])
+
+
+def test_a_spacy_ner_pipeline_runs_as_a_baseline_from_the_cli(tiny_llama_path, tmp_path):
+    """`evaluate --baseline PATH`: a trained spaCy ner's labels count where they name a benchmark type."""
+    benchmark = load_benchmark("mit-movie", MIRROR)
+    sentences = sample(benchmark.sentences, 8, 0)
+    ner_nlp = spacy.blank("en")
+    ner_nlp.add_pipe("ner")
+    examples = []
+    for sentence in sentences:
+        reference = sentence_doc(ner_nlp, sentence, gold=True)
+        # Labels as spaCy's own models write them ("ACTOR"), to be matched to the benchmark's types.
+        reference.ents = [Span(reference, ent.start, ent.end, label=ent.label_.upper()) for ent in reference.ents]
+        examples.append(Example(sentence_doc(ner_nlp, sentence, gold=False), reference))
+    optimizer = ner_nlp.initialize(lambda: examples)
+    for _ in range(40):
+        ner_nlp.update(examples, sgd=optimizer, drop=0.0)
+    ner_nlp.to_disk(tmp_path / "spacy_ner")
+    student = spacy.blank("en")
+    student.add_pipe("uniner", config={"model": str(tiny_llama_path), "labels": ["x"], "max_new_tokens": 2})
+    student.to_disk(tmp_path / "student")
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "student"), str(tmp_path / "run"), "--datasets", "mit-movie", "--mirror", str(MIRROR), "--limit", "8", "--baseline", str(tmp_path / "spacy_ner")])
+    assert result.exit_code == 0, (result.output, result.exception)
+    scores = srsly.read_json(tmp_path / "run.json")["systems"]
+    assert set(scores) == {"student", "spacy_ner"}
+    assert scores["spacy_ner"]["mit-movie"]["spans"]["f"] > 0.5 and "actor" in scores["spacy_ner"]["mit-movie"]["spans"]["per_type"]
+    assert "| mit-movie |" in result.output and (tmp_path / "run.png").exists()

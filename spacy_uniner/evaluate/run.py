@@ -21,6 +21,7 @@ from ..data import normalize_type, question_pairs, read_conversations
 from ..prompts import build_prompt, label_of_question
 from .datasets import BENCHMARKS, Benchmark, Sentence, load_benchmark, paper_queries
 from .metrics import PRF, paper_parse
+from .report import bar_chart, markdown_table
 
 
 class RecordingGenerator:
@@ -150,31 +151,6 @@ def check_zero_shot(conversations: Path, sentences: List[Sentence], shingle: int
         raise ValueError(f"Zero-shot rule: {len(found)} evaluation sentences are in the training conversations {conversations}; take them out of the training data:\n" + "\n".join(found[:20]))
 
 
-def markdown_table(results: Dict[str, Dict[str, Dict[str, Any]]]) -> str:
-    """Per system: rows = datasets plus their average (the paper's headline row), P/R/F under each
-    metric and the throughput; then the F1 of every system side by side."""
-    sections = []
-    for system, datasets in results.items():
-        lines = [f"### {system}", "", "| dataset | paper P | paper R | paper F | span P | span R | span F | sentences/s | queries/s |", "|---" * 9 + "|"]
-        for name, scores in datasets.items():
-            cells = [f"{100 * scores[metric][key]:.1f}" for metric in ("paper", "spans") for key in ("p", "r", "f")]
-            lines.append(f"| {name} | " + " | ".join(cells) + f" | {scores['sentences_per_s']:.2f} | {scores['queries_per_s']:.2f} |")
-        average = [f"{100 * numpy.mean([scores[metric][key] for scores in datasets.values()]):.1f}" for metric in ("paper", "spans") for key in ("p", "r", "f")]
-        lines.append("| **average** | " + " | ".join(average) + " | | |")
-        sections.append("\n".join(lines))
-    systems = list(results)
-    names = list(dict.fromkeys(name for datasets in results.values() for name in datasets))
-    lines = ["### F1 side by side (paper metric / span metric)", "", "| dataset | " + " | ".join(systems) + " |", "|---" * (len(systems) + 1) + "|"]
-    for name in names + ["average"]:
-        cells = []
-        for system in systems:
-            pool = list(results[system].values()) if name == "average" else [results[system][name]] if name in results[system] else []
-            cells.append(" / ".join(f"{100 * numpy.mean([scores[metric]['f'] for scores in pool]):.1f}" for metric in ("paper", "spans")) if pool else "")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    sections.append("\n".join(lines))
-    return "\n\n".join(sections) + "\n"
-
-
 def run_evaluation(
     systems: Dict[str, Language],
     names: List[str],
@@ -186,7 +162,7 @@ def run_evaluation(
 ) -> Dict[str, Any]:
     """Evaluate every system on the same sentences of each named benchmark, writing
     `output/<system>/<dataset>.jsonl` (every query) and `.json` (its scores) as each finishes, then
-    `output.json` and the table `output.md`. A dataset whose scores are there for the same limit and
+    `output.json`, the table `output.md` and the chart `output.png`. A dataset whose scores are there for the same limit and
     seed is not run again. With `training_data`, sentences in it are refused (zero-shot rule)."""
     settings = {"limit": limit, "seed": seed}
     benchmarks = {name: load_benchmark(name, mirror) for name in names}
@@ -208,4 +184,5 @@ def run_evaluation(
     summary = {"settings": settings, "systems": results}
     srsly.write_json(output.with_suffix(".json"), summary)
     output.with_suffix(".md").write_text(markdown_table(results), encoding="utf8")
+    bar_chart(results, output.with_suffix(".png"))
     return summary
