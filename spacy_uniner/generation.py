@@ -1,11 +1,22 @@
-"""Batched greedy generation with a Hugging Face causal LM, loaded lazily and saved with safetensors."""
+"""Greedy generation with a Hugging Face causal LM, loaded lazily and saved with safetensors. The
+prompts of one text share one pass over it; rows are batched and leave the batch once answered."""
 from pathlib import Path
+import inspect
+import json
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    DynamicCache,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
 
-from .prompts import TURN_ENDS
+from .prompts import TURN_ENDS, prompt_context
 
 ANSWER_END = TURN_ENDS[1]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -123,53 +134,211 @@ class HFGenerator:
         model.eval()
         self._model, self._tokenizer = model, tokenizer
 
-    def _stop_kwargs(self) -> Dict[str, Any]:
-        """Stop at EOS and at the template's end-of-answer marker, whether or not that is one token."""
-        tokenizer = self.tokenizer
-        eos = self.model.generation_config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        if tokenizer.eos_token_id is not None:
-            eos_ids.add(tokenizer.eos_token_id)
-        end_id = tokenizer.convert_tokens_to_ids(ANSWER_END)
-        if end_id is not None and end_id != tokenizer.unk_token_id:
-            eos_ids.add(end_id)
-            stop = {}
-        else:
-            stop = {"stop_strings": [ANSWER_END], "tokenizer": tokenizer}
-        return dict(stop, eos_token_id=sorted(eos_ids) or None, pad_token_id=tokenizer.pad_token_id)
+    def stopping(self) -> "AnswerStop":
+        return AnswerStop.for_model(self.model, self.tokenizer)
 
     @torch.inference_mode()
     def generate(self, prompts: List[str]) -> List[str]:
-        """One answer per prompt, in order. Prompts of similar length are batched together so that
-        left padding stays small."""
+        """One answer per prompt, in order, each exactly as `generate_one_by_one` gives it.
+
+        Prompts that share their text (one per label, as the component asks) are answered from one
+        pass over the shared tokens: its key/value cache is copied to each label's row, so an extra
+        label costs its question and answer only. Rows are batched `batch_size` at a time, sorted by
+        length, and a row that has answered leaves the batch.
+        """
         if not prompts:
             return []
-        tokenizer, model = self.tokenizer, self.model
-        token_ids, _ = encode_texts(tokenizer, prompts)
-        order = sorted(range(len(prompts)), key=lambda i: len(token_ids[i]))
-        stop_kwargs = self._stop_kwargs()
-        markers = self._answer_end_markers()
+        token_ids, _ = encode_texts(self.tokenizer, prompts)
+        by_context: Dict[str, List[int]] = {}
+        for index, prompt in enumerate(prompts):
+            by_context.setdefault(prompt_context(prompt), []).append(index)
+        groups = [shared_prefix_split([token_ids[i] for i in rows]) + (rows,) for rows in by_context.values()]
+        stop = self.stopping()
         answers: List[str] = [""] * len(prompts)
-        for first in range(0, len(order), self.batch_size):
-            rows = order[first : first + self.batch_size]
-            batch = tokenizer.pad({"input_ids": [token_ids[i] for i in rows]}, return_tensors="pt")
-            batch = batch.to(model.device)
-            output = model.generate(
-                **batch, do_sample=False, max_new_tokens=self.max_new_tokens, **stop_kwargs
+        for batch in answer_batches(groups, self.batch_size):
+            owner = {group: i for i, group in enumerate(dict.fromkeys(group for group, _ in batch))}
+            tokens = greedy_answers(
+                self.model,
+                prefixes=[groups[group][0] for group in owner],
+                continuations=[groups[group][1][k] for group, k in batch],
+                owners=[owner[group] for group, _ in batch],
+                max_new_tokens=self.max_new_tokens,
+                stop=stop,
+                pad_id=self.tokenizer.pad_token_id,
             )
-            new_tokens = output[:, batch["input_ids"].shape[1] :]
-            for row, text in zip(rows, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
-                for marker in markers:
-                    text = text.split(marker, 1)[0]
-                answers[row] = text.strip()
+            for (group, k), ids in zip(batch, tokens):
+                answers[groups[group][2][k]] = stop.answer(ids)
         return answers
 
-    def _answer_end_markers(self) -> List[str]:
-        """"</s>" as text, and as the tokenizer decodes it where it spells it in pieces (BERT's
-        wordpieces give "< / s >"): an answer ends at either."""
-        ids = self.tokenizer(ANSWER_END, add_special_tokens=False)["input_ids"]
-        return [marker for marker in (ANSWER_END, self.tokenizer.decode(ids, skip_special_tokens=True).strip()) if marker]
+    @torch.inference_mode()
+    def generate_one_by_one(self, prompts: List[str]) -> List[str]:
+        """The reference implementation's loop: one unpadded `model.generate` per prompt, stopping
+        where `generate` stops. The baseline that `generate` must match answer for answer."""
+        stop = self.stopping()
+        answers = []
+        for ids in encode_texts(self.tokenizer, prompts)[0]:
+            input_ids = torch.tensor([ids], device=self.model.device)
+            output = self.model.generate(
+                input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                do_sample=False,
+                max_new_tokens=self.max_new_tokens,
+                eos_token_id=stop.stop_ids.tolist(),
+                pad_token_id=self.tokenizer.pad_token_id,
+                stopping_criteria=StoppingCriteriaList([AnswerEnded(stop, len(ids))]),
+            )
+            answers.append(stop.answer(output[0, len(ids) :].tolist()))
+        return answers
 
     def save(self, path: Union[str, Path]) -> None:
         self.model.save_pretrained(path, safe_serialization=True)
         self.tokenizer.save_pretrained(path)
+
+
+class AnswerStop:
+    """Where an answer ends, the same for `generate` and `generate_one_by_one`: at an end-of-sequence
+    token, at the template's "</s>" (as text when the tokenizer spells it in pieces, like BERT's
+    "< / s >"), or as soon as the answer is a complete JSON list, which is all an answer holds.
+
+    Only a token that can complete one of those (it holds "]" or a marker's last character) has the
+    answer decoded and checked, so a batch's step costs no Python work per row.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, stop_ids: List[int], markers: List[str], vocab_size: int):
+        self.tokenizer = tokenizer
+        self.stop_set = set(stop_ids)
+        self.stop_ids = torch.tensor(sorted(self.stop_set), dtype=torch.long)
+        self.markers = markers
+        closing = {"]"} | {marker[-1] for marker in markers}
+        # The model's vocabulary may be padded beyond the tokenizer's: those ids close nothing.
+        tokens = tokenizer.convert_ids_to_tokens(list(range(min(len(tokenizer), vocab_size))))
+        self.may_close = torch.zeros(vocab_size, dtype=torch.bool)
+        self.may_close[: len(tokens)] = torch.tensor([any(char in (token or "") for char in closing) for token in tokens])
+
+    @classmethod
+    def for_model(cls, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> "AnswerStop":
+        eos = model.generation_config.eos_token_id
+        stop_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if tokenizer.eos_token_id is not None:
+            stop_ids.add(tokenizer.eos_token_id)
+        end_id = tokenizer.convert_tokens_to_ids(ANSWER_END)
+        if end_id is not None and end_id != tokenizer.unk_token_id:
+            stop_ids.add(end_id)
+        spelled = tokenizer.decode(tokenizer(ANSWER_END, add_special_tokens=False)["input_ids"], skip_special_tokens=True).strip()
+        markers = list(dict.fromkeys(marker for marker in (ANSWER_END, spelled) if marker))
+        return cls(tokenizer, sorted(stop_ids), markers, model.get_output_embeddings().weight.shape[0])
+
+    def ended(self, ids: List[int]) -> bool:
+        """Whether the answer written so far (token ids) is finished."""
+        if ids and ids[-1] in self.stop_set:
+            return True
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        return any(marker in text for marker in self.markers) or is_json_list(text)
+
+    def answer(self, ids: List[int]) -> str:
+        """The answer's text: up to its first stop token or marker, stripped."""
+        ids = ids[: next((i for i, token in enumerate(ids) if token in self.stop_set), len(ids))]
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        for marker in self.markers:
+            text = text.split(marker, 1)[0]
+        return text.strip()
+
+
+class AnswerEnded(StoppingCriteria):
+    """`AnswerStop` as a transformers stopping criterion, for a prompt of `prompt_length` tokens."""
+
+    def __init__(self, stop: AnswerStop, prompt_length: int):
+        self.stop = stop
+        self.prompt_length = prompt_length
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.BoolTensor:
+        return torch.tensor([self.stop.ended(row[self.prompt_length :].tolist()) for row in input_ids], device=input_ids.device)
+
+
+def is_json_list(text: str) -> bool:
+    text = text.strip()
+    if not (text.startswith("[") and text.endswith("]")):
+        return False
+    try:
+        return isinstance(json.loads(text), list)
+    except ValueError:
+        return False
+
+
+def shared_prefix_split(rows: List[List[int]]) -> Tuple[List[int], List[List[int]]]:
+    """The tokens all `rows` start with, and what follows in each. Every row keeps at least its last
+    token after the prefix: the first answer token is predicted from it."""
+    length = min(len(row) for row in rows) - 1
+    for position in range(length):
+        if any(row[position] != rows[0][position] for row in rows):
+            length = position
+            break
+    return rows[0][:length], [row[length:] for row in rows]
+
+
+def answer_batches(groups: List[Tuple[List[int], List[List[int]], List[int]]], batch_size: int) -> List[List[Tuple[int, int]]]:
+    """Rows, as (group, index in group), in batches of `batch_size`: groups in order of prefix length,
+    rows in order of continuation length, so a batch pads little and a group's rows stay together."""
+    rows = [
+        (group, index)
+        for group in sorted(range(len(groups)), key=lambda g: len(groups[g][0]))
+        for index in sorted(range(len(groups[group][1])), key=lambda k: len(groups[group][1][k]))
+    ]
+    return [rows[first : first + batch_size] for first in range(0, len(rows), batch_size)]
+
+
+def left_padded(rows: List[List[int]], pad_id: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(row) for row in rows)
+    ids = torch.tensor([[pad_id] * (width - len(row)) + row for row in rows], device=device)
+    mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows], device=device)
+    return ids, mask
+
+
+def greedy_answers(
+    model: PreTrainedModel,
+    prefixes: List[List[int]],
+    continuations: List[List[int]],
+    owners: List[int],
+    max_new_tokens: int,
+    stop: AnswerStop,
+    pad_id: int,
+) -> List[List[int]]:
+    """Greedy answers (token ids), one per continuation, whose prompt is `prefixes[owner] + continuation`.
+
+    Each prefix runs through the model once and its key/value cache is copied to its rows. Positions
+    come from the attention mask, so padding (left of a prefix, and between a prefix and a shorter
+    continuation) changes nothing. A finished row leaves the batch and the cache.
+    """
+    device = model.device
+    # Logits are needed at the last position only; most transformers models can skip the rest.
+    keep_last = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    cache = DynamicCache(config=model.config)
+    prefix_ids, prefix_mask = left_padded(prefixes, pad_id, device)
+    model(input_ids=prefix_ids, attention_mask=prefix_mask, position_ids=(prefix_mask.cumsum(-1) - 1).clamp(min=0), cache=cache, use_cache=True, **keep_last)
+    rows = torch.tensor(owners, device=device)
+    cache.batch_select_indices(rows)
+    input_ids, continuation_mask = left_padded(continuations, pad_id, device)
+    mask = torch.cat([prefix_mask[rows], continuation_mask], dim=1)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, prefix_ids.shape[1] :]
+    active = torch.arange(len(continuations), device=device)
+    tokens = torch.full((len(continuations), max_new_tokens), pad_id, device=device)
+    lengths = torch.full((len(continuations),), max_new_tokens, device=device)
+    stop_ids, may_close = stop.stop_ids.to(device), stop.may_close.to(device)
+    for step in range(max_new_tokens):
+        logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True, **keep_last).logits
+        next_tokens = logits[:, -1].argmax(-1)
+        tokens[active, step] = next_tokens
+        finished = torch.isin(next_tokens, stop_ids)
+        for row in (may_close[next_tokens] & ~finished).nonzero().flatten().tolist():
+            finished[row] = stop.ended(tokens[active[row], : step + 1].tolist())
+        if finished.any():
+            lengths[active[finished]] = step + 1
+            unfinished = (~finished).nonzero().flatten()
+            if len(unfinished) == 0:
+                break
+            active, next_tokens, mask, positions = active[unfinished], next_tokens[unfinished], mask[unfinished], positions[unfinished]
+            cache.batch_select_indices(unfinished)
+        input_ids = next_tokens[:, None]
+        mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
+        positions = positions[:, -1:] + 1
+    return [row[:length].tolist() for row, length in zip(tokens.cpu(), lengths.tolist())]

@@ -74,6 +74,13 @@ def render_conversation(messages: Sequence[Optional[str]]) -> str:
     return "".join(part for part, _ in conversation_parts(messages))
 
 
+def prompt_context(prompt: str) -> str:
+    """What a prompt shares with the prompts of the other labels of its text: everything before its
+    last user turn (the question). Generation answers such prompts from one pass over it."""
+    cut = prompt.rfind(f"{ROLES[0]}:")
+    return prompt[:cut] if cut > 0 else prompt
+
+
 def build_prompt(text: str, label: str) -> str:
     """The prompt that asks for the mentions of one entity type in one text."""
     return render_conversation([text_turn(text), READ_REPLY, question_turn(label), None])

@@ -190,6 +190,13 @@ def test_overfit_round_trip_the_component_answers_the_training_questions(llama_b
                 found.setdefault(span.label_, []).append(span.text)
             for label, mentions in questions:
                 assert sorted(found.get(label, [])) == sorted(m for mention in mentions for m in [mention] * text.count(mention)), (text, label)
+    # The shared-prefix path stops at the closed list; one generate per query stops at the same place.
+    generator = nlp.get_pipe("uniner").generator
+    prompts = [build_prompt(text, label) for text, _ in PASSAGES for label in labels]
+    answers = generator.generate(prompts)
+    assert answers == generator.generate_one_by_one(prompts)
+    asked = dict(PASSAGES[0][1])
+    assert [answer for answer, label in zip(answers, labels) if label in asked] == [json.dumps(asked[label]) for label in labels if label in asked]
 
 
 def test_a_killed_run_resumes_to_the_same_weights(tiny_llama_path, tmp_path, monkeypatch):

