@@ -17,6 +17,7 @@ from .distill import make_passages, read_documents, read_pile_ner, run_distillat
 from .distill.passages import MAX_WORDS
 from .evaluate.datasets import BENCHMARK_NAMES
 from .evaluate.run import gazetteer, run_evaluation
+from .benchmark import frequent_labels, machine, markdown_table, passages, run_benchmark
 from .train import run_training
 
 app = typer.Typer(help="Open-type NER for spaCy with UniversalNER-style LLMs.", no_args_is_help=True)
@@ -32,6 +33,17 @@ def read_texts(path: Path) -> List[str]:
     if path.suffix == ".jsonl":
         return [record["text"] for record in srsly.read_jsonl(path)]
     return [line for line in path.read_text(encoding="utf8").splitlines() if line.strip()]
+
+
+def uniner_pipeline(name: str, **settings) -> spacy.Language:
+    """A pipeline folder or package, or a causal LM's hub id or folder put in a blank pipeline; with
+    `settings` for its `uniner` component (batch_size, device, ...)."""
+    try:
+        return spacy.load(name, config={"components": {"uniner": settings}} if settings else {})
+    except OSError:
+        nlp = spacy.blank("en")
+        nlp.add_pipe("uniner", config={"model": name, "labels": ["entity"], **settings})
+        return nlp
 
 
 def visualize(pipeline: Path, texts: List[str]) -> List[spacy.tokens.Doc]:
@@ -154,15 +166,40 @@ def evaluate_cli(
     """Score a pipeline on the paper's zero-shot benchmark, beside baselines: the paper's metric on
     raw answers and spaCy's span scores on doc.ents, every query's prediction saved. A stopped run
     keeps the datasets it finished."""
-    try:
-        nlp = spacy.load(pipeline)
-    except OSError:
-        nlp = spacy.blank("en")
-        nlp.add_pipe("uniner", config={"model": pipeline, "labels": ["entity"]})
-    systems = {"student": nlp}
+    systems = {"student": uniner_pipeline(pipeline)}
     if training_data is not None:
         systems["gazetteer"] = gazetteer(training_data)
     systems.update((Path(name).name, spacy.load(name)) for name in baselines)
     names = [name.strip() for name in datasets.split(",") if name.strip()]
     run_evaluation(systems, names, mirror, output, limit, seed, training_data)
     typer.echo(output.with_suffix(".md").read_text(encoding="utf8"))
+
+
+@app.command("benchmark")
+def benchmark_cli(
+    pipeline: str = typer.Argument(..., help="A spaCy pipeline folder or package with a `uniner` component, or a causal LM's hub id or folder."),
+    texts: Path = typer.Argument(..., help='A .jsonl file of {"text": ...} records; the first --docs with at least --passage-tokens tokens are used.', exists=True, dir_okay=False),
+    conversations: Path = typer.Argument(..., help="Training conversations: the benchmark asks about their most frequent entity types.", exists=True, dir_okay=False),
+    output: Path = typer.Argument(..., help="The JSON file for the results (one record per label count)."),
+    label_counts: str = typer.Option("1,4,16,64", "--label-counts", help="Comma-separated numbers of labels to ask about per doc."),
+    docs: int = typer.Option(8, "--docs", help="Docs per label count."),
+    passage_tokens: int = typer.Option(256, "--passage-tokens", help="Each doc is cut to this many model tokens."),
+    batch_size: int = typer.Option(16, "--batch-size", help="The component's rows per forward pass."),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Longest answer, in tokens."),
+    device: str = typer.Option("auto", "--device", help="auto (a GPU when there is one), cpu, cuda or cuda:N."),
+):
+    """The component against the reference loop (one generate per (text, label) query) on the same
+    model, texts and prompts: docs/s, tokens/s, peak memory and whether every answer is the same."""
+    counts = [int(count) for count in label_counts.split(",")]
+    nlp = uniner_pipeline(pipeline, batch_size=batch_size, max_new_tokens=max_new_tokens, device=device)
+    generator = nlp.get_pipe("uniner").generator
+    chosen = passages(texts, generator.tokenizer, docs, passage_tokens)
+    labels = frequent_labels(conversations, max(counts))
+    records = []
+    for record in run_benchmark(nlp, chosen, labels, counts):
+        typer.echo(json.dumps(record))
+        records.append(record)
+    report = {"machine": machine(generator.device), "device": generator.device, "model": pipeline, "docs": docs, "passage_tokens": passage_tokens, "batch_size": batch_size, "records": records}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    srsly.write_json(output, report)
+    typer.echo(f"{report['machine']}; {docs} docs of {passage_tokens} tokens; batch size {batch_size}\n" + markdown_table(records))

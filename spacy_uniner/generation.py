@@ -101,6 +101,8 @@ class HFGenerator:
         self.model_kwargs = dict(model_kwargs or {})
         self._model: Optional[PreTrainedModel] = None
         self._tokenizer: Optional[PreTrainedTokenizerBase] = None
+        self._stop: Optional[AnswerStop] = None
+        self.generated_tokens = 0  # by both paths, for throughput figures
 
     @property
     def model(self) -> PreTrainedModel:
@@ -133,9 +135,13 @@ class HFGenerator:
             model.to(self.device)
         model.eval()
         self._model, self._tokenizer = model, tokenizer
+        self._stop = AnswerStop.for_model(model, tokenizer)
 
-    def stopping(self) -> "AnswerStop":
-        return AnswerStop.for_model(self.model, self.tokenizer)
+    @property
+    def stop(self) -> "AnswerStop":
+        if self._stop is None:
+            self.load()
+        return self._stop
 
     @torch.inference_mode()
     def generate(self, prompts: List[str]) -> List[str]:
@@ -153,7 +159,7 @@ class HFGenerator:
         for index, prompt in enumerate(prompts):
             by_context.setdefault(prompt_context(prompt), []).append(index)
         groups = [shared_prefix_split([token_ids[i] for i in rows]) + (rows,) for rows in by_context.values()]
-        stop = self.stopping()
+        stop = self.stop
         answers: List[str] = [""] * len(prompts)
         for batch in answer_batches(groups, self.batch_size):
             owner = {group: i for i, group in enumerate(dict.fromkeys(group for group, _ in batch))}
@@ -168,13 +174,14 @@ class HFGenerator:
             )
             for (group, k), ids in zip(batch, tokens):
                 answers[groups[group][2][k]] = stop.answer(ids)
+                self.generated_tokens += len(ids)
         return answers
 
     @torch.inference_mode()
     def generate_one_by_one(self, prompts: List[str]) -> List[str]:
         """The reference implementation's loop: one unpadded `model.generate` per prompt, stopping
         where `generate` stops. The baseline that `generate` must match answer for answer."""
-        stop = self.stopping()
+        stop = self.stop
         answers = []
         for ids in encode_texts(self.tokenizer, prompts)[0]:
             input_ids = torch.tensor([ids], device=self.model.device)
@@ -187,7 +194,9 @@ class HFGenerator:
                 pad_token_id=self.tokenizer.pad_token_id,
                 stopping_criteria=StoppingCriteriaList([AnswerEnded(stop, len(ids))]),
             )
-            answers.append(stop.answer(output[0, len(ids) :].tolist()))
+            answer_ids = output[0, len(ids) :].tolist()
+            answers.append(stop.answer(answer_ids))
+            self.generated_tokens += len(answer_ids)
         return answers
 
     def save(self, path: Union[str, Path]) -> None:
@@ -310,11 +319,14 @@ def greedy_answers(
     continuation) changes nothing. A finished row leaves the batch and the cache.
     """
     device = model.device
+    parameters = inspect.signature(model.forward).parameters
     # Logits are needed at the last position only; most transformers models can skip the rest.
-    keep_last = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    forward_kwargs = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
     cache = DynamicCache(config=model.config)
+    # transformers 5.24 renamed the forward argument `past_key_values` to `cache`.
+    forward_kwargs["cache" if "cache" in parameters else "past_key_values"] = cache
     prefix_ids, prefix_mask = left_padded(prefixes, pad_id, device)
-    model(input_ids=prefix_ids, attention_mask=prefix_mask, position_ids=(prefix_mask.cumsum(-1) - 1).clamp(min=0), cache=cache, use_cache=True, **keep_last)
+    model(input_ids=prefix_ids, attention_mask=prefix_mask, position_ids=(prefix_mask.cumsum(-1) - 1).clamp(min=0), use_cache=True, **forward_kwargs)
     rows = torch.tensor(owners, device=device)
     cache.batch_select_indices(rows)
     input_ids, continuation_mask = left_padded(continuations, pad_id, device)
@@ -325,7 +337,7 @@ def greedy_answers(
     lengths = torch.full((len(continuations),), max_new_tokens, device=device)
     stop_ids, may_close = stop.stop_ids.to(device), stop.may_close.to(device)
     for step in range(max_new_tokens):
-        logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True, **keep_last).logits
+        logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, **forward_kwargs).logits
         next_tokens = logits[:, -1].argmax(-1)
         tokens[active, step] = next_tokens
         finished = torch.isin(next_tokens, stop_ids)

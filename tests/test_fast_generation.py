@@ -62,7 +62,7 @@ def test_pretrained_minilm_answers_equal_one_generate_per_query():
 
 def test_answer_stop_ends_at_markers_and_closed_lists(tiny_llama_path):
     generator = HFGenerator(tiny_llama_path, device="cpu")
-    stop = generator.stopping()
+    stop = generator.stop
     tokenizer = generator.tokenizer
     encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
     assert stop.ended(encode('["Paris", "Rome"]')) and stop.ended(encode("[]")) and stop.ended(encode("anything</s>"))

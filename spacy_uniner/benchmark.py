@@ -1,0 +1,157 @@
+"""Inference speed: the `uniner` component against the reference implementation's loop (one
+`model.generate` per (text, label) query), on the same model, texts and prompts."""
+import platform
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple
+
+import psutil
+import srsly
+import torch
+from spacy.language import Language
+
+from .component import UniNER
+from .data import normalize_type, question_pairs, read_conversations
+from .evaluate.run import RecordingGenerator
+from .generation import HFGenerator, encode_texts, shared_prefix_split
+from .prompts import label_of_question, prompt_context
+
+
+def frequent_labels(conversations: Path, count: int) -> List[str]:
+    """The `count` entity types the teacher asked about most: real open types to ask about."""
+    types = Counter(normalize_type(label_of_question(question)) for _, messages in read_conversations(conversations) for question, _ in question_pairs(messages))
+    if len(types) < count:
+        raise ValueError(f"{conversations} has {len(types)} entity types; the benchmark asks about up to {count}")
+    return [label for label, _ in types.most_common(count)]
+
+
+def passages(path: Path, tokenizer, count: int, tokens: int) -> List[str]:
+    """The first `count` texts of a jsonl file ({"text": ...}) that have at least `tokens` tokens,
+    each cut after its `tokens`-th token: passages of one length, as the model reads them."""
+    texts = [record["text"] for record in srsly.read_jsonl(path)]
+    cut = []
+    for text, offsets in zip(texts, encode_texts(tokenizer, texts)[1]):
+        if len(offsets) >= tokens:
+            cut.append(text[: offsets[tokens - 1][1]])
+        if len(cut) == count:
+            return cut
+    raise ValueError(f"{path} has {len(cut)} texts of at least {tokens} tokens; the benchmark needs {count}")
+
+
+class PeakMemory:
+    """Peak memory above the start, in MiB, of what runs inside: the GPU's allocated memory on CUDA,
+    the process's resident memory (sampled every 5 ms) on a CPU."""
+
+    def __init__(self, device: str):
+        self.device = device
+        self.peak_mib = 0.0
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.start = torch.cuda.memory_allocated()
+        else:
+            self.process = psutil.Process()
+            self.start = self.highest = self.process.memory_info().rss
+            self.running = True
+            self.sampler = threading.Thread(target=self._sample, daemon=True)
+            self.sampler.start()
+        return self
+
+    def _sample(self) -> None:
+        while self.running:
+            self.highest = max(self.highest, self.process.memory_info().rss)
+            time.sleep(0.005)
+
+    def __exit__(self, *exc) -> None:
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+            self.peak_mib = (torch.cuda.max_memory_allocated() - self.start) / 2**20
+        else:
+            self.running = False
+            self.sampler.join()
+            self.peak_mib = (self.highest - self.start) / 2**20
+
+
+def timed(generator: HFGenerator, device: str, run: Callable[[], Any]) -> Tuple[Any, float, int, float]:
+    """What `run` returns, its seconds, the tokens it generated and its peak memory."""
+    tokens = generator.generated_tokens
+    with PeakMemory(device) as memory:
+        started = time.perf_counter()
+        result = run()
+        seconds = time.perf_counter() - started
+    return result, seconds, generator.generated_tokens - tokens, memory.peak_mib
+
+
+def token_bound(generator: HFGenerator, prompts: Sequence[str], answer_tokens: float) -> float:
+    """How much faster sharing can be, by token counts: the naive loop reads every prompt and answer
+    in full; sharing reads each text's shared part once, then per label its question and answer."""
+    token_ids, _ = encode_texts(generator.tokenizer, prompts)
+    groups: Dict[str, List[List[int]]] = {}
+    for prompt, ids in zip(prompts, token_ids):
+        groups.setdefault(prompt_context(prompt), []).append(ids)
+    naive = sum(len(ids) for ids in token_ids) + answer_tokens * len(prompts)
+    shared = answer_tokens * len(prompts)
+    for rows in groups.values():
+        prefix, rest = shared_prefix_split(rows)
+        shared += len(prefix) + sum(len(tail) for tail in rest)
+    return naive / shared
+
+
+def run_benchmark(nlp: Language, texts: List[str], labels: List[str], label_counts: Sequence[int]) -> Iterator[Dict[str, Any]]:
+    """For each label count: the component over `texts` (its prompts recorded), then the reference
+    loop over exactly those prompts; docs/s, generated tokens/s, peak memory and whether every
+    answer is the same."""
+    uniner = next(component for _, component in nlp.pipeline if isinstance(component, UniNER))
+    generator: HFGenerator = uniner.generator
+    docs = [nlp.make_doc(text) for text in texts[:1]]
+    uniner.labels = labels[:1]
+    list(nlp.pipe(docs))  # loads the model and warms it up, outside the timings
+    for count in label_counts:
+        uniner.labels = labels[:count]
+        recorder = RecordingGenerator(generator)
+        uniner.generator = recorder
+        try:
+            _, seconds, tokens, peak = timed(generator, generator.device, lambda: list(nlp.pipe(texts)))
+        finally:
+            uniner.generator = generator
+        prompts = list(recorder.answers)
+        naive, naive_seconds, naive_tokens, naive_peak = timed(generator, generator.device, lambda: generator.generate_one_by_one(prompts))
+        record = {
+            "labels": count,
+            "docs": len(texts),
+            "queries": len(prompts),
+            "naive_docs_per_s": round(len(texts) / naive_seconds, 3),
+            "docs_per_s": round(len(texts) / seconds, 3),
+            "ratio": round(naive_seconds / seconds, 2),
+            "token_bound": round(token_bound(generator, prompts, naive_tokens / len(prompts)), 2),
+            "identical": naive == [recorder.answers[prompt] for prompt in prompts],
+            "naive_tokens_per_s": round(naive_tokens / naive_seconds, 1),
+            "tokens_per_s": round(tokens / seconds, 1),
+            "generated_tokens": tokens,
+            "naive_peak_mib": round(naive_peak, 1),
+            "peak_mib": round(peak, 1),
+        }
+        yield record
+
+
+def machine(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name()
+    return f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def markdown_table(records: List[Dict[str, Any]]) -> str:
+    lines = [
+        "| labels | naive docs/s | component docs/s | ratio | token bound | identical | naive tokens/s | component tokens/s | naive peak MiB | component peak MiB |",
+        "|---" * 10 + "|",
+    ]
+    for r in records:
+        lines.append(
+            f"| {r['labels']} | {r['naive_docs_per_s']:.2f} | {r['docs_per_s']:.2f} | {r['ratio']:.1f}x | {r['token_bound']:.1f}x | "
+            f"{'yes' if r['identical'] else 'NO'} | {r['naive_tokens_per_s']:.0f} | {r['tokens_per_s']:.0f} | {r['naive_peak_mib']:.0f} | {r['peak_mib']:.0f} |"
+        )
+    return "\n".join(lines)
