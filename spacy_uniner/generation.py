@@ -1,6 +1,7 @@
 """Greedy generation with a Hugging Face causal LM, loaded lazily and saved with safetensors. The
 prompts of one text share one pass over it; rows are batched and leave the batch once answered."""
 from pathlib import Path
+import copy
 import inspect
 import json
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
@@ -161,11 +162,15 @@ class HFGenerator:
         groups = [shared_prefix_split([token_ids[i] for i in rows]) + (rows,) for rows in by_context.values()]
         stop = self.stop
         answers: List[str] = [""] * len(prompts)
+        owner: Dict[int, int] = {}  # group -> its row in `prefixes`
         for batch in answer_batches(groups, self.batch_size):
-            owner = {group: i for i, group in enumerate(dict.fromkeys(group for group, _ in batch))}
+            # A text with more labels than batch_size fills several batches in a row: one pass for all.
+            if any(group not in owner for group, _ in batch):
+                owner = {group: i for i, group in enumerate(dict.fromkeys(group for group, _ in batch))}
+                prefixes = SharedPrefixes(self.model, [groups[group][0] for group in owner], self.tokenizer.pad_token_id)
             tokens = greedy_answers(
                 self.model,
-                prefixes=[groups[group][0] for group in owner],
+                prefixes=prefixes,
                 continuations=[groups[group][1][k] for group, k in batch],
                 owners=[owner[group] for group, _ in batch],
                 max_new_tokens=self.max_new_tokens,
@@ -303,41 +308,62 @@ def left_padded(rows: List[List[int]], pad_id: int, device: torch.device) -> Tup
     return ids, mask
 
 
+def model_inputs(model: PreTrainedModel, cache: DynamicCache) -> Dict[str, Any]:
+    """Forward keywords beside the tokens: the cache, and logits at the last position only where the
+    model can skip the rest (most transformers models can)."""
+    parameters = inspect.signature(model.forward).parameters
+    inputs: Dict[str, Any] = {"use_cache": True}
+    if "logits_to_keep" in parameters:
+        inputs["logits_to_keep"] = 1
+    # transformers 5.24 renamed the forward argument `past_key_values` to `cache`.
+    inputs["cache" if "cache" in parameters else "past_key_values"] = cache
+    return inputs
+
+
+class SharedPrefixes:
+    """Prompt prefixes after one pass through the model (left-padded together): their key/value
+    cache, copied to as many rows as ask about them, batch after batch."""
+
+    def __init__(self, model: PreTrainedModel, prefixes: List[List[int]], pad_id: int):
+        self.cache = DynamicCache(config=model.config)
+        ids, self.mask = left_padded(prefixes, pad_id, model.device)
+        model(input_ids=ids, attention_mask=self.mask, position_ids=(self.mask.cumsum(-1) - 1).clamp(min=0), **model_inputs(model, self.cache))
+
+    def for_rows(self, owners: List[int]) -> Tuple[DynamicCache, torch.Tensor]:
+        """A cache and mask with row i holding prefix `owners[i]`."""
+        rows = torch.tensor(owners, device=self.mask.device)
+        cache = copy.deepcopy(self.cache)
+        cache.batch_select_indices(rows)
+        return cache, self.mask[rows]
+
+
 def greedy_answers(
     model: PreTrainedModel,
-    prefixes: List[List[int]],
+    prefixes: SharedPrefixes,
     continuations: List[List[int]],
     owners: List[int],
     max_new_tokens: int,
     stop: AnswerStop,
     pad_id: int,
 ) -> List[List[int]]:
-    """Greedy answers (token ids), one per continuation, whose prompt is `prefixes[owner] + continuation`.
+    """Greedy answers (token ids), one per continuation, whose prompt is prefix `owners[i]` followed
+    by continuation i.
 
-    Each prefix runs through the model once and its key/value cache is copied to its rows. Positions
-    come from the attention mask, so padding (left of a prefix, and between a prefix and a shorter
-    continuation) changes nothing. A finished row leaves the batch and the cache.
+    Positions come from the attention mask, so padding (left of a prefix, and between a prefix and a
+    shorter continuation) changes nothing. A finished row leaves the batch and the cache.
     """
     device = model.device
-    parameters = inspect.signature(model.forward).parameters
-    # Logits are needed at the last position only; most transformers models can skip the rest.
-    forward_kwargs = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
-    cache = DynamicCache(config=model.config)
-    # transformers 5.24 renamed the forward argument `past_key_values` to `cache`.
-    forward_kwargs["cache" if "cache" in parameters else "past_key_values"] = cache
-    prefix_ids, prefix_mask = left_padded(prefixes, pad_id, device)
-    model(input_ids=prefix_ids, attention_mask=prefix_mask, position_ids=(prefix_mask.cumsum(-1) - 1).clamp(min=0), use_cache=True, **forward_kwargs)
-    rows = torch.tensor(owners, device=device)
-    cache.batch_select_indices(rows)
+    cache, prefix_mask = prefixes.for_rows(owners)
+    inputs = model_inputs(model, cache)
     input_ids, continuation_mask = left_padded(continuations, pad_id, device)
-    mask = torch.cat([prefix_mask[rows], continuation_mask], dim=1)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, prefix_ids.shape[1] :]
+    mask = torch.cat([prefix_mask, continuation_mask], dim=1)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, prefix_mask.shape[1] :]
     active = torch.arange(len(continuations), device=device)
     tokens = torch.full((len(continuations), max_new_tokens), pad_id, device=device)
     lengths = torch.full((len(continuations),), max_new_tokens, device=device)
     stop_ids, may_close = stop.stop_ids.to(device), stop.may_close.to(device)
     for step in range(max_new_tokens):
-        logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, **forward_kwargs).logits
+        logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, **inputs).logits
         next_tokens = logits[:, -1].argmax(-1)
         tokens[active, step] = next_tokens
         finished = torch.isin(next_tokens, stop_ids)
