@@ -178,7 +178,7 @@ def evaluate_cli(
 @app.command("benchmark")
 def benchmark_cli(
     pipeline: str = typer.Argument(..., help="A spaCy pipeline folder or package with a `uniner` component, or a causal LM's hub id or folder."),
-    texts: Path = typer.Argument(..., help='A .jsonl file of {"text": ...} records; the first --docs with at least --passage-tokens tokens are used.', exists=True, dir_okay=False),
+    texts: Path = typer.Argument(..., help='A .jsonl file of {"text": ...} records; the first ones long enough are used.', exists=True, dir_okay=False),
     conversations: Path = typer.Argument(..., help="Training conversations: the benchmark asks about their most frequent entity types.", exists=True, dir_okay=False),
     output: Path = typer.Argument(..., help="The JSON file for the results (one record per label count)."),
     label_counts: str = typer.Option("1,4,16,64", "--label-counts", help="Comma-separated numbers of labels to ask about per doc."),
@@ -187,16 +187,17 @@ def benchmark_cli(
     batch_size: int = typer.Option(16, "--batch-size", help="The component's rows per forward pass."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Longest answer, in tokens."),
     device: str = typer.Option("auto", "--device", help="auto (a GPU when there is one), cpu, cuda or cuda:N."),
+    more_docs: int = typer.Option(4, "--more-docs", help="Also measure the component's peak memory on this many times --docs in one nlp.pipe batch (1: skip)."),
 ):
     """The component against the reference loop (one generate per (text, label) query) on the same
     model, texts and prompts: docs/s, tokens/s, peak memory and whether every answer is the same."""
     counts = [int(count) for count in label_counts.split(",")]
     nlp = uniner_pipeline(pipeline, batch_size=batch_size, max_new_tokens=max_new_tokens, device=device)
     generator = nlp.get_pipe("uniner").generator
-    chosen = passages(texts, generator.tokenizer, docs, passage_tokens)
+    chosen = passages(texts, generator.tokenizer, docs * more_docs, passage_tokens)
     labels = frequent_labels(conversations, max(counts))
     records = []
-    for record in run_benchmark(nlp, chosen, labels, counts):
+    for record in run_benchmark(nlp, chosen[:docs], labels, counts, chosen if more_docs > 1 else ()):
         typer.echo(json.dumps(record))
         records.append(record)
     report = {"machine": machine(generator.device), "device": generator.device, "model": pipeline, "docs": docs, "passage_tokens": passage_tokens, "batch_size": batch_size, "records": records}

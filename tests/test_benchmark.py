@@ -21,25 +21,25 @@ def test_the_benchmark_writes_one_record_per_label_count_with_identical_answers(
     ])
     result = CliRunner().invoke(app, [
         "benchmark", str(tiny_llama_path), str(tmp_path / "texts.jsonl"), str(tmp_path / "conversations.json"), str(tmp_path / "speed.json"),
-        "--label-counts", "1,4,6", "--docs", "3", "--passage-tokens", "24", "--max-new-tokens", "6", "--device", "cpu",
+        "--label-counts", "1,4,6", "--docs", "1", "--more-docs", "3", "--passage-tokens", "24", "--max-new-tokens", "6", "--device", "cpu",
     ])
     assert result.exit_code == 0, (result.output, result.exception)
     report = srsly.read_json(tmp_path / "speed.json")
     assert [record["labels"] for record in report["records"]] == [1, 4, 6]
     for record in report["records"]:
-        assert record["identical"] is True and record["queries"] == 3 * record["labels"]
+        assert record["identical"] is True and record["queries"] == record["labels"] and record["more_docs"] == 3
         assert record["naive_docs_per_s"] > 0 and record["docs_per_s"] > 0 and record["generated_tokens"] > 0
         assert record["ratio"] > 0 and record["token_bound"] >= 1.0
     # With more labels, more of each prompt is shared.
     assert report["records"][0]["token_bound"] < report["records"][1]["token_bound"] < report["records"][2]["token_bound"]
-    assert "| 6 |" in result.output and "CPU cores" in report["machine"]
+    assert "| 6 |" in result.output and "(3 docs)" in result.output and "CPU cores" in report["machine"]
 
 
 def test_too_few_long_texts_or_types_is_a_clear_error(tiny_llama_path, tmp_path):
     srsly.write_jsonl(tmp_path / "texts.jsonl", [{"text": "Short."}])
     srsly.write_json(tmp_path / "conversations.json", [conversation("c", "Some text.", [("person", [])])])
     arguments = ["benchmark", str(tiny_llama_path), str(tmp_path / "texts.jsonl"), str(tmp_path / "conversations.json"), str(tmp_path / "speed.json"), "--device", "cpu"]
-    result = CliRunner().invoke(app, arguments + ["--docs", "1", "--passage-tokens", "64"])
+    result = CliRunner().invoke(app, arguments + ["--docs", "1", "--more-docs", "1", "--passage-tokens", "64"])
     assert "has 0 texts of at least 64 tokens" in str(result.exception)
-    result = CliRunner().invoke(app, arguments + ["--docs", "1", "--passage-tokens", "2", "--label-counts", "1,4"])
+    result = CliRunner().invoke(app, arguments + ["--docs", "1", "--more-docs", "1", "--passage-tokens", "2", "--label-counts", "1,4"])
     assert "has 1 entity types; the benchmark asks about up to 4" in str(result.exception)

@@ -27,7 +27,7 @@ def test_visualize_writes_displacy_html_for_a_saved_pipeline(tiny_llama_path, tm
 def test_help_lists_the_commands():
     result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("visualize", "pile-ner-records", "passages", "distill", "build-data", "train", "evaluate"):
+    for command in ("visualize", "pile-ner-records", "passages", "distill", "build-data", "train", "evaluate", "benchmark"):
         assert command in result.output
 
 
@@ -39,6 +39,7 @@ def test_help_lists_the_commands():
         ("build-data", ["--negative-rate", "--min-type-count", "--dataset", "--seed", "--report"]),
         ("train", ["--config", "--pipeline-config", "--checkpoints", "--log", "--report"]),
         ("evaluate", ["--datasets", "--mirror", "--limit", "--seed", "--training-data", "--baseline"]),
+        ("benchmark", ["--label-counts", "--docs", "--passage-tokens", "--batch-size", "--max-new-tokens", "--device", "--more-docs"]),
     ],
 )
 def test_every_option_has_help(command, options):
@@ -92,5 +93,5 @@ def test_the_project_file_is_valid_and_its_workflows_name_its_commands():
 
     config = load_project_config(ROOT)  # exits on schema errors and on a workflow named like a command
     commands = {command["name"] for command in config["commands"]}
-    assert config["workflows"]["all"][-4:] == ["train", "evaluate", "package", "visualize"]
+    assert config["workflows"]["all"][-5:] == ["train", "evaluate", "benchmark", "package", "visualize"]
     assert all(step in commands for steps in config["workflows"].values() for step in steps)
