@@ -187,12 +187,13 @@ def benchmark_cli(
     batch_size: int = typer.Option(16, "--batch-size", help="The component's rows per forward pass."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Longest answer, in tokens."),
     device: str = typer.Option("auto", "--device", help="auto (a GPU when there is one), cpu, cuda or cuda:N."),
+    constrained: bool = typer.Option(False, "--constrained", help="Run the component with constrained decoding (answers limited to lists of passage strings); `identical` then says whether that changed any answer."),
     more_docs: int = typer.Option(4, "--more-docs", help="Also measure the component's peak memory on this many times --docs in one nlp.pipe batch (1: skip)."),
 ):
     """The component against the reference loop (one generate per (text, label) query) on the same
     model, texts and prompts: docs/s, tokens/s, peak memory and whether every answer is the same."""
     counts = [int(count) for count in label_counts.split(",")]
-    nlp = uniner_pipeline(pipeline, batch_size=batch_size, max_new_tokens=max_new_tokens, device=device)
+    nlp = uniner_pipeline(pipeline, batch_size=batch_size, max_new_tokens=max_new_tokens, device=device, constrained=constrained)
     generator = nlp.get_pipe("uniner").generator
     chosen = passages(texts, generator.tokenizer, docs * more_docs, passage_tokens)
     labels = frequent_labels(conversations, max(counts))
@@ -200,7 +201,7 @@ def benchmark_cli(
     for record in run_benchmark(nlp, chosen[:docs], labels, counts, chosen if more_docs > 1 else ()):
         typer.echo(json.dumps(record))
         records.append(record)
-    report = {"machine": machine(generator.device), "device": generator.device, "model": pipeline, "docs": docs, "passage_tokens": passage_tokens, "batch_size": batch_size, "records": records}
+    report = {"machine": machine(generator.device), "device": generator.device, "model": pipeline, "docs": docs, "passage_tokens": passage_tokens, "batch_size": batch_size, "constrained": constrained, "records": records}
     output.parent.mkdir(parents=True, exist_ok=True)
     srsly.write_json(output, report)
-    typer.echo(f"{report['machine']}; {docs} docs of {passage_tokens} tokens; batch size {batch_size}\n" + markdown_table(records))
+    typer.echo(f"{report['machine']}; {docs} docs of {passage_tokens} tokens; batch size {batch_size}{'; constrained' if constrained else ''}\n" + markdown_table(records))

@@ -46,6 +46,7 @@ class Generator(Protocol):
         "overwrite_ents": False,
         "trust_remote_code": False,
         "model_kwargs": {},
+        "constrained": False,
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
     },
     assigns=["doc.ents", "doc.spans"],
@@ -66,6 +67,7 @@ def make_uniner(
     overwrite_ents: bool,
     trust_remote_code: bool,
     model_kwargs: Dict[str, Any],
+    constrained: bool,
     scorer: Optional[Callable],
 ) -> "UniNER":
     generator = HFGenerator(
@@ -76,6 +78,7 @@ def make_uniner(
         dtype=dtype,
         trust_remote_code=trust_remote_code,
         model_kwargs=model_kwargs,
+        constrained=constrained,
     )
     return UniNER(
         nlp.vocab,

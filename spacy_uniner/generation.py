@@ -17,7 +17,8 @@ from transformers import (
     StoppingCriteriaList,
 )
 
-from .prompts import TURN_ENDS, prompt_context
+from .constraints import PassageConstraint
+from .prompts import TURN_ENDS, prompt_context, prompt_text
 
 ANSWER_END = TURN_ENDS[1]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -90,6 +91,7 @@ class HFGenerator:
         dtype: str = "auto",
         trust_remote_code: bool = False,
         model_kwargs: Optional[Dict[str, Any]] = None,
+        constrained: bool = False,
     ):
         if batch_size < 1 or max_new_tokens < 1:
             raise ValueError(f"[uniner] config keys 'batch_size' and 'max_new_tokens' must be >= 1, got {batch_size} and {max_new_tokens}")
@@ -100,6 +102,7 @@ class HFGenerator:
         self.dtype = resolve_dtype(dtype, self.device)
         self.trust_remote_code = trust_remote_code
         self.model_kwargs = dict(model_kwargs or {})
+        self.constrained = constrained
         self._model: Optional[PreTrainedModel] = None
         self._tokenizer: Optional[PreTrainedTokenizerBase] = None
         self._stop: Optional[AnswerStop] = None
@@ -151,7 +154,8 @@ class HFGenerator:
         Prompts that share their text (one per label, as the component asks) are answered from one
         pass over the shared tokens: its key/value cache is copied to each label's row, so an extra
         label costs its question and answer only. Rows are batched `batch_size` at a time, sorted by
-        length, and a row that has answered leaves the batch.
+        length, and a row that has answered leaves the batch. When `constrained`, every answer is a
+        JSON list of strings found in its prompt's text (see `constraints`), and may differ.
         """
         if not prompts:
             return []
@@ -160,6 +164,7 @@ class HFGenerator:
         for index, prompt in enumerate(prompts):
             by_context.setdefault(prompt_context(prompt), []).append(index)
         groups = [shared_prefix_split([token_ids[i] for i in rows]) + (rows,) for rows in by_context.values()]
+        constraints = [PassageConstraint(prompt_text(prompts[rows[0]])) for rows in by_context.values()] if self.constrained else None
         stop = self.stop
         answers: List[str] = [""] * len(prompts)
         owner: Dict[int, int] = {}  # group -> its row in `prefixes`
@@ -176,9 +181,11 @@ class HFGenerator:
                 max_new_tokens=self.max_new_tokens,
                 stop=stop,
                 pad_id=self.tokenizer.pad_token_id,
+                constraints=None if constraints is None else [constraints[group] for group, _ in batch],
             )
             for (group, k), ids in zip(batch, tokens):
-                answers[groups[group][2][k]] = stop.answer(ids)
+                answer = stop.answer(ids)
+                answers[groups[group][2][k]] = answer if constraints is None else constraints[group].close(answer)
                 self.generated_tokens += len(ids)
         return answers
 
@@ -345,12 +352,15 @@ def greedy_answers(
     max_new_tokens: int,
     stop: AnswerStop,
     pad_id: int,
+    constraints: Optional[List[PassageConstraint]] = None,
 ) -> List[List[int]]:
     """Greedy answers (token ids), one per continuation, whose prompt is prefix `owners[i]` followed
     by continuation i.
 
     Positions come from the attention mask, so padding (left of a prefix, and between a prefix and a
-    shorter continuation) changes nothing. A finished row leaves the batch and the cache.
+    shorter continuation) changes nothing. A finished row leaves the batch and the cache. With
+    `constraints` (one per row), a row takes the best of its top candidates that its constraint
+    allows, and ends where none is allowed.
     """
     device = model.device
     cache, prefix_mask = prefixes.for_rows(owners)
@@ -364,13 +374,20 @@ def greedy_answers(
     stop_ids, may_close = stop.stop_ids.to(device), stop.may_close.to(device)
     for step in range(max_new_tokens):
         logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, **inputs).logits
-        next_tokens = logits[:, -1].argmax(-1)
+        if constraints is None:
+            next_tokens, blocked = logits[:, -1].argmax(-1), None
+        else:
+            next_tokens, blocked = allowed_choice(logits[:, -1], [constraints[row] for row in active.tolist()], tokens[active, :step], stop)
         tokens[active, step] = next_tokens
         finished = torch.isin(next_tokens, stop_ids)
+        if blocked is not None:
+            finished |= blocked
         for row in (may_close[next_tokens] & ~finished).nonzero().flatten().tolist():
             finished[row] = stop.ended(tokens[active[row], : step + 1].tolist())
         if finished.any():
             lengths[active[finished]] = step + 1
+            if blocked is not None:
+                lengths[active[blocked]] = step  # ended without a token
             unfinished = (~finished).nonzero().flatten()
             if len(unfinished) == 0:
                 break
@@ -380,3 +397,16 @@ def greedy_answers(
         mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
         positions = positions[:, -1:] + 1
     return [row[:length].tolist() for row, length in zip(tokens.cpu(), lengths.tolist())]
+
+
+def allowed_choice(scores: torch.Tensor, constraints: List[PassageConstraint], written: torch.Tensor, stop: AnswerStop, candidates: int = 50) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per row, the best of its `candidates` top tokens whose answer its constraint allows, and
+    whether none was (the row then ends)."""
+    top = scores.topk(min(candidates, scores.shape[-1]), dim=-1).indices.tolist()
+    chosen, blocked = [], []
+    for row, (constraint, options) in enumerate(zip(constraints, top)):
+        so_far = written[row].tolist()
+        token = next((option for option in options if constraint.allows(stop.tokenizer.decode(so_far + [option], skip_special_tokens=True))), None)
+        chosen.append(options[0] if token is None else token)
+        blocked.append(token is None)
+    return torch.tensor(chosen, device=scores.device), torch.tensor(blocked, device=scores.device)

@@ -81,6 +81,15 @@ def prompt_context(prompt: str) -> str:
     return prompt[:cut] if cut > 0 else prompt
 
 
+def prompt_text(prompt: str) -> str:
+    """The text a `build_prompt` prompt asks about (ValueError for any other prompt)."""
+    head, tail = render_conversation([text_turn("\0"), READ_REPLY]).split("\0")
+    context = prompt_context(prompt)
+    if not (context.startswith(head) and context.endswith(tail)):
+        raise ValueError(f"Not a prompt of the template: {prompt[:80]!r}")
+    return context[len(head) : -len(tail)]
+
+
 def build_prompt(text: str, label: str) -> str:
     """The prompt that asks for the mentions of one entity type in one text."""
     return render_conversation([text_turn(text), READ_REPLY, question_turn(label), None])

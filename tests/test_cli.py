@@ -39,7 +39,7 @@ def test_help_lists_the_commands():
         ("build-data", ["--negative-rate", "--min-type-count", "--dataset", "--seed", "--report"]),
         ("train", ["--config", "--pipeline-config", "--checkpoints", "--log", "--report"]),
         ("evaluate", ["--datasets", "--mirror", "--limit", "--seed", "--training-data", "--baseline"]),
-        ("benchmark", ["--label-counts", "--docs", "--passage-tokens", "--batch-size", "--max-new-tokens", "--device", "--more-docs"]),
+        ("benchmark", ["--label-counts", "--docs", "--passage-tokens", "--batch-size", "--max-new-tokens", "--device", "--more-docs", "--constrained"]),
     ],
 )
 def test_every_option_has_help(command, options):

@@ -197,6 +197,10 @@ def test_overfit_round_trip_the_component_answers_the_training_questions(llama_b
     assert answers == generator.generate_one_by_one(prompts)
     asked = dict(PASSAGES[0][1])
     assert [answer for answer, label in zip(answers, labels) if label in asked] == [json.dumps(asked[label]) for label in labels if label in asked]
+    # Constrained to lists of passage strings, the trained answers (all in their passages) stay.
+    generator.constrained = True
+    constrained = generator.generate(prompts)
+    assert [a for a, label in zip(constrained, labels) if label in asked] == [a for a, label in zip(answers, labels) if label in asked]
 
 
 def test_a_killed_run_resumes_to_the_same_weights(tiny_llama_path, tmp_path, monkeypatch):

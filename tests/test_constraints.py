@@ -1,0 +1,78 @@
+"""Constrained decoding: answers limited to JSON lists of strings found in the passage."""
+import json
+
+import pytest
+import spacy
+import torch
+
+from spacy_uniner.constraints import PassageConstraint
+from spacy_uniner.generation import HFGenerator, allowed_choice
+from spacy_uniner.prompts import build_prompt, prompt_text
+
+PASSAGE = 'Marie Curie lived in Paris; she said "radium" glows.'
+
+
+@pytest.mark.parametrize("answer, state", [
+    ("", "start"), ("  [", "value"), ('["Marie', "string"), ('["marie curie", "Par', "string"),
+    ('["Paris"', "next"), ('["Paris",', "item"), ('["Paris"]', "closed"), ("[]", "closed"),
+    ('[ " marie curie " , " paris " ]', "closed"),  # BERT's decoded spacing and lower case
+    ('["said \\"radium\\" glows"]', "closed"),  # JSON escapes are decoded before the check
+    ("Paris", None), ('["London', None), ('["Paris"] and more', None), ('["Paris", ]', None),
+    ('["Paris" "Marie"]', None), ("[1]", None), ('[["Paris"]]', None),
+])
+def test_the_state_of_an_answer(answer, state):
+    assert PassageConstraint(PASSAGE).state(answer) == state
+
+
+@pytest.mark.parametrize("answer, closed", [
+    ("", "[]"), ("[", "[]"), ('["Mar', '["Mar"]'), ('["Paris", ', '["Paris"]'), ('["Paris"', '["Paris"]'), ('["Paris"]', '["Paris"]'),
+])
+def test_an_allowed_answer_closes_to_a_json_list(answer, closed):
+    assert PassageConstraint(PASSAGE).close(answer) == closed
+    assert isinstance(json.loads(closed), list)
+
+
+def test_the_passage_comes_back_out_of_its_prompt():
+    assert prompt_text(build_prompt(PASSAGE, "person")) == PASSAGE
+    with pytest.raises(ValueError, match="Not a prompt of the template"):
+        prompt_text("USER: hello ASSISTANT:")
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_constrained_answers_are_lists_of_passage_strings(tiny_llama_path, constrained):
+    """A random model writes anything; constrained, every answer is a JSON list whose strings are in
+    the text."""
+    nlp = spacy.blank("en")
+    texts = ["Barack Obama visited Paris with Michelle Obama in 2009.", "Python and Rust are programming languages used at Google."]
+    labels = ["person", "location", "organization", "programming language"]
+    uniner = nlp.add_pipe("uniner", config={"model": str(tiny_llama_path), "labels": labels, "max_new_tokens": 12, "device": "cpu", "constrained": constrained})
+    prompts = [build_prompt(text, label) for text in texts for label in labels]
+    answers = uniner.generator.generate(prompts)
+    parsed = []
+    for answer in answers:
+        try:
+            parsed.append(json.loads(answer))
+        except ValueError:
+            parsed.append(None)
+    if constrained:
+        assert all(isinstance(items, list) for items in parsed)
+        for prompt, items in zip(prompts, parsed):
+            assert all(PassageConstraint(prompt_text(prompt)).allows(json.dumps([item])) for item in items)
+        list(nlp.pipe(texts))
+        assert uniner.stats["malformed_answers"] == 0 and uniner.stats["mentions_not_in_text"] == 0
+    else:
+        assert any(items is None for items in parsed)  # what the constraint prevents
+
+
+def test_a_row_takes_its_best_allowed_candidate_or_ends(tiny_llama_path):
+    generator = HFGenerator(tiny_llama_path, device="cpu")
+    tokenizer = generator.tokenizer
+    written = tokenizer('["', add_special_tokens=False)["input_ids"]
+    outside, inside = tokenizer("aspirin", add_special_tokens=False)["input_ids"][0], tokenizer("Obama", add_special_tokens=False)["input_ids"][0]
+    scores = torch.zeros(2, len(tokenizer))
+    scores[:, outside], scores[:, inside] = 10.0, 5.0
+    constraints = [PassageConstraint("Barack Obama visited Paris."), PassageConstraint("Aspirin, Obama.")]
+    chosen, blocked = allowed_choice(scores, constraints, torch.tensor([written, written]), generator.stop)
+    assert chosen.tolist() == [inside, outside] and blocked.tolist() == [False, False]
+    chosen, blocked = allowed_choice(scores, constraints[:1], torch.tensor([written]), generator.stop, candidates=1)
+    assert blocked.tolist() == [True]  # its only candidate is not in the passage: the row ends
