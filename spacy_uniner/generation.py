@@ -11,6 +11,7 @@ from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
     DynamicCache,
+    GenerationConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     StoppingCriteria,
@@ -192,18 +193,18 @@ class HFGenerator:
     @torch.inference_mode()
     def generate_one_by_one(self, prompts: List[str]) -> List[str]:
         """The reference implementation's loop: one unpadded `model.generate` per prompt, stopping
-        where `generate` stops. The baseline that `generate` must match answer for answer."""
+        where `generate` stops. The baseline that `generate` must match answer for answer. Plain
+        greedy decoding, as the reference's vLLM call (temperature 0): a fresh generation config, so
+        no processor from the model's own (a repetition penalty, say) applies."""
         stop = self.stop
+        greedy = GenerationConfig(do_sample=False, max_new_tokens=self.max_new_tokens, eos_token_id=stop.stop_ids.tolist(), pad_token_id=self.tokenizer.pad_token_id)
         answers = []
         for ids in encode_texts(self.tokenizer, prompts)[0]:
             input_ids = torch.tensor([ids], device=self.model.device)
             output = self.model.generate(
                 input_ids,
                 attention_mask=torch.ones_like(input_ids),
-                do_sample=False,
-                max_new_tokens=self.max_new_tokens,
-                eos_token_id=stop.stop_ids.tolist(),
-                pad_token_id=self.tokenizer.pad_token_id,
+                generation_config=greedy,
                 stopping_criteria=StoppingCriteriaList([AnswerEnded(stop, len(ids))]),
             )
             answer_ids = output[0, len(ids) :].tolist()
@@ -338,10 +339,10 @@ class SharedPrefixes:
 
     def for_rows(self, owners: List[int]) -> Tuple[DynamicCache, torch.Tensor]:
         """A cache and mask with row i holding prefix `owners[i]`."""
-        rows = torch.tensor(owners, device=self.mask.device)
+        rows = torch.tensor(owners)  # on the CPU: layers placed on several GPUs each take it
         cache = copy.deepcopy(self.cache)
         cache.batch_select_indices(rows)
-        return cache, self.mask[rows]
+        return cache, self.mask[rows.to(self.mask.device)]
 
 
 def greedy_answers(
@@ -392,7 +393,7 @@ def greedy_answers(
             if len(unfinished) == 0:
                 break
             active, next_tokens, mask, positions = active[unfinished], next_tokens[unfinished], mask[unfinished], positions[unfinished]
-            cache.batch_select_indices(unfinished)
+            cache.batch_select_indices(unfinished.cpu())
         input_ids = next_tokens[:, None]
         mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
         positions = positions[:, -1:] + 1
