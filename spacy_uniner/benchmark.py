@@ -17,8 +17,8 @@ from spacy.language import Language
 from .component import UniNER
 from .data import normalize_type, question_pairs, read_conversations
 from .evaluate.run import RecordingGenerator
-from .generation import HFGenerator, encode_texts, shared_prefix_split
-from .prompts import label_of_question, prompt_context
+from .generation import HFGenerator, encode_texts, prompt_groups
+from .prompts import label_of_question
 
 
 def frequent_labels(conversations: Path, count: int) -> List[str]:
@@ -102,16 +102,11 @@ def timed(generator: HFGenerator, device: str, run: Callable[[], Any]) -> Tuple[
 def token_bound(generator: HFGenerator, prompts: Sequence[str], answer_tokens: float) -> float:
     """How much faster sharing can be, by token counts: the naive loop reads every prompt and answer
     in full; sharing reads each text's shared part once, then per label its question and answer."""
-    token_ids, _ = encode_texts(generator.tokenizer, prompts)
-    groups: Dict[str, List[List[int]]] = {}
-    for prompt, ids in zip(prompts, token_ids):
-        groups.setdefault(prompt_context(prompt), []).append(ids)
-    naive = sum(len(ids) for ids in token_ids) + answer_tokens * len(prompts)
-    shared = answer_tokens * len(prompts)
-    for rows in groups.values():
-        prefix, rest = shared_prefix_split(rows)
-        shared += len(prefix) + sum(len(tail) for tail in rest)
-    return naive / shared
+    groups = prompt_groups(generator.tokenizer, prompts)
+    prompt_tokens = sum(len(prefix) * len(rest) + sum(len(tail) for tail in rest) for prefix, rest, _ in groups)
+    shared_tokens = sum(len(prefix) + sum(len(tail) for tail in rest) for prefix, rest, _ in groups)
+    answers = answer_tokens * len(prompts)
+    return (prompt_tokens + answers) / (shared_tokens + answers)
 
 
 def run_benchmark(nlp: Language, texts: List[str], labels: List[str], label_counts: Sequence[int], more_texts: Sequence[str] = ()) -> Iterator[Dict[str, Any]]:
@@ -121,9 +116,8 @@ def run_benchmark(nlp: Language, texts: List[str], labels: List[str], label_coun
     in one `nlp.pipe` batch should not need more memory)."""
     uniner = next(component for _, component in nlp.pipeline if isinstance(component, UniNER))
     generator: HFGenerator = uniner.generator
-    docs = [nlp.make_doc(text) for text in texts[:1]]
     uniner.labels = labels[:1]
-    list(nlp.pipe(docs))  # loads the model and warms it up, outside the timings
+    list(nlp.pipe(texts[:1]))  # loads the model and warms it up, outside the timings
     for count in label_counts:
         uniner.labels = labels[:count]
         recorder = RecordingGenerator(generator)

@@ -160,12 +160,8 @@ class HFGenerator:
         """
         if not prompts:
             return []
-        token_ids, _ = encode_texts(self.tokenizer, prompts)
-        by_context: Dict[str, List[int]] = {}
-        for index, prompt in enumerate(prompts):
-            by_context.setdefault(prompt_context(prompt), []).append(index)
-        groups = [shared_prefix_split([token_ids[i] for i in rows]) + (rows,) for rows in by_context.values()]
-        constraints = [PassageConstraint(prompt_text(prompts[rows[0]])) for rows in by_context.values()] if self.constrained else None
+        groups = prompt_groups(self.tokenizer, prompts)
+        constraints = [PassageConstraint(prompt_text(prompts[rows[0]])) for _, _, rows in groups] if self.constrained else None
         stop = self.stop
         answers: List[str] = [""] * len(prompts)
         owner: Dict[int, int] = {}  # group -> its row in `prefixes`
@@ -285,6 +281,16 @@ def is_json_list(text: str) -> bool:
         return isinstance(json.loads(text), list)
     except ValueError:
         return False
+
+
+def prompt_groups(tokenizer: PreTrainedTokenizerBase, prompts: List[str]) -> List[Tuple[List[int], List[List[int]], List[int]]]:
+    """Prompts grouped by their text (`prompt_context`): per group, the tokens all its prompts start
+    with, what follows in each, and the prompts' indices."""
+    token_ids, _ = encode_texts(tokenizer, prompts)
+    by_context: Dict[str, List[int]] = {}
+    for index, prompt in enumerate(prompts):
+        by_context.setdefault(prompt_context(prompt), []).append(index)
+    return [shared_prefix_split([token_ids[i] for i in rows]) + (rows,) for rows in by_context.values()]
 
 
 def shared_prefix_split(rows: List[List[int]]) -> Tuple[List[int], List[List[int]]]:

@@ -11,7 +11,7 @@ import math
 import shutil
 import time
 from bisect import bisect_right
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -178,7 +178,8 @@ def epochs_of_examples(tokenizer, conversations, settings: "TrainSettings", max_
         epoch_examples, epoch_report = training_examples(tokenizer, [(i, shuffled_questions(m, rng)) for i, m in conversations], max_length)
         batches += [[len(examples) + i for i in batch] for batch in length_batches([len(ids) for ids, _ in epoch_examples], settings.batch_size, rng)]
         examples += epoch_examples
-        report = report if epoch else epoch_report
+        if epoch == 0:
+            report = epoch_report
     return examples, batches, report
 
 

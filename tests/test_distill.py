@@ -1,4 +1,3 @@
-import json
 from pathlib import Path
 
 import pytest
@@ -9,7 +8,6 @@ from spacy.tokens import DocBin
 from spacy_uniner.distill import (
     ANSWER_KEY,
     RecordedTeacher,
-    distill_report,
     load_distiller,
     make_open_ner_task,
     make_passages,

@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from spacy_uniner.generation import AnswerStop, HFGenerator, answer_batches, shared_prefix_split
+from spacy_uniner.generation import HFGenerator, answer_batches, shared_prefix_split
 from spacy_uniner.prompts import build_prompt, prompt_context
 
 TEXTS = [

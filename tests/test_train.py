@@ -18,7 +18,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from spacy_uniner.data import conversation
 from spacy_uniner.generation import encode_texts, load_tokenizer
-from spacy_uniner.prompts import READ_REPLY, build_prompt, question_turn, text_turn
+from spacy_uniner.prompts import READ_REPLY, build_prompt, text_turn
 from spacy_uniner.train import (
     IGNORE,
     TrainSettings,

@@ -4,7 +4,7 @@ entity types is data (assets/benchmarks.json), not code."""
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import srsly
 
