@@ -13,7 +13,7 @@ from spacy_uniner.evaluate.datasets import load_benchmark
 from spacy_uniner.data import conversation
 from spacy_uniner.cli import app
 from spacy_uniner.evaluate.report import bar_chart
-from spacy_uniner.evaluate.run import gazetteer, paper_golds, run_evaluation, sample, sentence_doc
+from spacy_uniner.evaluate.run import check_zero_shot, gazetteer, paper_golds, run_evaluation, sample, sentence_doc
 
 MIRROR = Path(__file__).parent.parent.parent / "shared" / "data"
 pytestmark = pytest.mark.skipif(not MIRROR.exists(), reason="the mirror ../shared/data is not beside the project")
@@ -101,6 +101,19 @@ def test_evaluation_sentences_in_the_training_data_are_refused(name, scripted_nl
         run_evaluation({"student": scripted_nlp({}, labels=["x"])}, [name], MIRROR, tmp_path / "run", limit=3, seed=1, training_data=training)
     srsly.write_json(training, [conversation("t0", "Nothing of the benchmark here at all, just a passage.", [("person", [])])])
     run_evaluation({"student": scripted_nlp({}, labels=["x"])}, [name], MIRROR, tmp_path / "run", limit=3, seed=1, training_data=training)
+
+
+def test_one_word_sentences_found_in_a_training_text_are_not_a_leak(tmp_path):
+    """The full MIT sets hold one-word queries ("pub", "burgers") that any web text may contain."""
+    sentences = load_benchmark("mit-restaurant", MIRROR).sentences
+    short = [s for s in sentences if s.text in ("pub", "burgers")]
+    longer = next(s for s in sentences if len(s.text.split()) == 4)
+    training = tmp_path / "conversations.json"
+    srsly.write_json(training, [conversation("t0", f"We had burgers at the pub. Then: {longer.text.upper()}!", [("food", ["burgers"])])])
+    assert len(short) >= 2
+    with pytest.raises(ValueError, match=f"(?s)Zero-shot rule: 1 evaluation sentences.*sentence {longer.index}:"):
+        check_zero_shot(training, short + [longer])
+    check_zero_shot(training, short)
 
 
 def test_the_chart_shows_each_systems_f1_per_dataset_and_average(scripted_nlp, tmp_path):

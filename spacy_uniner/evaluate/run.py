@@ -132,11 +132,12 @@ def words_key(text: str) -> List[str]:
     return re.findall(r"[a-z0-9]+", text.lower())
 
 
-def check_zero_shot(conversations: Path, sentences: List[Sentence], shingle: int = 8) -> None:
+def check_zero_shot(conversations: Path, sentences: List[Sentence], shingle: int = 8, fewest_words: int = 4) -> None:
     """Refuse evaluation sentences that a training text contains (the zero-shot rule). Case and
     tokenization are ignored, as benchmark text is pre-tokenized ("model s ,"): a sentence is found
     when every run of `shingle` of its words is in a training text, or, when it is shorter, when its
-    words are."""
+    words are. Sentences of fewer than `fewest_words` words (MIT's "pub", "todd") say nothing about
+    where a text came from and are not checked."""
     texts = [words_key(messages[0]) for _, messages in read_conversations(conversations)]
     runs_seen = {tuple(words[i : i + shingle]) for words in texts for i in range(len(words) - shingle + 1)}
     joined = " | ".join(" ".join(words) for words in texts)
@@ -144,7 +145,7 @@ def check_zero_shot(conversations: Path, sentences: List[Sentence], shingle: int
     for sentence in sentences:
         words = words_key(sentence.text)
         runs = [tuple(words[i : i + shingle]) for i in range(len(words) - shingle + 1)]
-        inside = all(run in runs_seen for run in runs) if runs else bool(words) and f" {' '.join(words)} " in f" {joined} "
+        inside = all(run in runs_seen for run in runs) if runs else len(words) >= fewest_words and f" {' '.join(words)} " in f" {joined} "
         if inside:
             found.append(f"{sentence.dataset} sentence {sentence.index}: {sentence.text[:80]!r}")
     if found:
