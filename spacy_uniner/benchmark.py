@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple
 
 import psutil
-import srsly
 import torch
 from spacy.language import Language
 
 from .component import UniNER
 from .data import normalize_type, question_pairs, read_conversations
+from .distill import read_documents
 from .evaluate.run import RecordingGenerator
 from .generation import HFGenerator, encode_texts, prompt_groups
 from .prompts import label_of_question
@@ -30,9 +30,9 @@ def frequent_labels(conversations: Path, count: int) -> List[str]:
 
 
 def passages(path: Path, tokenizer, count: int, tokens: int) -> List[str]:
-    """The first `count` texts of a jsonl file ({"text": ...}) that have at least `tokens` tokens,
-    each cut after its `tokens`-th token: passages of one length, as the model reads them."""
-    texts = [record["text"] for record in srsly.read_jsonl(path)]
+    """The first `count` texts (of a .jsonl or .txt file or a folder, as `distill` reads them) that
+    have at least `tokens` tokens, each cut after its `tokens`-th token: passages of one length."""
+    texts = [document["text"] for document in read_documents(path)]
     cut = []
     for text, offsets in zip(texts, encode_texts(tokenizer, texts)[1]):
         if len(offsets) >= tokens:

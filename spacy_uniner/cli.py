@@ -178,7 +178,7 @@ def evaluate_cli(
 @app.command("benchmark")
 def benchmark_cli(
     pipeline: str = typer.Argument(..., help="A spaCy pipeline folder or package with a `uniner` component, or a causal LM's hub id or folder."),
-    texts: Path = typer.Argument(..., help='A .jsonl file of {"text": ...} records; the first ones long enough are used.', exists=True, dir_okay=False),
+    texts: Path = typer.Argument(..., help='Texts as `distill` reads them (a .jsonl file of {"text": ...} records, a .txt file, or a folder); the first ones long enough are used.', exists=True, dir_okay=False),
     conversations: Path = typer.Argument(..., help="Training conversations: the benchmark asks about their most frequent entity types.", exists=True, dir_okay=False),
     output: Path = typer.Argument(..., help="The JSON file for the results (one record per label count)."),
     label_counts: str = typer.Option("1,4,16,64", "--label-counts", help="Comma-separated numbers of labels to ask about per doc."),

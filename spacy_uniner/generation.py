@@ -1,9 +1,9 @@
 """Greedy generation with a Hugging Face causal LM, loaded lazily and saved with safetensors. The
 prompts of one text share one pass over it; rows are batched and leave the batch once answered."""
-from pathlib import Path
 import copy
 import inspect
 import json
+from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import torch
