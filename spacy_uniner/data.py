@@ -50,6 +50,7 @@ def build_conversations(
     min_type_count: int = 1,
     dataset: Optional[str] = None,
     seed: int = 0,
+    recorded_negatives: bool = True,
 ) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
     """Conversations for the passages in `docs` (as distillation wrote them), and a report.
 
@@ -58,6 +59,11 @@ def build_conversations(
     min_type_count: a type in fewer passages than this is neither asked nor sampled (the long tail
         of one-off types is mostly noise).
     dataset: adds the paper's `Dataset: {name}` line, for mixing in supervised data.
+    recorded_negatives: whether the teacher's own empty types are asked (with negative_rate 0 and
+        this False, no negative is asked at all).
+
+    The report counts conversations per source: the start of each passage id, up to its first "-"
+    (`pile`, `def`, `gliner` for the recorded sources).
     """
     if negative_rate < 0 or min_type_count < 1:
         raise ValueError(f"negative_rate must be >= 0 and min_type_count >= 1, not {negative_rate} and {min_type_count}")
@@ -69,9 +75,10 @@ def build_conversations(
     rng = numpy.random.default_rng(seed)
     conversations = []
     report: Counter = Counter()
+    sources: Counter = Counter()
     for doc, passage in zip(docs, answers):
         positives = [(label, mentions) for label, mentions in passage.items() if label in index]
-        recorded = [normalize_type(label) for label in doc.user_data.get(PASSAGE_META, {}).get("negative_types", [])]
+        recorded = [normalize_type(label) for label in doc.user_data.get(PASSAGE_META, {}).get("negative_types", [])] if recorded_negatives else []
         negatives = list(dict.fromkeys(label for label in recorded if label and label not in passage))
         wanted = int(negative_rate * len(positives) + rng.random()) - len(negatives)
         # Sampling weights with this passage's types and its recorded negatives zeroed: work per
@@ -87,13 +94,15 @@ def build_conversations(
             continue
         questions = positives + [(label, []) for label in negatives]
         questions = [questions[i] for i in rng.permutation(len(questions))]
-        conversations.append(conversation(doc.user_data.get(PASSAGE_ID, str(len(conversations))), doc.text, questions, dataset))
+        passage_id = doc.user_data.get(PASSAGE_ID, str(len(conversations)))
+        conversations.append(conversation(passage_id, doc.text, questions, dataset))
+        sources[passage_id.split("-")[0]] += 1
         report["conversations"] += 1
         report["positive_questions"] += len(positives)
         report["negative_questions"] += len(negatives)
         report["mentions"] += sum(len(mentions) for _, mentions in positives)
     report.update(types=len(type_counts), types_kept=len(kept), passages=len(docs))
-    return conversations, dict(report)
+    return conversations, dict(report, sources=dict(sources))
 
 
 def read_annotations(path: Path) -> List[Doc]:

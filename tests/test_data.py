@@ -39,7 +39,7 @@ def test_conversation_format_mentions_in_text_order_and_recorded_negatives():
     # first, so "bayer" is not a company: the teacher wrote "Bayer"); the teacher's
     # empty type kept as a negative (its "city" is not: Leverkusen is a city here).
     assert questions(conversation) == {"drug": ["Aspirin"], "company": ["Bayer"], "city": ["Leverkusen"], "disease": []}
-    assert report == {"conversations": 1, "positive_questions": 3, "negative_questions": 1, "mentions": 3, "types": 3, "types_kept": 3, "passages": 1}
+    assert report == {"conversations": 1, "positive_questions": 3, "negative_questions": 1, "mentions": 3, "types": 3, "types_kept": 3, "passages": 1, "sources": {"p": 1}}
 
 
 def test_training_conversation_renders_exactly_the_serving_prompt():
@@ -92,3 +92,23 @@ def test_build_data_files_and_bad_input(tmp_path):
     DocBin(docs=[spacy.blank("en")("plain")]).to_disk(tmp_path / "plain.spacy")
     with pytest.raises(ValueError, match="have no teacher answer; is this the output of distill"):
         read_annotations(tmp_path / "plain.spacy")
+
+
+def test_negatives_none_recorded_or_sampled_and_sources_in_the_report():
+    docs = [
+        annotated(TEXT, '[("Aspirin", "drug")]', ["disease"], passage_id="pile-1"),
+        annotated("Ada Lovelace met Charles Babbage.", '[("Ada Lovelace", "person")]', passage_id="def-person-0"),
+        annotated("Kobe is in Japan.", '[("Japan", "country")]', passage_id="gliner-3"),
+    ]
+    none, report = build_conversations(docs, negative_rate=0.0, recorded_negatives=False)
+    assert [questions(c) for c in none] == [{"drug": ["Aspirin"]}, {"person": ["Ada Lovelace"]}, {"country": ["Japan"]}]
+    assert report["negative_questions"] == 0
+    assert report["sources"] == {"pile": 1, "def": 1, "gliner": 1}
+    recorded, report = build_conversations(docs, negative_rate=0.0)
+    assert questions(recorded[0]) == {"drug": ["Aspirin"], "disease": []}
+    assert report["negative_questions"] == 1
+    sampled, report = build_conversations(docs, negative_rate=2.0)
+    assert report["negative_questions"] == 6  # two per positive type: the recorded one counts first
+    for conversation in sampled:
+        negatives = [label for label, mentions in questions(conversation).items() if not mentions]
+        assert len(negatives) == 2

@@ -14,6 +14,7 @@ from spacy_uniner.distill import (
     read_documents,
     read_passages,
     read_pile_ner,
+    read_records,
     run_distillation,
     split_passages,
     teacher_response,
@@ -189,6 +190,46 @@ def test_pile_ner_both_formats_give_the_same_records(tmp_path):
         list(read_pile_ner(tmp_path / "bad.jsonl"))
 
 
+def test_definitions_and_token_span_sources_join_into_one_record_per_text(tmp_path):
+    shared = "Ada Lovelace met Charles Babbage in London."
+    definitions = {
+        "person": {"named_entity": "person", "sentences_as_example": [
+            {"sentence": shared, "entities": ["Ada Lovelace", "Charles Babbage"]},
+            {"sentence": "Kobe is in Japan.", "entities": []},
+        ]},
+        "city": {"named_entity": "city", "sentences_as_example": [{"sentence": shared, "entities": ["London"]}]},
+    }
+    srsly.write_json(tmp_path / "definitions.json", definitions)
+    spans = [
+        {"tokenized_text": ["Ada", "Lovelace", "wrote", "notes", "."], "ner": [[0, 1, "Person"], [3, 3, "Document"], [0, 1, "Person"]]},
+        {"tokenized_text": shared[:-1].split() + ["."], "ner": [[6, 6, "city"], [0, 1, "scientist"]]},
+    ]
+    srsly.write_json(tmp_path / "gliner.json", spans)
+    records = read_records([tmp_path / "definitions.json", tmp_path / "gliner.json"])
+    assert records == [
+        # The shared sentence: asked about person and city in the definitions; GLiNER's copy of it
+        # (tokenized: "London ." -- another text) stays a record of its own.
+        {"id": "def-person-0", "text": shared, "response": '[("Ada Lovelace", "person"), ("Charles Babbage", "person"), ("London", "city")]', "meta": {"negative_types": []}},
+        {"id": "def-person-1", "text": "Kobe is in Japan.", "response": "[]", "meta": {"negative_types": ["person"]}},
+        {"id": "gliner-0", "text": "Ada Lovelace wrote notes .", "response": '[("Ada Lovelace", "Person"), ("notes", "Document")]', "meta": {"negative_types": []}},
+        {"id": "gliner-1", "text": "Ada Lovelace met Charles Babbage in London .", "response": '[("London", "city"), ("Ada Lovelace", "scientist")]', "meta": {"negative_types": []}},
+    ]
+    srsly.write_json(tmp_path / "bad.json", {"person": {"sentences_as_example": [{"text": shared}]}})
+    with pytest.raises(ValueError, match="bad.json: type 'person': expected sentences_as_example"):
+        read_records([tmp_path / "bad.json"])
+    srsly.write_json(tmp_path / "bad_spans.json", [{"tokenized_text": ["a"], "ner": [[0, "x"]]}])
+    with pytest.raises(ValueError, match=r"bad_spans.json record 0: expected tokenized_text and ner"):
+        read_records([tmp_path / "bad_spans.json"])
+
+
+def test_a_type_answered_in_one_source_is_no_negative_in_the_joined_record(tmp_path):
+    text = "Kobe is in Japan."
+    srsly.write_jsonl(tmp_path / "a.jsonl", [{"doc_question_pairID": "1:0", "tagName": "country", "input": text, "output": "[]"}])
+    srsly.write_json(tmp_path / "b.json", {"country": {"sentences_as_example": [{"sentence": text, "entities": ["Japan"]}]}})
+    (record,) = read_records([tmp_path / "a.jsonl", tmp_path / "b.json"])
+    assert record == {"id": "pile-1", "text": text, "response": '[("Japan", "country")]', "meta": {"negative_types": []}}
+
+
 def test_teacher_response_reads_back():
     from spacy_uniner.answers import parse_teacher_answer
 
@@ -203,6 +244,18 @@ def test_shipped_pile_ner_sample_replays_completely(tmp_path):
     assert sum(len(r["meta"]["negative_types"]) for r in records) == 1320 - 717
     # Every recorded passage fits in 256 words, so passage preparation keeps each one whole.
     assert [p["text"] for p in make_passages(records)] == [r["text"] for r in records]
+
+
+@pytest.mark.skipif(not SAMPLE.exists(), reason="needs ../shared/data (the offline mirror)")
+def test_every_recorded_source_of_the_mirror_reads(tmp_path):
+    folder = SAMPLE.parent.parent
+    records = read_records([SAMPLE, folder / "slimer_subset" / "top391NEs_definitions.json", folder / "gliner_sample_data.json"])
+    sources = {}
+    for record in records:
+        sources[record["id"].split("-")[0]] = sources.get(record["id"].split("-")[0], 0) + 1
+    # 1,172 definition sentences, 17 of them asked about two types.
+    assert sources == {"pile": 882, "def": 1155, "gliner": 64}
+    assert len({record["text"] for record in records}) == len(records)
 
 
 def test_each_teacher_gets_its_own_cache_folder(project, monkeypatch):

@@ -5,7 +5,7 @@ Importing this package registers the spacy-llm task `spacy_uniner.OpenNER.v1` an
 do the same for configs loaded without it).
 """
 from .passages import make_passages, read_documents, split_passages
-from .pile_ner import read_pile_ner, teacher_response
+from .pile_ner import read_pile_ner, read_records, teacher_response
 from .run import distill, distill_report, load_distiller, read_passages, run_distillation
 from .task import ANSWER_KEY, OpenNERTask, make_open_ner_task
 from .teachers import OpenAICompatible, RecordedTeacher, make_openai_compatible, make_recorded_teacher
@@ -25,6 +25,7 @@ __all__ = [
     "read_documents",
     "read_passages",
     "read_pile_ner",
+    "read_records",
     "run_distillation",
     "split_passages",
     "teacher_response",

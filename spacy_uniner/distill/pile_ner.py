@@ -1,9 +1,11 @@
-"""Real ChatGPT answers from the public Pile-NER data -> the recorded-response file that
-`spacy_uniner.RecordedTeacher.v1` replays.
+"""Real LLM annotations -> the recorded-response file that `spacy_uniner.RecordedTeacher.v1` replays.
 
 Pile-NER keeps one answer per (passage, type) question. Joining a passage's answers gives the teacher's
 tuple list back; the types it was asked about and answered `[]` are kept as `negative_types`, real
-negatives that build-data uses before it samples any.
+negatives that build-data uses before it samples any. Two smaller sources read the same way: SLIMER's
+type definitions (three Pile sentences per type with GPT's mentions of that type) and GLiNER's
+LLM-annotated sample (token spans). Each record's id names its source (`pile-`, `def-`, `gliner-`),
+and the conversations keep it, so a report can say where each one came from.
 """
 import json
 import re
@@ -12,7 +14,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Tuple
 
 import srsly
 
-from ..answers import parse_answer
+from ..answers import parse_answer, parse_teacher_answer
 from ..prompts import READ_REPLY, text_turn
 
 _TEXT = text_turn("")  # "Text: ", the opening of every conversation
@@ -21,13 +23,44 @@ _QUESTION = re.compile(r"^What describes (.+) in the text\?$", re.S)
 
 
 def read_pile_ner(path: Path) -> Iterator[Dict[str, Any]]:
-    """Recorded responses, {"id", "text", "response", "meta": {"negative_types"}}, from either
-    Pile-NER-type's train.json (a JSON list of conversations; all 45,889 passages) or a SLIMER-style
-    .jsonl sample of it (one (passage, type) question a line, as in ../shared/data/pile_ner/)."""
+    """Recorded responses, {"id", "text", "response", "meta": {"negative_types"}}, from
+    Pile-NER-type's train.json (a JSON list of conversations; all 45,889 passages), a SLIMER-style
+    .jsonl sample of it (one (passage, type) question a line, as in ../shared/data/pile_ner/),
+    SLIMER's definitions file (a JSON object keyed by type) or GLiNER's sample (a JSON list of
+    {"tokenized_text", "ner"})."""
     path = Path(path)
     if path.suffix == ".jsonl":
         return _from_questions(path, list(srsly.read_jsonl(path)))
-    return _from_conversations(path, srsly.read_json(path))
+    data = srsly.read_json(path)
+    if isinstance(data, dict):
+        return _from_definitions(path, data)
+    if isinstance(data, list) and data and isinstance(data[0], dict) and "tokenized_text" in data[0]:
+        return _from_token_spans(path, data)
+    return _from_conversations(path, data)
+
+
+def read_records(paths: Iterable[Path]) -> List[Dict[str, Any]]:
+    """The records of every source, one per distinct text: a text in several sources (or asked
+    about several types, as a definition sentence can be) gets all their answers joined."""
+    merged: Dict[str, Dict[str, Any]] = {}
+    answers: Dict[str, List[Tuple[str, List[str]]]] = {}
+    for path in paths:
+        for record in read_pile_ner(path):
+            first = merged.setdefault(record["text"], record)
+            pairs = answers.setdefault(record["text"], [])
+            pairs += [(label, [mention]) for mention, label in parse_teacher_answer(record["response"]).pairs]
+            pairs += [(label, []) for label in record["meta"]["negative_types"]]
+            merged[record["text"]] = _record(first["id"], record["text"], _joined(pairs))
+    return list(merged.values())
+
+
+def _joined(answers: List[Tuple[str, List[str]]]) -> List[Tuple[str, List[str]]]:
+    """One (type, mentions) per type, mentions deduplicated in order."""
+    by_type: Dict[str, List[str]] = {}
+    for label, mentions in answers:
+        known = by_type.setdefault(label, [])
+        known += [mention for mention in mentions if mention not in known]
+    return list(by_type.items())
 
 
 def teacher_response(pairs: Iterable[Tuple[str, str]]) -> str:
@@ -75,3 +108,24 @@ def _from_conversations(path: Path, records: Any) -> Iterator[Dict[str, Any]]:
             name = record.get("id") if isinstance(record, dict) else None
             raise ValueError(f"{path} record {i} ({name}): {error}") from error
         yield _record(str(record.get("id", i)), turns[0][len(_TEXT):], answers)
+
+
+def _from_definitions(path: Path, definitions: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
+    """SLIMER's top391NEs_definitions.json: per type, example sentences with GPT's mentions of it."""
+    for label, entry in definitions.items():
+        try:
+            for n, example in enumerate(entry["sentences_as_example"]):
+                yield _record(f"def-{label}-{n}", example["sentence"], [(label, list(example["entities"]))])
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"{path}: type {label!r}: expected sentences_as_example with sentence and entities ({error!r})") from error
+
+
+def _from_token_spans(path: Path, rows: List[Dict[str, Any]]) -> Iterator[Dict[str, Any]]:
+    """GLiNER's format: tokens and [first token, last token (inclusive), type] spans."""
+    for i, row in enumerate(rows):
+        try:
+            tokens = row["tokenized_text"]
+            answers = _joined([(label, [" ".join(tokens[start : end + 1])]) for start, end, label in row["ner"]])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{path} record {i}: expected tokenized_text and ner [[start, end, type], ...] ({error!r})") from error
+        yield _record(f"gliner-{i}", " ".join(tokens), answers)
