@@ -71,3 +71,18 @@ def test_bio_files_give_the_papers_queries_up_to_its_conversion_slips(name):
         asked[text] += 1
     missing = {sentence.text for sentence in benchmark.sentences} - set(asked)
     assert len(missing) <= 1 and len(queries) == len(benchmark.types) * (len(benchmark.sentences) - len(missing))
+
+
+@needs_mirror
+def test_dev_splits_read_with_the_test_sets_types_and_no_paper_file():
+    from spacy_uniner.evaluate.datasets import benchmark_spec
+    from spacy_uniner.evaluate.run import paper_golds
+
+    dev, test = load_benchmark("CrossNER_AI-dev", MIRROR), load_benchmark("CrossNER_AI", MIRROR)
+    assert dev.types == test.types
+    assert len(dev.sentences) == 350 - 3 and len(test.sentences) == 431  # 3 dev sentences are test sentences too
+    assert not {s.text for s in dev.sentences} & {s.text for s in test.sentences}
+    assert benchmark_spec("CrossNER_AI-dev")["path"] == "crossner/ner_data/ai/dev.txt"
+    assert paper_golds("CrossNER_AI-dev", MIRROR) is None  # scored against the BIO golds
+    with pytest.raises(ValueError, match="Unknown benchmark 'mit-movie-dev'.*CrossNER_AI-dev"):
+        load_benchmark("mit-movie-dev", MIRROR)

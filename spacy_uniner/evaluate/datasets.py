@@ -13,6 +13,21 @@ from ..prompts import label_of_question, text_turn
 BENCHMARKS = Path(__file__).parent.parent.parent / "assets" / "benchmarks.json"
 FORMATS = ("bio", "bio-label-first")
 BENCHMARK_NAMES = [name for name in srsly.read_json(BENCHMARKS) if not name.startswith("_")]
+DEV = "-dev"  # NAME-dev: the dev split of a set that has one (dev_path), to choose settings on
+
+
+def benchmark_spec(name: str, benchmarks: Path = BENCHMARKS) -> dict:
+    """A set's entry in `benchmarks`; for NAME-dev, NAME's entry with its dev file as path and no
+    paper file."""
+    specs = srsly.read_json(benchmarks)
+    base = name[: -len(DEV)] if name.endswith(DEV) else name
+    if base not in specs or base.startswith("_") or (base != name and "dev_path" not in specs[base]):
+        known = [key for key in specs if not key.startswith("_")] + [key + DEV for key in specs if "dev_path" in specs.get(key, {})]
+        raise ValueError(f"Unknown benchmark {name!r}; {benchmarks} describes {known}")
+    spec = dict(specs[base])
+    if base != name:
+        spec.update(path=spec.pop("dev_path"), paper_file=None, test_path=spec["path"])
+    return spec
 
 
 @dataclass
@@ -84,17 +99,20 @@ def tag_spans(tags: List[str]) -> List[Tuple[int, int, str]]:
 def load_benchmark(name: str, mirror: Path, benchmarks: Path = BENCHMARKS) -> Benchmark:
     """The sentences of one set, with raw labels turned into the types the paper asks about
     (labels mapped to null, like misc, are left out as the paper does)."""
-    specs = srsly.read_json(benchmarks)
-    if name not in specs or name.startswith("_"):
-        raise ValueError(f"Unknown benchmark {name!r}; {benchmarks} describes {[key for key in specs if not key.startswith('_')]}")
-    spec = specs[name]
+    spec = benchmark_spec(name, benchmarks)
     if spec["format"] not in FORMATS:
         raise ValueError(f"{benchmarks}: {name} has format {spec['format']!r}; expected one of {FORMATS}")
     path = Path(mirror) / spec["path"]
     if not path.exists():
         raise FileNotFoundError(f"{path} (benchmark {name}) is missing: is `mirror` the folder of the data mirror?")
+    label_first = spec["format"] == "bio-label-first"
+    # A dev split leaves out its sentences that are also test sentences (CrossNER's dev and test
+    # files share 34), so settings chosen on it never see a test sentence.
+    test_texts = {" ".join(tokens) for tokens, _ in read_tagged_tokens(Path(mirror) / spec["test_path"], label_first)} if "test_path" in spec else set()
     sentences = []
-    for index, (tokens, tags) in enumerate(read_tagged_tokens(path, spec["format"] == "bio-label-first")):
+    for index, (tokens, tags) in enumerate(read_tagged_tokens(path, label_first)):
+        if " ".join(tokens) in test_texts:
+            continue
         spans = []
         for start, end, label in tag_spans(tags):
             if label not in spec["types"]:

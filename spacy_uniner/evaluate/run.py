@@ -19,7 +19,7 @@ from ..answers import parse_answer
 from ..component import UniNER
 from ..data import normalize_type, question_pairs, read_conversations
 from ..prompts import build_prompt, label_of_question
-from .datasets import BENCHMARKS, Benchmark, Sentence, load_benchmark, paper_queries
+from .datasets import BENCHMARKS, Benchmark, Sentence, benchmark_spec, load_benchmark, paper_queries
 from .metrics import PRF, paper_parse
 from .report import bar_chart, markdown_table
 
@@ -61,7 +61,7 @@ def sentence_doc(nlp: Language, sentence: Sentence, gold: bool) -> Doc:
 def paper_golds(benchmark_name: str, mirror: Path, benchmarks: Path = BENCHMARKS) -> Optional[Dict[tuple, str]]:
     """The gold answer of every (text, type) query of the paper's own file, when the mirror has it:
     the paper metric then scores against exactly the paper's golds."""
-    paper_file = srsly.read_json(benchmarks)[benchmark_name].get("paper_file")
+    paper_file = benchmark_spec(benchmark_name, benchmarks).get("paper_file")
     if not paper_file or not (Path(mirror) / paper_file).exists():
         return None
     return {(text, entity_type): answer for text, entity_type, answer in paper_queries(Path(mirror) / paper_file)}
