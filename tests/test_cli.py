@@ -61,7 +61,7 @@ def test_the_workflow_commands_chain(tmp_path, monkeypatch, tiny_llama_path):
     ])
     runner = CliRunner()
     steps = [
-        ["pile-ner-records", "sample.jsonl", "corpus/recorded_teacher.jsonl"],
+        ["pile-ner-records", "sample.jsonl", "--output", "corpus/recorded_teacher.jsonl"],
         ["passages", "corpus/recorded_teacher.jsonl", "corpus/passages.jsonl"],
         ["distill", "corpus/passages.jsonl", "corpus/annotations.spacy", "--config", str(ROOT / "configs/distill.cfg"),
          "--teacher", str(ROOT / "configs/teachers/recorded.cfg"), "--report", "metrics/distill.json"],
