@@ -42,16 +42,15 @@ def read_pile_ner(path: Path) -> Iterator[Dict[str, Any]]:
 def read_records(paths: Iterable[Path]) -> List[Dict[str, Any]]:
     """The records of every source, one per distinct text: a text in several sources (or asked
     about several types, as a definition sentence can be) gets all their answers joined."""
-    merged: Dict[str, Dict[str, Any]] = {}
+    ids: Dict[str, str] = {}  # text -> the id of its first record
     answers: Dict[str, List[Tuple[str, List[str]]]] = {}
     for path in paths:
         for record in read_pile_ner(path):
-            first = merged.setdefault(record["text"], record)
+            ids.setdefault(record["text"], record["id"])
             pairs = answers.setdefault(record["text"], [])
             pairs += [(label, [mention]) for mention, label in parse_teacher_answer(record["response"]).pairs]
             pairs += [(label, []) for label in record["meta"]["negative_types"]]
-            merged[record["text"]] = _record(first["id"], record["text"], _joined(pairs))
-    return list(merged.values())
+    return [_record(ids[text], text, _joined(pairs)) for text, pairs in answers.items()]
 
 
 def _joined(answers: List[Tuple[str, List[str]]]) -> List[Tuple[str, List[str]]]:
