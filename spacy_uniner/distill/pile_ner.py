@@ -14,10 +14,13 @@ from typing import Any, Dict, Iterable, Iterator, List, Tuple
 
 import srsly
 
-from ..answers import parse_answer, parse_teacher_answer
+from ..answers import parse_answer
 from ..prompts import READ_REPLY, text_turn
 
 _TEXT = text_turn("")  # "Text: ", the opening of every conversation
+
+# (id, text, [(type, its mentions)]) of one text, as every source is read before it becomes a record.
+SourceAnswers = Tuple[str, str, List[Tuple[str, List[str]]]]
 
 _QUESTION = re.compile(r"^What describes (.+) in the text\?$", re.S)
 
@@ -28,7 +31,11 @@ def read_pile_ner(path: Path) -> Iterator[Dict[str, Any]]:
     .jsonl sample of it (one (passage, type) question a line, as in ../shared/data/pile_ner/),
     SLIMER's definitions file (a JSON object keyed by type) or GLiNER's sample (a JSON list of
     {"tokenized_text", "ner"})."""
-    path = Path(path)
+    return (_record(passage_id, text, answers) for passage_id, text, answers in _source_answers(Path(path)))
+
+
+def _source_answers(path: Path) -> Iterator[SourceAnswers]:
+    """(id, text, [(type, mentions)]) per text of one source, in whichever format it has."""
     if path.suffix == ".jsonl":
         return _from_questions(path, list(srsly.read_jsonl(path)))
     data = srsly.read_json(path)
@@ -45,11 +52,9 @@ def read_records(paths: Iterable[Path]) -> List[Dict[str, Any]]:
     ids: Dict[str, str] = {}  # text -> the id of its first record
     answers: Dict[str, List[Tuple[str, List[str]]]] = {}
     for path in paths:
-        for record in read_pile_ner(path):
-            ids.setdefault(record["text"], record["id"])
-            pairs = answers.setdefault(record["text"], [])
-            pairs += [(label, [mention]) for mention, label in parse_teacher_answer(record["response"]).pairs]
-            pairs += [(label, []) for label in record["meta"]["negative_types"]]
+        for passage_id, text, source_answers in _source_answers(Path(path)):
+            ids.setdefault(text, passage_id)
+            answers.setdefault(text, []).extend(source_answers)
     return [_record(ids[text], text, _joined(pairs)) for text, pairs in answers.items()]
 
 
@@ -73,7 +78,7 @@ def _record(passage_id: str, text: str, answers: List[Tuple[str, List[str]]]) ->
     return {"id": passage_id, "text": text, "response": teacher_response(pairs), "meta": {"negative_types": negatives}}
 
 
-def _from_questions(path: Path, rows: List[Dict[str, Any]]) -> Iterator[Dict[str, Any]]:
+def _from_questions(path: Path, rows: List[Dict[str, Any]]) -> Iterator[SourceAnswers]:
     answers: Dict[str, List[Tuple[str, List[str]]]] = {}
     texts: Dict[str, str] = {}
     for i, row in enumerate(rows, 1):
@@ -86,10 +91,10 @@ def _from_questions(path: Path, rows: List[Dict[str, Any]]) -> Iterator[Dict[str
                 f"{path} line {i}: expected doc_question_pairID, tagName, input and output fields ({error!r})"
             ) from error
     for passage_id, text in texts.items():
-        yield _record(passage_id, text, answers[passage_id])
+        yield passage_id, text, answers[passage_id]
 
 
-def _from_conversations(path: Path, records: Any) -> Iterator[Dict[str, Any]]:
+def _from_conversations(path: Path, records: Any) -> Iterator[SourceAnswers]:
     if not isinstance(records, list):
         raise ValueError(f"{path}: expected a JSON list of {{'id', 'conversations'}} records (Pile-NER-type)")
     for i, record in enumerate(records):
@@ -106,20 +111,20 @@ def _from_conversations(path: Path, records: Any) -> Iterator[Dict[str, Any]]:
         except (KeyError, TypeError, IndexError, ValueError) as error:
             name = record.get("id") if isinstance(record, dict) else None
             raise ValueError(f"{path} record {i} ({name}): {error}") from error
-        yield _record(str(record.get("id", i)), turns[0][len(_TEXT):], answers)
+        yield str(record.get("id", i)), turns[0][len(_TEXT):], answers
 
 
-def _from_definitions(path: Path, definitions: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
+def _from_definitions(path: Path, definitions: Dict[str, Any]) -> Iterator[SourceAnswers]:
     """SLIMER's top391NEs_definitions.json: per type, example sentences with GPT's mentions of it."""
     for label, entry in definitions.items():
         try:
             for n, example in enumerate(entry["sentences_as_example"]):
-                yield _record(f"def-{label}-{n}", example["sentence"], [(label, list(example["entities"]))])
+                yield f"def-{label}-{n}", example["sentence"], [(label, list(example["entities"]))]
         except (KeyError, TypeError) as error:
             raise ValueError(f"{path}: type {label!r}: expected sentences_as_example with sentence and entities ({error!r})") from error
 
 
-def _from_token_spans(path: Path, rows: List[Dict[str, Any]]) -> Iterator[Dict[str, Any]]:
+def _from_token_spans(path: Path, rows: List[Dict[str, Any]]) -> Iterator[SourceAnswers]:
     """GLiNER's format: tokens and [first token, last token (inclusive), type] spans."""
     for i, row in enumerate(rows):
         try:
@@ -127,4 +132,4 @@ def _from_token_spans(path: Path, rows: List[Dict[str, Any]]) -> Iterator[Dict[s
             answers = _joined([(label, [" ".join(tokens[start : end + 1])]) for start, end, label in row["ner"]])
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{path} record {i}: expected tokenized_text and ner [[start, end, type], ...] ({error!r})") from error
-        yield _record(f"gliner-{i}", " ".join(tokens), answers)
+        yield f"gliner-{i}", " ".join(tokens), answers
