@@ -127,6 +127,7 @@ class UniNER(Pipe):
         self.generator = generator
         self.name = name
         self._labels = validate_labels(labels)
+        self._config_labels = self.labels  # as built from the config, for `from_disk`
         check_window_settings(window_size, window_overlap)
         self.window_size = window_size
         self.window_overlap = window_overlap
@@ -200,14 +201,18 @@ class UniNER(Pipe):
     def to_disk(self, path: Path, *, exclude: Iterable[str] = SimpleFrozenList()) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        srsly.write_json(path / "cfg", {"labels": self.labels})
+        srsly.write_json(path / "cfg", {"labels": self.labels, "config_labels": self._config_labels})
         if "model" not in exclude:
             self.generator.save(path / "model")
 
     def from_disk(self, path: Path, *, exclude: Iterable[str] = SimpleFrozenList()) -> "UniNER":
         path = Path(path)
-        self._labels = validate_labels(srsly.read_json(path / "cfg")["labels"])
-        register_labels(self.labels)
+        cfg = srsly.read_json(path / "cfg")
+        # Labels given at load time (spacy.load(..., config=...)) win. Only when the config still
+        # holds the labels it was saved with do the saved ones come back: they differ when labels
+        # were set on the component after it was built, which config.cfg does not record.
+        if self._config_labels == cfg.get("config_labels", cfg["labels"]):
+            self.labels = cfg["labels"]
         if "model" not in exclude:
             self.generator.load(path / "model")
         return self

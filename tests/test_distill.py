@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -271,3 +273,19 @@ def test_each_teacher_gets_its_own_cache_folder(project, monkeypatch):
     other = write_records(tmp_path / "other.jsonl", ["p1"])
     assert cache_path({"components.llm.model.path": str(other)}) != default
     assert cache_path({"components.llm.cache.path": "mine"}) == "mine"
+
+
+def test_llm_registrations_resolve_from_entry_points_without_importing_the_package(tmp_path):
+    """spacy-llm looks its tasks and models up in the `thinc_llm_*` entry-point groups: `spacy
+    assemble` builds a config that names ours in an interpreter that never imported spacy_uniner."""
+    records = write_records(tmp_path / "r.jsonl", ["p4"])
+    config = tmp_path / "teacher.cfg"
+    config.write_text(
+        '[nlp]\nlang = "en"\npipeline = ["llm"]\n\n[components]\n\n[components.llm]\nfactory = "llm"\n\n'
+        '[components.llm.task]\n@llm_tasks = "spacy_uniner.OpenNER.v1"\n\n'
+        f'[components.llm.model]\n@llm_models = "spacy_uniner.RecordedTeacher.v1"\npath = "{records}"\n'
+    )
+    result = subprocess.run([sys.executable, "-m", "spacy", "assemble", str(config), str(tmp_path / "out")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-1000:] + result.stderr[-2000:]
+    doc = spacy.load(tmp_path / "out")(PASSAGES["p4"])
+    assert [(span.text, span.label_) for span in doc.spans["teacher"]] == [("Ada Lovelace", "person"), ("Charles Babbage", "person"), ("London", "city")]

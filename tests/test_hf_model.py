@@ -94,3 +94,21 @@ def test_pretrained_minilm_runs_as_a_decoder_through_the_component():
     assert uniner.generator.model.config.is_decoder
     assert uniner.stats["queries"] == 2
     assert all(span.label_ in {"person", "city"} for span in doc.spans["uniner"])
+
+
+def test_labels_given_at_load_time_win_over_the_saved_ones(tiny_llama_path, tmp_path):
+    tiny_nlp(tiny_llama_path).to_disk(tmp_path / "pipeline")
+    other = ["city", "river"]
+    nlp = spacy.load(tmp_path / "pipeline", config={"components": {"uniner": {"labels": other}}})
+    uniner = nlp.get_pipe("uniner")
+    assert uniner.labels == other
+    nlp("Barack Obama visited Paris.")
+    assert uniner.stats["queries"] == len(other)
+    assert spacy.load(tmp_path / "pipeline").get_pipe("uniner").labels == LABELS
+
+
+def test_labels_set_on_a_built_component_are_saved(tiny_llama_path, tmp_path):
+    nlp = tiny_nlp(tiny_llama_path)
+    nlp.get_pipe("uniner").labels = ["city"]
+    nlp.to_disk(tmp_path / "pipeline")
+    assert spacy.load(tmp_path / "pipeline").get_pipe("uniner").labels == ["city"]
