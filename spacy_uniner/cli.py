@@ -14,6 +14,7 @@ from spacy.cli._util import parse_config_overrides
 from tqdm import tqdm
 
 from .base_model import export_base_model
+from .component import validate_threshold
 from .data import run_build_data
 from .distill import make_passages, read_documents, read_records, run_distillation
 from .distill.passages import MAX_WORDS
@@ -176,16 +177,21 @@ def evaluate_cli(
     seed: int = typer.Option(0, "--seed", help="Seed of the --limit sample."),
     training_data: Optional[Path] = typer.Option(None, "--training-data", help="The training conversations: adds the gazetteer baseline (an EntityRuler over the teacher's mentions) and refuses evaluation sentences found in them.", exists=True, dir_okay=False),
     baselines: List[str] = typer.Option([], "--baseline", help="Another spaCy pipeline to score on the same sentences, e.g. en_core_web_sm (its ner labels count where they name a benchmark type). Repeatable."),
+    thresholds: str = typer.Option("0", "--thresholds", help="Comma-separated mention-score thresholds in [0, 1], e.g. 0,0.1,0.3,0.5: the paper metric at each (one decoding run) and a precision/recall chart, OUTPUT-pr.png. The headline stays at 0."),
 ):
     """Score a pipeline on the paper's zero-shot benchmark, beside baselines: the paper's metric on
     raw answers and spaCy's span scores on doc.ents, every query's prediction saved. A stopped run
     keeps the datasets it finished."""
+    try:
+        sweep = sorted({validate_threshold(float(value)) for value in thresholds.split(",") if value.strip()})
+    except ValueError as err:
+        raise typer.BadParameter(f"--thresholds must be numbers in [0, 1] separated by commas, got {thresholds!r} ({err})") from err
     systems = {"student": uniner_pipeline(pipeline)}
     if training_data is not None:
         systems["gazetteer"] = gazetteer(training_data)
     systems.update((Path(name).name, spacy.load(name)) for name in baselines)
     names = [name.strip() for name in datasets.split(",") if name.strip()]
-    run_evaluation(systems, names, mirror, output, limit, seed, training_data)
+    run_evaluation(systems, names, mirror, output, limit, seed, training_data, sweep or [0.0])
     typer.echo(output.with_suffix(".md").read_text(encoding="utf8"))
 
 

@@ -2,7 +2,8 @@
 per (text window, label), and writing the answers back as spans."""
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Protocol, Sequence
+from numbers import Real
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Protocol, Sequence, Tuple
 
 import srsly
 from spacy.language import Language
@@ -16,13 +17,19 @@ from .answers import parse_answer
 from .display import register_labels
 from .generation import HFGenerator
 from .prompts import build_prompt
+from .scores import ScoredAnswer, scored_answers
 from .windows import check_window_settings, doc_windows
 
 DEFAULT_MODEL = "Universal-NER/UniNER-7B-type"
+SCORE_EXTENSION = "uniner_score"
+if not Span.has_extension(SCORE_EXTENSION):
+    Span.set_extension(SCORE_EXTENSION, default=None)
 
 
 class Generator(Protocol):
-    """What the component needs from a model: one answer per prompt, and a way to be saved."""
+    """What the component needs from a model: one answer per prompt, and a way to be saved. A
+    generator that also has `generate_scored` (prompts -> `ScoredAnswer`s) gives spans their
+    scores; without it every span scores 1.0."""
 
     def generate(self, prompts: List[str]) -> List[str]: ...
 
@@ -47,6 +54,7 @@ class Generator(Protocol):
         "trust_remote_code": False,
         "model_kwargs": {},
         "constrained": False,
+        "threshold": 0.0,
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
     },
     assigns=["doc.ents", "doc.spans"],
@@ -68,6 +76,7 @@ def make_uniner(
     trust_remote_code: bool,
     model_kwargs: Dict[str, Any],
     constrained: bool,
+    threshold: float,
     scorer: Optional[Callable],
 ) -> "UniNER":
     generator = HFGenerator(
@@ -89,8 +98,15 @@ def make_uniner(
         window_overlap=window_overlap,
         spans_key=spans_key,
         overwrite_ents=overwrite_ents,
+        threshold=threshold,
         scorer=scorer,
     )
+
+
+def validate_threshold(threshold: Any) -> float:
+    if isinstance(threshold, bool) or not isinstance(threshold, Real) or not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"[uniner] config key 'threshold' must be a number in [0, 1], got {threshold!r}")
+    return float(threshold)
 
 
 def validate_labels(labels: Any) -> List[str]:
@@ -106,8 +122,10 @@ def validate_labels(labels: Any) -> List[str]:
 class UniNER(Pipe):
     """Asks `generator` what describes each label in each window of each doc.
 
-    Every aligned answer goes to `doc.spans[spans_key]` (overlaps included); `doc.ents` gets the
-    non-overlapping subset (see `resolve_ents`). `stats` counts what was asked and what was dropped.
+    Every aligned answer whose score (see `scores`) reaches `threshold` goes to
+    `doc.spans[spans_key]` (overlaps included, scores in its `attrs["scores"]`); `doc.ents` gets the
+    non-overlapping subset (see `resolve_ents`), each with its score as `span._.uniner_score`.
+    `stats` counts what was asked and what was dropped.
     """
 
     def __init__(
@@ -121,6 +139,7 @@ class UniNER(Pipe):
         window_overlap: int = 32,
         spans_key: str = "uniner",
         overwrite_ents: bool = False,
+        threshold: float = 0.0,
         scorer: Optional[Callable] = None,
     ):
         self.vocab = vocab
@@ -133,6 +152,7 @@ class UniNER(Pipe):
         self.window_overlap = window_overlap
         self.spans_key = spans_key
         self.overwrite_ents = overwrite_ents
+        self.threshold = threshold
         self.scorer = scorer
         self.stats: Counter = Counter()
         register_labels(self.labels)
@@ -146,6 +166,15 @@ class UniNER(Pipe):
         """Ask about other types from now on (evaluation asks each benchmark's own)."""
         self._labels = validate_labels(labels)
         register_labels(self.labels)
+
+    @property
+    def threshold(self) -> float:
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, threshold: float) -> None:
+        """Spans scoring below it are dropped; changes take effect on the next doc, no reload."""
+        self._threshold = validate_threshold(threshold)
 
     def add_label(self, label: str) -> int:
         if label in self._labels:
@@ -162,39 +191,49 @@ class UniNER(Pipe):
             self.set_annotations(docs, self.predict(docs))
             yield from docs
 
-    def predict(self, docs: List[Doc]) -> List[List[Span]]:
-        """Every candidate span per doc. All (window, label) questions of the batch go to the
-        generator in one call, which batches them by length."""
+    def predict(self, docs: List[Doc]) -> List[List[Tuple[Span, float]]]:
+        """Every candidate span per doc, with its score. All (window, label) questions of the batch
+        go to the generator in one call, which batches them by length."""
         queries = [
             (doc_index, window, label)
             for doc_index, doc in enumerate(docs)
             for window in doc_windows(doc, self.window_size, self.window_overlap)
             for label in self._labels
         ]
-        answers = self.generator.generate([build_prompt(window.text, label) for _, window, label in queries])
-        candidates: List[Dict[tuple, Span]] = [{} for _ in docs]
+        answers = scored_answers(self.generator, [build_prompt(window.text, label) for _, window, label in queries])
+        candidates: List[Dict[tuple, Tuple[Span, float]]] = [{} for _ in docs]
         for (doc_index, window, label), answer in zip(queries, answers):
-            for span in self.spans_from_answer(window, label, answer):
-                # Overlapping windows find the same mention twice: keep one.
-                candidates[doc_index].setdefault((span.start, span.end, span.label_), span)
-        return [sorted(found.values(), key=lambda span: (span.start, span.end, span.label_)) for found in candidates]
+            for span, score in self.spans_from_answer(window, label, answer):
+                # Overlapping windows find the same mention twice: keep it once, at its best score.
+                key = (span.start, span.end, span.label_)
+                if key not in candidates[doc_index] or score > candidates[doc_index][key][1]:
+                    candidates[doc_index][key] = (span, score)
+        return [sorted(found.values(), key=lambda pair: (pair[0].start, pair[0].end, pair[0].label_)) for found in candidates]
 
-    def set_annotations(self, docs: List[Doc], candidates: List[List[Span]]) -> None:
-        for doc, spans in zip(docs, candidates):
-            doc.spans[self.spans_key] = SpanGroup(doc, name=self.spans_key, spans=spans)
+    def set_annotations(self, docs: List[Doc], candidates: List[List[Tuple[Span, float]]]) -> None:
+        for doc, found in zip(docs, candidates):
+            kept = [(span, score) for span, score in found if score >= self._threshold]
+            spans = [span for span, _ in kept]
+            doc.spans[self.spans_key] = SpanGroup(doc, name=self.spans_key, attrs={"scores": [score for _, score in kept]}, spans=spans)
             doc.ents = resolve_ents(doc, spans, self.overwrite_ents)
+            # Extension values are keyed by a span's characters: set for the ents only, after the
+            # choice, so that a span asked under two labels holds the score of the one kept.
+            scores = {(span.start, span.end, span.label_): score for span, score in kept}
+            for ent in doc.ents:
+                if (ent.start, ent.end, ent.label_) in scores:
+                    ent._.set(SCORE_EXTENSION, scores[(ent.start, ent.end, ent.label_)])
 
-    def spans_from_answer(self, window: Span, label: str, answer: str) -> List[Span]:
-        parsed = parse_answer(answer)
+    def spans_from_answer(self, window: Span, label: str, answer: ScoredAnswer) -> List[Tuple[Span, float]]:
+        parsed = parse_answer(answer.text)
         self.stats["queries"] += 1
         self.stats["malformed_answers"] += not parsed.well_formed
         self.stats["dropped_items"] += parsed.dropped
         spans = []
-        for mention in parsed.strings:
+        for mention, score in zip(parsed.strings, answer.mention_scores(parsed.strings)):
             found = mention_spans(window, mention, label)
             self.stats["mentions"] += 1
             self.stats["mentions_not_in_text"] += not found
-            spans.extend(found)
+            spans.extend((span, score) for span in found)
         return spans
 
     # Serialization: the weights and tokenizer live in the pipeline folder, so it loads offline.

@@ -20,6 +20,7 @@ from transformers import (
 
 from .constraints import PassageConstraint
 from .prompts import TURN_ENDS, prompt_context, prompt_text
+from .scores import ScoredAnswer
 
 ANSWER_END = TURN_ENDS[1]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -148,7 +149,6 @@ class HFGenerator:
             self.load()
         return self._stop
 
-    @torch.inference_mode()
     def generate(self, prompts: List[str]) -> List[str]:
         """One answer per prompt, in order, each exactly as `generate_one_by_one` gives it.
 
@@ -158,19 +158,27 @@ class HFGenerator:
         length, and a row that has answered leaves the batch. When `constrained`, every answer is a
         JSON list of strings found in its prompt's text (see `constraints`), and may differ.
         """
+        return [answer.text for answer in self.answer_prompts(prompts, scored=False)]
+
+    def generate_scored(self, prompts: List[str]) -> List[ScoredAnswer]:
+        """`generate`, with the log-probability of every answer token (see `scores`)."""
+        return self.answer_prompts(prompts, scored=True)
+
+    @torch.inference_mode()
+    def answer_prompts(self, prompts: List[str], scored: bool) -> List[ScoredAnswer]:
         if not prompts:
             return []
         groups = prompt_groups(self.tokenizer, prompts)
         constraints = [PassageConstraint(prompt_text(prompts[rows[0]])) for _, _, rows in groups] if self.constrained else None
         stop = self.stop
-        answers: List[str] = [""] * len(prompts)
+        answers: List[ScoredAnswer] = [ScoredAnswer("")] * len(prompts)
         owner: Dict[int, int] = {}  # group -> its row in `prefixes`
         for batch in answer_batches(groups, self.batch_size):
             # A text with more labels than batch_size fills several batches in a row: one pass for all.
             if any(group not in owner for group, _ in batch):
                 owner = {group: i for i, group in enumerate(dict.fromkeys(group for group, _ in batch))}
                 prefixes = SharedPrefixes(self.model, [groups[group][0] for group in owner], self.tokenizer.pad_token_id)
-            tokens = greedy_answers(
+            tokens, logprobs = greedy_answers(
                 self.model,
                 prefixes=prefixes,
                 continuations=[groups[group][1][k] for group, k in batch],
@@ -179,19 +187,23 @@ class HFGenerator:
                 stop=stop,
                 pad_id=self.tokenizer.pad_token_id,
                 constraints=None if constraints is None else [constraints[group] for group, _ in batch],
+                scored=scored,
             )
-            for (group, k), ids in zip(batch, tokens):
-                answer = stop.answer(ids)
-                answers[groups[group][2][k]] = answer if constraints is None else constraints[group].close(answer)
+            for (group, k), ids, row_logprobs in zip(batch, tokens, logprobs):
+                answer = stop.scored(ids, row_logprobs) if scored else ScoredAnswer(stop.answer(ids))
+                if constraints is not None:
+                    answer.text = constraints[group].close(answer.text)
+                answers[groups[group][2][k]] = answer
                 self.generated_tokens += len(ids)
         return answers
 
     @torch.inference_mode()
-    def generate_one_by_one(self, prompts: List[str]) -> List[str]:
+    def generate_one_by_one(self, prompts: List[str], scored: bool = False) -> Union[List[str], List[ScoredAnswer]]:
         """The reference implementation's loop: one unpadded `model.generate` per prompt, stopping
-        where `generate` stops. The baseline that `generate` must match answer for answer. Plain
-        greedy decoding, as the reference's vLLM call (temperature 0): a fresh generation config, so
-        no processor from the model's own (a repetition penalty, say) applies."""
+        where `generate` stops. The baseline that `generate` (and, `scored`, `generate_scored`) must
+        match answer for answer. Plain greedy decoding, as the reference's vLLM call (temperature 0):
+        a fresh generation config, so no processor from the model's own (a repetition penalty, say)
+        applies."""
         stop = self.stop
         greedy = GenerationConfig(do_sample=False, max_new_tokens=self.max_new_tokens, eos_token_id=stop.stop_ids.tolist(), pad_token_id=self.tokenizer.pad_token_id)
         answers = []
@@ -202,9 +214,15 @@ class HFGenerator:
                 attention_mask=torch.ones_like(input_ids),
                 generation_config=greedy,
                 stopping_criteria=StoppingCriteriaList([AnswerEnded(stop, len(ids))]),
+                output_logits=scored,
+                return_dict_in_generate=True,
             )
-            answer_ids = output[0, len(ids) :].tolist()
-            answers.append(stop.answer(answer_ids))
+            answer_ids = output.sequences[0, len(ids) :].tolist()
+            if scored:
+                logprobs = [torch.log_softmax(step[0].float(), -1)[token].item() for step, token in zip(output.logits, answer_ids)]
+                answers.append(stop.scored(answer_ids, logprobs))
+            else:
+                answers.append(stop.answer(answer_ids))
             self.generated_tokens += len(answer_ids)
         return answers
 
@@ -255,11 +273,27 @@ class AnswerStop:
 
     def answer(self, ids: List[int]) -> str:
         """The answer's text: up to its first stop token or marker, stripped."""
-        ids = ids[: next((i for i, token in enumerate(ids) if token in self.stop_set), len(ids))]
-        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        text = self.tokenizer.decode(ids[: self.length(ids)], skip_special_tokens=True)
         for marker in self.markers:
             text = text.split(marker, 1)[0]
         return text.strip()
+
+    def length(self, ids: List[int]) -> int:
+        """Tokens before the first stop token."""
+        return next((i for i, token in enumerate(ids) if token in self.stop_set), len(ids))
+
+    def scored(self, ids: List[int], logprobs: List[float]) -> ScoredAnswer:
+        """`answer` with each token's log-probability and where the token ends in the answer's text
+        (decoding every prefix: a byte-level token may end inside a character)."""
+        ids = ids[: self.length(ids)]
+        text = self.answer(ids)
+        decoded = self.tokenizer.decode(ids, skip_special_tokens=True)
+        lead = len(decoded) - len(decoded.lstrip())
+        ends, end = [], 0
+        for i in range(len(ids)):
+            end = max(end, min(len(text), len(self.tokenizer.decode(ids[: i + 1], skip_special_tokens=True)) - lead))
+            ends.append(end)
+        return ScoredAnswer(text, ends, list(logprobs[: len(ids)]))
 
 
 class AnswerEnded(StoppingCriteria):
@@ -360,14 +394,16 @@ def greedy_answers(
     stop: AnswerStop,
     pad_id: int,
     constraints: Optional[List[PassageConstraint]] = None,
-) -> List[List[int]]:
+    scored: bool = False,
+) -> Tuple[List[List[int]], List[List[float]]]:
     """Greedy answers (token ids), one per continuation, whose prompt is prefix `owners[i]` followed
-    by continuation i.
+    by continuation i, and, when `scored`, each token's log-probability (empty lists otherwise).
 
     Positions come from the attention mask, so padding (left of a prefix, and between a prefix and a
     shorter continuation) changes nothing. A finished row leaves the batch and the cache. With
     `constraints` (one per row), a row takes the best of its top candidates that its constraint
-    allows, and ends where none is allowed.
+    allows, and ends where none is allowed; its log-probability is then taken among the tokens the
+    constraint did not reject (those ranked above it were).
     """
     device = model.device
     cache, prefix_mask = prefixes.for_rows(owners)
@@ -378,14 +414,17 @@ def greedy_answers(
     active = torch.arange(len(continuations), device=device)
     tokens = torch.full((len(continuations), max_new_tokens), pad_id, device=device)
     lengths = torch.full((len(continuations),), max_new_tokens, device=device)
+    logprobs = torch.zeros((len(continuations), max_new_tokens if scored else 0), device=device)
     stop_ids, may_close = stop.stop_ids.to(device), stop.may_close.to(device)
     for step in range(max_new_tokens):
-        logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, **inputs).logits
+        logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, **inputs).logits[:, -1]
         if constraints is None:
-            next_tokens, blocked = logits[:, -1].argmax(-1), None
+            next_tokens, blocked, rejected = logits.argmax(-1), None, None
         else:
-            next_tokens, blocked = allowed_choice(logits[:, -1], [constraints[row] for row in active.tolist()], tokens[active, :step], stop)
+            next_tokens, blocked, rejected = allowed_choice(logits, [constraints[row] for row in active.tolist()], tokens[active, :step], stop)
         tokens[active, step] = next_tokens
+        if scored:
+            logprobs[active, step] = token_logprobs(logits, next_tokens, rejected)
         finished = torch.isin(next_tokens, stop_ids)
         if blocked is not None:
             finished |= blocked
@@ -403,17 +442,31 @@ def greedy_answers(
         input_ids = next_tokens[:, None]
         mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
         positions = positions[:, -1:] + 1
-    return [row[:length].tolist() for row, length in zip(tokens.cpu(), lengths.tolist())]
+    lengths = lengths.tolist()
+    return [row[:length].tolist() for row, length in zip(tokens.cpu(), lengths)], [row[:length].tolist() for row, length in zip(logprobs.cpu(), lengths)]
 
 
-def allowed_choice(scores: torch.Tensor, constraints: List[PassageConstraint], written: torch.Tensor, stop: AnswerStop, candidates: int = 50) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Per row, the best of its `candidates` top tokens whose answer its constraint allows, and
-    whether none was (the row then ends)."""
+def token_logprobs(logits: torch.Tensor, chosen: torch.Tensor, rejected: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Log-probability of each row's chosen token; with `rejected` (a mask over the vocabulary of
+    the tokens a constraint refused), in the distribution renormalized without them."""
+    logprobs = torch.log_softmax(logits.float(), -1)
+    picked = logprobs.gather(-1, chosen[:, None]).squeeze(-1)
+    if rejected is None:
+        return picked
+    kept = torch.logsumexp(logprobs.masked_fill(rejected, float("-inf")), -1)
+    return picked - kept
+
+
+def allowed_choice(scores: torch.Tensor, constraints: List[PassageConstraint], written: torch.Tensor, stop: AnswerStop, candidates: int = 50) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per row, the best of its `candidates` top tokens whose answer its constraint allows, whether
+    none was (the row then ends), and which tokens it refused on the way (a vocabulary mask)."""
     top = scores.topk(min(candidates, scores.shape[-1]), dim=-1).indices.tolist()
     chosen, blocked = [], []
+    rejected = torch.zeros_like(scores, dtype=torch.bool)
     for row, (constraint, options) in enumerate(zip(constraints, top)):
         so_far = written[row].tolist()
-        token = next((option for option in options if constraint.allows(stop.tokenizer.decode(so_far + [option], skip_special_tokens=True))), None)
-        chosen.append(options[0] if token is None else token)
-        blocked.append(token is None)
-    return torch.tensor(chosen, device=scores.device), torch.tensor(blocked, device=scores.device)
+        rank = next((rank for rank, option in enumerate(options) if constraint.allows(stop.tokenizer.decode(so_far + [option], skip_special_tokens=True))), None)
+        chosen.append(options[0] if rank is None else options[rank])
+        blocked.append(rank is None)
+        rejected[row, options[: 0 if rank is None else rank]] = True
+    return torch.tensor(chosen, device=scores.device), torch.tensor(blocked, device=scores.device), rejected

@@ -1,3 +1,5 @@
+import json
+import math
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -8,6 +10,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from spacy_uniner.prompts import build_prompt
+from spacy_uniner.scores import ScoredAnswer
 
 CORPUS = [
     build_prompt("Barack Obama visited Paris with Michelle Obama in 2009.", "person"),
@@ -70,6 +73,28 @@ class ScriptedGenerator:
         Path(path).mkdir(parents=True, exist_ok=True)
 
 
+class ScoredScriptedGenerator(ScriptedGenerator):
+    """Scripted answers with scores: each answer a list of (mention, probability), written as a JSON
+    list whose quoted mentions are one token of that probability each (brackets and commas certain)."""
+
+    def generate_scored(self, prompts: List[str]) -> List[ScoredAnswer]:
+        self.calls.append(list(prompts))
+        return [self.scored(self.answers.get(prompt, [])) for prompt in prompts]
+
+    def generate(self, prompts: List[str]) -> List[str]:
+        return [answer.text for answer in self.generate_scored(prompts)]
+
+    @staticmethod
+    def scored(mentions: List[Tuple[str, float]]) -> ScoredAnswer:
+        pieces = [("[", 1.0)] + [piece for i, (mention, p) in enumerate(mentions) for piece in ([(", ", 1.0)] if i else []) + [(json.dumps(mention), p)]] + [("]", 1.0)]
+        text, ends, logprobs = "", [], []
+        for piece, p in pieces:
+            text += piece
+            ends.append(len(text))
+            logprobs.append(math.log(p))
+        return ScoredAnswer(text, ends, logprobs)
+
+
 @pytest.fixture
 def scripted_nlp():
     """A pipeline whose `uniner` component answers from a script; the model named in the config is
@@ -78,7 +103,22 @@ def scripted_nlp():
     def make(answers: Dict[Tuple[str, str], str], labels: List[str], **config):
         nlp = spacy.blank("en")
         uniner = nlp.add_pipe("uniner", config={"model": "unused/never-loaded", "labels": labels, **config})
-        uniner.generator = ScriptedGenerator(answers)
+        scored = any(isinstance(answer, list) for answer in answers.values())
+        uniner.generator = (ScoredScriptedGenerator if scored else ScriptedGenerator)(answers)
         return nlp
 
     return make
+
+
+@pytest.fixture
+def assert_same_scored_answers():
+    """Scored answers equal: the same texts, token ends and tokens, log-probabilities within float
+    tolerance (batched and padded matmuls round differently)."""
+
+    def check(answers, expected):
+        assert [a.text for a in answers] == [e.text for e in expected]
+        assert [a.token_ends for a in answers] == [e.token_ends for e in expected]
+        for answer, reference in zip(answers, expected):
+            assert answer.token_logprobs == pytest.approx(reference.token_logprobs, abs=1e-4)
+
+    return check

@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM
 
 from spacy_uniner.base_model import convert_gguf, export_base_model, packaged_smollm2
 from spacy_uniner.cli import app
-from spacy_uniner.generation import load_tokenizer
+from spacy_uniner.generation import HFGenerator, load_tokenizer
 from spacy_uniner.prompts import build_prompt
 
 PROMPT = build_prompt("Barack Obama visited Paris with Michelle Obama in 2009.", "person")
@@ -102,10 +102,16 @@ def test_garbage_gguf_is_a_clear_error(tmp_path):
         convert_gguf(tmp_path / "missing.gguf", tmp_path / "out")
 
 
+@pytest.fixture(scope="module")
+def smollm2(tmp_path_factory):
+    """The real file converted (about 30 s): SmolLM2-135M-Instruct, the default student's base."""
+    return export_base_model(tmp_path_factory.mktemp("base") / "smollm2", packaged_smollm2())
+
+
 @pytest.mark.slow
-def test_the_packaged_smollm2_converts_and_runs(tmp_path):
-    """The real file (about 30 s): SmolLM2-135M-Instruct, fp32, its tokenizer's ids for the prompt."""
-    output = export_base_model(tmp_path / "smollm2", packaged_smollm2())
+def test_the_packaged_smollm2_converts_and_runs(smollm2):
+    """fp32, its tokenizer's ids for the prompt, and what it knows."""
+    output = smollm2
     model = AutoModelForCausalLM.from_pretrained(output)
     assert type(model).__name__ == "LlamaForCausalLM"
     assert model.config.num_hidden_layers == 30 and model.config.vocab_size == 49152
@@ -117,3 +123,10 @@ def test_the_packaged_smollm2_converts_and_runs(tmp_path):
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=3, do_sample=False)
     assert "Paris" in tokenizer.decode(out[0, ids["input_ids"].shape[1] :])
+
+
+@pytest.mark.slow
+def test_smollm2_scores_equal_the_reference_loop(smollm2, assert_same_scored_answers):
+    generator = HFGenerator(smollm2, batch_size=4, max_new_tokens=12, device="cpu")
+    prompts = [build_prompt(text, label) for text in ["Marie Curie was born in Warsaw.", "Guido van Rossum created Python at CWI."] for label in ["person", "city", "programming language"]]
+    assert_same_scored_answers(generator.generate_scored(prompts), generator.generate_one_by_one(prompts, scored=True))

@@ -171,3 +171,45 @@ def test_displacy_colours_every_open_label(scripted_nlp):
         assert label_color(label) in html
         assert label in html
     assert label_color("computer scientist") == label_color("computer scientist")
+
+
+def scored_nlp(scripted_nlp, **config):
+    answers = {(TEXT, "person"): [("Barack Obama", 0.9), ("Angela Merkel", 0.4)], (TEXT, "city"): [("Berlin", 0.6), ("Obama", 0.2)]}
+    return scripted_nlp(answers, labels=["person", "city"], **config)
+
+
+def test_spans_and_ents_carry_their_scores(scripted_nlp):
+    doc = scored_nlp(scripted_nlp)(TEXT)
+    group = doc.spans["uniner"]
+    assert [(s.text, s.label_) for s in group] == [("Barack Obama", "person"), ("Obama", "city"), ("Angela Merkel", "person"), ("Berlin", "city"), ("Obama", "city"), ("Berlin", "city")]
+    assert group.attrs["scores"] == pytest.approx([0.9, 0.2, 0.4, 0.6, 0.2, 0.6])
+    assert [(e.text, e.label_) for e in doc.ents] == [("Barack Obama", "person"), ("Angela Merkel", "person"), ("Berlin", "city"), ("Obama", "city"), ("Berlin", "city")]
+    assert [e._.uniner_score for e in doc.ents] == pytest.approx([0.9, 0.4, 0.6, 0.2, 0.6])
+
+
+def test_threshold_drops_low_spans_before_ents_and_changes_without_reload(scripted_nlp):
+    nlp = scored_nlp(scripted_nlp, threshold=0.5)
+    uniner = nlp.get_pipe("uniner")
+    doc = nlp(TEXT)
+    assert [(s.text, s.label_) for s in doc.spans["uniner"]] == [("Barack Obama", "person"), ("Berlin", "city"), ("Berlin", "city")]
+    assert doc.spans["uniner"].attrs["scores"] == pytest.approx([0.9, 0.6, 0.6])
+    assert [e.text for e in doc.ents] == ["Barack Obama", "Berlin", "Berlin"]
+    uniner.threshold = 0.95
+    assert nlp(TEXT).ents == ()
+    uniner.threshold = 0.0
+    assert len(nlp(TEXT).ents) == 5
+
+
+def test_a_generator_without_scores_gives_every_span_one(scripted_nlp):
+    nlp = scripted_nlp({(TEXT, "person"): '["Barack Obama"]'}, labels=["person"], threshold=0.99)
+    doc = nlp(TEXT)
+    assert doc.spans["uniner"].attrs["scores"] == [1.0] and doc.ents[0]._.uniner_score == 1.0
+
+
+@pytest.mark.parametrize("threshold", [-0.1, 1.5, True, "high", None])
+def test_bad_threshold_names_it(scripted_nlp, threshold):
+    nlp = scored_nlp(scripted_nlp)
+    with pytest.raises(ValueError, match="threshold"):
+        nlp.get_pipe("uniner").threshold = threshold
+    with pytest.raises(ValueError, match="threshold"):
+        spacy.blank("en").add_pipe("uniner", config={"model": "unused", "labels": ["x"], "threshold": threshold})

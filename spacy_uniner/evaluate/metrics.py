@@ -8,7 +8,9 @@ import json
 import re
 import string
 from dataclasses import dataclass
-from typing import Iterable, List, Tuple
+from typing import Any, Dict, Iterable, List, Sequence, Tuple
+
+from ..scores import ScoredAnswer
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = set(string.punctuation)
@@ -22,18 +24,31 @@ def normalize_mention(text: str) -> str:
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 
-def paper_parse(answer: str) -> List[str]:
-    """The normalized, deduplicated strings of an answer, read as the reference reads it: only a
-    JSON list of strings at the very start of the answer, up to its first "]", counts; anything
-    else (prose first, a "]" inside a string, a nested list, a number) is an empty answer."""
+def paper_items(answer: str) -> List[str]:
+    """An answer's strings as the reference reads them: only a JSON list of strings at the very
+    start of the answer, up to its first "]", counts; anything else (prose first, a "]" inside a
+    string, a nested list, a number) is an empty answer."""
     match = _LEADING_LIST.match(answer)
     try:
         items = json.loads(match.group()) if match else []
     except ValueError:
         return []
-    if not all(isinstance(item, str) for item in items):
-        return []
-    return list(dict.fromkeys(normalize_mention(item) for item in items))
+    return items if all(isinstance(item, str) for item in items) else []
+
+
+def paper_parse(answer: str) -> List[str]:
+    """The normalized, deduplicated strings of an answer (see `paper_items`)."""
+    return list(dict.fromkeys(normalize_mention(item) for item in paper_items(answer)))
+
+
+def paper_parse_scored(answer: ScoredAnswer) -> Tuple[List[str], List[float]]:
+    """`paper_parse` with each string's score, the best of the mentions normalized to it."""
+    items = paper_items(answer.text)
+    best: Dict[str, float] = {}
+    for item, score in zip(items, answer.mention_scores(items)):
+        key = normalize_mention(item)
+        best[key] = max(best.get(key, 0.0), score)
+    return list(best), list(best.values())
 
 
 @dataclass
@@ -61,6 +76,19 @@ class PRF:
 
     def scores(self) -> dict:
         return {"p": self.precision, "r": self.recall, "f": self.f1, "correct": self.correct, "predicted": self.predicted, "gold": self.gold}
+
+
+def threshold_scores(records: Iterable[Dict[str, Any]], thresholds: Sequence[float]) -> List[Dict[str, float]]:
+    """The paper metric over `records` (with "parsed", "scores" and "gold") keeping, at each
+    threshold, only the predicted strings that score at least that much."""
+    records = [record for record in records if record["gold"] is not None]
+    rows = []
+    for threshold in thresholds:
+        total = PRF()
+        for record in records:
+            total.add([item for item, score in zip(record["parsed"], record["scores"]) if score >= threshold], record["gold"])
+        rows.append({"threshold": threshold, **total.scores()})
+    return rows
 
 
 def paper_scores(answers: Iterable[Tuple[str, str]]) -> PRF:

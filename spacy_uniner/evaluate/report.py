@@ -44,7 +44,56 @@ def markdown_table(results: Results) -> str:
         cells = [" / ".join(f"{table[metric][system][name]:.1f}" for metric in METRICS) if name in table["paper"][system] else "" for system in systems]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     sections.append("\n".join(lines))
+    sections.extend(threshold_table(system, datasets) for system, datasets in results.items() if has_sweep(datasets))
     return "\n\n".join(sections) + "\n"
+
+
+def has_sweep(datasets: Dict[str, Dict[str, Any]]) -> bool:
+    return any(len(scores.get("thresholds", [])) > 1 for scores in datasets.values())
+
+
+def threshold_table(system: str, datasets: Dict[str, Dict[str, Any]]) -> str:
+    """Paper-metric P / R / F per dataset at each threshold, the best F1 of each dataset in bold.
+    Shown beside the headline, never instead of it: choosing a threshold on a test set is tuning."""
+    thresholds = [row["threshold"] for row in next(iter(datasets.values()))["thresholds"]]
+    lines = [
+        f"### {system}: paper metric P / R / F by score threshold (best F1 per set in bold; the headline above keeps every mention)",
+        "",
+        "| dataset | " + " | ".join(f"{threshold:g}" for threshold in thresholds) + " |",
+        "|---" * (len(thresholds) + 1) + "|",
+    ]
+    for name, scores in datasets.items():
+        rows = scores["thresholds"]
+        best = max(range(len(rows)), key=lambda i: rows[i]["f"])
+        cells = [f"{100 * row['p']:.1f} / {100 * row['r']:.1f} / {100 * row['f']:.1f}" for row in rows]
+        cells[best] = f"**{cells[best]}**"
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def precision_recall_chart(results: Results, path: Path) -> Figure:
+    """Paper-metric precision against recall as the score threshold rises, one line per dataset and
+    their average (thresholds marked on it), one panel per system that has a sweep."""
+    systems = [system for system, datasets in results.items() if has_sweep(datasets)]
+    figure = Figure(figsize=(6.5 * len(systems), 5.5), layout="tight")
+    for ax, system in zip(numpy.atleast_1d(figure.subplots(1, len(systems))), systems):
+        curves = {name: scores["thresholds"] for name, scores in results[system].items()}
+        for name, rows in curves.items():
+            ax.plot([100 * row["r"] for row in rows], [100 * row["p"] for row in rows], marker=".", linewidth=1, alpha=0.7, label=name)
+        recall = 100 * numpy.mean([[row["r"] for row in rows] for rows in curves.values()], axis=0)
+        precision = 100 * numpy.mean([[row["p"] for row in rows] for rows in curves.values()], axis=0)
+        ax.plot(recall, precision, marker="o", color="black", linewidth=2, label="average")
+        for threshold, x, y in zip((row["threshold"] for row in next(iter(curves.values()))), recall, precision):
+            ax.annotate(f"{threshold:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set_title(f"{system}: precision / recall by score threshold (paper metric)")
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.set_xlim(0, 100)
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper right")
+    figure.savefig(path, dpi=120)
+    return figure
 
 
 def bar_chart(results: Results, path: Path) -> Figure:

@@ -4,7 +4,7 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy
 import spacy
@@ -19,22 +19,27 @@ from ..answers import parse_answer
 from ..component import UniNER
 from ..data import normalize_type, question_pairs, read_conversations
 from ..prompts import build_prompt, label_of_question
+from ..scores import ScoredAnswer, scored_answers
 from .datasets import BENCHMARKS, Benchmark, Sentence, benchmark_spec, load_benchmark, paper_queries
-from .metrics import PRF, paper_parse
-from .report import bar_chart, markdown_table
+from .metrics import PRF, paper_parse, paper_parse_scored, threshold_scores
+from .report import bar_chart, markdown_table, precision_recall_chart
 
 
 class RecordingGenerator:
-    """Passes prompts to the component's generator and keeps every answer, keyed by prompt."""
+    """Passes prompts to the component's generator and keeps every answer, with its scores, keyed
+    by prompt."""
 
     def __init__(self, generator):
         self.generator = generator
-        self.answers: Dict[str, str] = {}
+        self.answers: Dict[str, ScoredAnswer] = {}
 
-    def generate(self, prompts: List[str]) -> List[str]:
-        answers = self.generator.generate(prompts)
+    def generate_scored(self, prompts: List[str]) -> List[ScoredAnswer]:
+        answers = scored_answers(self.generator, prompts)
         self.answers.update(zip(prompts, answers))
         return answers
+
+    def generate(self, prompts: List[str]) -> List[str]:
+        return [answer.text for answer in self.generate_scored(prompts)]
 
     def load(self, source=None) -> None:
         self.generator.load(source)
@@ -106,13 +111,14 @@ def evaluate_benchmark(nlp: Language, benchmark: Benchmark, sentences: List[Sent
     for sentence, doc in zip(sentences, predicted):
         for entity_type in benchmark.types:
             if recorder is None:
-                answer = json.dumps([ent.text for ent in doc.ents if ent.label_ == entity_type])
+                answer = ScoredAnswer(json.dumps([ent.text for ent in doc.ents if ent.label_ == entity_type]))
             elif (prompt := build_prompt(sentence.text, entity_type)) in recorder.answers:
                 answer = recorder.answers[prompt]
             else:
                 raise ValueError(f"{benchmark.name} sentence {sentence.index} is longer than the component's window_size ({uniner.window_size} tokens): raise it to ask about whole sentences, as the paper does")
             gold = golds.get((sentence.text, entity_type)) if golds is not None else json.dumps(sentence.mentions(entity_type))
-            record = {"dataset": benchmark.name, "sentence": sentence.index, "type": entity_type, "answer": answer, "parsed": paper_parse(answer), "gold": None if gold is None else paper_parse(gold)}
+            parsed, mention_scores = paper_parse_scored(answer)
+            record = {"dataset": benchmark.name, "sentence": sentence.index, "type": entity_type, "answer": answer.text, "parsed": parsed, "scores": mention_scores, "gold": None if gold is None else paper_parse(gold)}
             if gold is not None:  # a sentence the paper's file leaves out is not in its metric
                 paper.add(record["parsed"], record["gold"])
             records.append(record)
@@ -160,12 +166,17 @@ def run_evaluation(
     limit: Optional[int] = None,
     seed: int = 0,
     training_data: Optional[Path] = None,
+    thresholds: Sequence[float] = (0.0,),
 ) -> Dict[str, Any]:
     """Evaluate every system on the same sentences of each named benchmark, writing
-    `output/<system>/<dataset>.jsonl` (every query) and `.json` (its scores) as each finishes, then
-    `output.json`, the table `output.md` and the chart `output.png`. A dataset whose scores are there for the same limit and
-    seed is not run again. With `training_data`, sentences in it are refused (zero-shot rule)."""
-    settings = {"limit": limit, "seed": seed}
+    `output/<system>/<dataset>.jsonl` (every query, with its mention scores) and `.json` (its
+    scores) as each finishes, then `output.json`, the table `output.md` and the chart `output.png`.
+    A dataset whose scores are there for the same limit and seed is not run again. With
+    `training_data`, sentences in it are refused (zero-shot rule). With several `thresholds`, the
+    paper metric at each (mentions scoring below it dropped; from the saved queries, so no second
+    decoding) goes into the table and the precision/recall chart `output-pr.png`; the headline
+    scores stay those of every mention (threshold 0, the paper's protocol)."""
+    settings = {"limit": limit, "seed": seed, "mention_scores": True}
     benchmarks = {name: load_benchmark(name, mirror) for name in names}
     chosen = {name: sample(benchmark.sentences, limit, seed) for name, benchmark in benchmarks.items()}
     if training_data is not None:
@@ -182,8 +193,11 @@ def run_evaluation(
                 srsly.write_jsonl(folder / f"{name}.jsonl", result["records"])
                 srsly.write_json(done, {"settings": settings, "scores": result["scores"]})  # last: marks it done
             results[system][name] = srsly.read_json(done)["scores"]  # as a resumed run reads it
-    summary = {"settings": settings, "systems": results}
+            results[system][name]["thresholds"] = threshold_scores(srsly.read_jsonl(folder / f"{name}.jsonl"), thresholds)
+    summary = {"settings": dict(settings, thresholds=list(thresholds)), "systems": results}
     srsly.write_json(output.with_suffix(".json"), summary)
     output.with_suffix(".md").write_text(markdown_table(results), encoding="utf8")
     bar_chart(results, output.with_suffix(".png"))
+    if len(thresholds) > 1:
+        precision_recall_chart(results, output.with_name(output.name + "-pr.png"))
     return summary
