@@ -3,7 +3,7 @@ per (text window, label), and writing the answers back as spans."""
 from collections import Counter
 from pathlib import Path
 from numbers import Real
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Protocol, Sequence, Set, Tuple
 
 import srsly
 from spacy.language import Language
@@ -18,10 +18,14 @@ from .display import register_labels
 from .generation import HFGenerator
 from .prompts import build_prompt
 from .scores import ScoredAnswer, scored_answers
+from .server import ServerError, ServerGenerator
 from .windows import check_window_settings, doc_windows
 
 DEFAULT_MODEL = "Universal-NER/UniNER-7B-type"
 SCORE_EXTENSION = "uniner_score"
+# What a question the server never answered does: stop with an error, or leave its doc without
+# entities (counted in `stats["skipped_docs"]`).
+ON_ERROR = ("raise", "skip")
 if not Span.has_extension(SCORE_EXTENSION):
     Span.set_extension(SCORE_EXTENSION, default=None)
 
@@ -55,6 +59,12 @@ class Generator(Protocol):
         "model_kwargs": {},
         "constrained": False,
         "threshold": 0.0,
+        "server": None,
+        "concurrency": 8,
+        "timeout": 60.0,
+        "max_tries": 4,
+        "on_error": "raise",
+        "api_key_env": "OPENAI_API_KEY",
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
     },
     assigns=["doc.ents", "doc.spans"],
@@ -77,18 +87,30 @@ def make_uniner(
     model_kwargs: Dict[str, Any],
     constrained: bool,
     threshold: float,
+    server: Optional[str],
+    concurrency: int,
+    timeout: float,
+    max_tries: int,
+    on_error: str,
+    api_key_env: Optional[str],
     scorer: Optional[Callable],
 ) -> "UniNER":
-    generator = HFGenerator(
-        model,
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        device=device,
-        dtype=dtype,
-        trust_remote_code=trust_remote_code,
-        model_kwargs=model_kwargs,
-        constrained=constrained,
-    )
+    generator: Generator
+    if server is not None:
+        if constrained:
+            raise ValueError("[uniner] config key 'constrained' needs the model in this process: it cannot be used with 'server'")
+        generator = ServerGenerator(server, model, max_new_tokens=max_new_tokens, concurrency=concurrency, timeout=timeout, max_tries=max_tries, api_key_env=api_key_env)
+    else:
+        generator = HFGenerator(
+            model,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            device=device,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            model_kwargs=model_kwargs,
+            constrained=constrained,
+        )
     return UniNER(
         nlp.vocab,
         generator,
@@ -99,6 +121,7 @@ def make_uniner(
         spans_key=spans_key,
         overwrite_ents=overwrite_ents,
         threshold=threshold,
+        on_error=on_error,
         scorer=scorer,
     )
 
@@ -140,6 +163,7 @@ class UniNER(Pipe):
         spans_key: str = "uniner",
         overwrite_ents: bool = False,
         threshold: float = 0.0,
+        on_error: str = "raise",
         scorer: Optional[Callable] = None,
     ):
         self.vocab = vocab
@@ -153,6 +177,9 @@ class UniNER(Pipe):
         self.spans_key = spans_key
         self.overwrite_ents = overwrite_ents
         self.threshold = threshold
+        if on_error not in ON_ERROR:
+            raise ValueError(f"[uniner] config key 'on_error' must be one of {ON_ERROR}, got {on_error!r}")
+        self.on_error = on_error
         self.scorer = scorer
         self.stats: Counter = Counter()
         register_labels(self.labels)
@@ -200,15 +227,35 @@ class UniNER(Pipe):
             for window in doc_windows(doc, self.window_size, self.window_overlap)
             for label in self._labels
         ]
-        answers = scored_answers(self.generator, [build_prompt(window.text, label) for _, window, label in queries])
+        answers, skipped = self.answer_queries(docs, queries)
         candidates: List[Dict[tuple, Tuple[Span, float]]] = [{} for _ in docs]
         for (doc_index, window, label), answer in zip(queries, answers):
+            if doc_index in skipped:
+                continue
             for span, score in self.spans_from_answer(window, label, answer):
                 # Overlapping windows find the same mention twice: keep it once, at its best score.
                 key = (span.start, span.end, span.label_)
                 if key not in candidates[doc_index] or score > candidates[doc_index][key][1]:
                     candidates[doc_index][key] = (span, score)
         return [sorted(found.values(), key=lambda pair: (pair[0].start, pair[0].end, pair[0].label_)) for found in candidates]
+
+    def answer_queries(self, docs: List[Doc], queries: List[Tuple[int, Span, str]]) -> Tuple[List[ScoredAnswer], Set[int]]:
+        """The answer to each (doc index, window, label) query, and the docs to leave without
+        entities: those with a question a server never answered, when `on_error` is "skip"."""
+        try:
+            return scored_answers(self.generator, [build_prompt(window.text, label) for _, window, label in queries]), set()
+        except ServerError as error:
+            failed = sorted({queries[index][0] for index in error.failures})
+            if self.on_error == "raise":
+                text = docs[failed[0]].text
+                unanswered = sum(queries[index][0] == failed[0] for index in error.failures)
+                raise ConnectionError(
+                    f"[uniner] the server at {error.url} did not answer {unanswered} questions about doc {failed[0]} of this batch "
+                    f"({text[:60]!r}{'...' if len(text) > 60 else ''}): {next(iter(error.failures.values()))}. "
+                    'Set on_error = "skip" to leave such docs without entities and go on.'
+                ) from error
+            self.stats["skipped_docs"] += len(failed)
+            return [answer or ScoredAnswer("") for answer in error.answers], set(failed)
 
     def set_annotations(self, docs: List[Doc], candidates: List[List[Tuple[Span, float]]]) -> None:
         for doc, found in zip(docs, candidates):

@@ -167,18 +167,27 @@ def test_the_offline_minilm_default_trains_as_a_decoder(tmp_path):
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "student").config.is_decoder
 
 
+LABELS = sorted({label for _, questions in PASSAGES for label, _ in questions})
+
+
+def train_overfit_student(base: Path, folder: Path) -> dict:
+    """Train on the four conversations until the student knows them by heart; the pipeline goes to
+    `folder / "pipeline"`. Returns the training report."""
+    data = write_conversations(folder / "conversations.json")
+    return run_training(
+        data, folder / "pipeline", TRAIN_CFG, PIPELINE_CFG, folder / "checkpoints",
+        overrides={"model.base": str(base), "training.batch_size": 4, "training.gradient_accumulation": 1, "training.learning_rate": 3e-3,
+                   "training.epochs": 150, "training.lr_scheduler": "constant_with_warmup", "training.warmup_ratio": 0.0,
+                   "components.uniner.max_new_tokens": 24, "components.uniner.labels": LABELS},
+    )
+
+
 def test_overfit_round_trip_the_component_answers_the_training_questions(llama_base, tmp_path):
     """Trained on four conversations until it knows them, the student, packaged as a pipeline and
     added with nlp.add_pipe("uniner"), answers every training question with the teacher's mentions:
     training and serving agree on the prompt, the tokens and the answer format."""
-    data = write_conversations(tmp_path / "conversations.json")
-    labels = sorted({label for _, questions in PASSAGES for label, _ in questions})
-    report = run_training(
-        data, tmp_path / "pipeline", TRAIN_CFG, PIPELINE_CFG, tmp_path / "checkpoints",
-        overrides={"model.base": str(llama_base), "training.batch_size": 4, "training.gradient_accumulation": 1, "training.learning_rate": 3e-3,
-                   "training.epochs": 150, "training.lr_scheduler": "constant_with_warmup", "training.warmup_ratio": 0.0,
-                   "components.uniner.max_new_tokens": 24, "components.uniner.labels": labels},
-    )
+    labels = LABELS
+    report = train_overfit_student(llama_base, tmp_path)
     assert report["last_loss"] < 0.05
     nlp = spacy.blank("en")
     nlp.add_pipe("uniner", config={"model": str(tmp_path / "pipeline" / "uniner" / "model"), "labels": labels, "max_new_tokens": 24, "device": "cpu"})

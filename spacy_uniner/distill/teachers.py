@@ -1,7 +1,6 @@
 """Teachers for distillation, as spacy-llm models: recorded answers replayed offline, and any server
 that speaks OpenAI's chat-completions API (OpenAI, Anthropic's compatibility endpoint, vLLM,
 llama.cpp, Ollama)."""
-import os
 import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
@@ -9,15 +8,11 @@ from typing import Any, Dict, Iterable, List, Optional
 import requests
 from confection import SimpleFrozenDict
 import srsly
-from requests.adapters import HTTPAdapter
 from spacy_llm.models.rest.openai.model import OpenAI
 from spacy_llm.registry import registry
-from urllib3.util import Retry
 
+from ..client import key_headers, retrying_session
 from ..prompts import passage_of
-
-# Rate limits and passing server errors: retried with exponential backoff (and Retry-After).
-RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 
 class RecordedTeacher:
@@ -64,22 +59,12 @@ class OpenAICompatible(OpenAI):
 
     def __init__(self, name: str, endpoint: str, api_key_env: Optional[str], **kwargs: Any):
         self._api_key_env = api_key_env
-        retries = Retry(
-            total=kwargs["max_tries"] - 1,
-            backoff_factor=kwargs["interval"],
-            status_forcelist=RETRY_STATUSES,
-            allowed_methods=None,
-            raise_on_status=False,
-        )
-        self._session = requests.Session()
-        self._session.mount("http://", HTTPAdapter(max_retries=retries))
-        self._session.mount("https://", HTTPAdapter(max_retries=retries))
+        self._session = retrying_session(kwargs["max_tries"], kwargs["interval"])
         super().__init__(name=name, endpoint=endpoint, **kwargs)
 
     @property
     def credentials(self) -> Dict[str, str]:
-        key = os.getenv(self._api_key_env) if self._api_key_env else None
-        return {"Authorization": f"Bearer {key}"} if key else {}
+        return key_headers(self._api_key_env)
 
     def _verify_auth(self) -> None:
         url = self._endpoint.rsplit("/chat/completions", 1)[0] + "/models"

@@ -1,0 +1,114 @@
+"""The student behind an inference server that speaks OpenAI's completions API (`/v1/completions`:
+vLLM, Text Generation Inference, llama.cpp's server): the component's prompts, byte for byte, sent
+as concurrent requests, answered greedily, with token log-probabilities where the server gives them."""
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import requests
+
+from .client import key_headers, retrying_session
+from .prompts import TURN_ENDS
+from .scores import ScoredAnswer
+
+
+class ServerError(ConnectionError):
+    """Questions the server did not answer after every retry: `failures` maps a prompt's index to
+    its error; `answers` holds the others' answers (None where one failed)."""
+
+    def __init__(self, url: str, failures: Dict[int, Exception], answers: List[Optional[ScoredAnswer]]):
+        first = next(iter(failures.values()))
+        super().__init__(f"the server at {url} did not answer {len(failures)} of {len(answers)} questions; the first error: {first}")
+        self.url, self.failures, self.answers = url, failures, answers
+
+
+class ServerGenerator:
+    """Answers prompts through `server` (the API's base URL, e.g. http://host:8000/v1), `concurrency`
+    requests at a time, each given `timeout` seconds and tried `max_tries` times (rate limits,
+    server errors, timeouts and dropped connections are retried with backoff). The model's weights
+    stay on the server: saving writes none, loading reads none."""
+
+    def __init__(
+        self,
+        server: str,
+        model: str,
+        *,
+        max_new_tokens: int = 256,
+        concurrency: int = 8,
+        timeout: float = 60.0,
+        max_tries: int = 4,
+        retry_interval: float = 1.0,
+        api_key_env: Optional[str] = "OPENAI_API_KEY",
+    ):
+        if concurrency < 1 or max_new_tokens < 1 or timeout <= 0:
+            raise ValueError(f"[uniner] config keys 'concurrency' and 'max_new_tokens' must be >= 1 and 'timeout' > 0, got {concurrency}, {max_new_tokens} and {timeout}")
+        self.url = server.rstrip("/") + "/completions"
+        self.model = model
+        self.max_new_tokens = max_new_tokens
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.api_key_env = api_key_env
+        self.session = retrying_session(max_tries, retry_interval, connections=concurrency)
+        self.generated_tokens = 0
+
+    def generate_scored(self, prompts: List[str]) -> List[ScoredAnswer]:
+        """One answer per prompt, in order. Raises `ServerError` when any question fails for good."""
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            futures = [pool.submit(self.complete, prompt) for prompt in prompts]
+        answers: List[Optional[ScoredAnswer]] = []
+        failures: Dict[int, Exception] = {}
+        for index, future in enumerate(futures):
+            try:
+                answers.append(future.result())
+            except (requests.RequestException, ValueError) as error:
+                failures[index] = error
+                answers.append(None)
+        if failures:
+            raise ServerError(self.url, failures, answers)
+        return answers
+
+    def generate(self, prompts: List[str]) -> List[str]:
+        return [answer.text for answer in self.generate_scored(prompts)]
+
+    def complete(self, prompt: str) -> ScoredAnswer:
+        request = {
+            "model": self.model,
+            "prompt": prompt,
+            "max_tokens": self.max_new_tokens,
+            "temperature": 0,
+            "stop": [TURN_ENDS[1]],
+            "logprobs": 1,
+        }
+        response = self.session.post(self.url, json=request, headers=key_headers(self.api_key_env), timeout=self.timeout)
+        if response.status_code != 200:
+            raise ValueError(f"{self.url} answered {response.status_code}: {response.text[:200]}")
+        try:
+            choice = response.json()["choices"][0]
+            answer = scored_completion(choice["text"], choice.get("logprobs"))
+        except (ValueError, KeyError, IndexError, TypeError) as error:
+            raise ValueError(f"{self.url} sent no completion the OpenAI API describes ({error!r}): {response.text[:200]}") from error
+        self.generated_tokens += len(answer.token_logprobs)
+        return answer
+
+    def load(self, source: Any = None) -> None:
+        """Nothing to load: the server holds the model."""
+
+    def save(self, path: Union[str, Path]) -> None:
+        """Nothing to save: `server` and `model` are in the pipeline's config."""
+
+
+def scored_completion(text: str, logprobs: Optional[Dict[str, Any]]) -> ScoredAnswer:
+    """A completion as the component reads an answer (up to "</s>", stripped), with its tokens'
+    log-probabilities when the server sent them (the completions API's `tokens`/`token_logprobs`)."""
+    if not isinstance(text, str):
+        raise TypeError(f"the completion's text is {type(text).__name__}, not a string")
+    answer = text.split(TURN_ENDS[1], 1)[0]
+    stripped = answer.strip()
+    if not logprobs or not logprobs.get("tokens"):
+        return ScoredAnswer(stripped)
+    lead = len(answer) - len(answer.lstrip())
+    ends, end = [], 0
+    for token in logprobs["tokens"]:
+        end += len(token)
+        ends.append(min(max(end - lead, 0), len(stripped)))
+    return ScoredAnswer(stripped, ends, [float(logprob) for logprob in logprobs["token_logprobs"]])
