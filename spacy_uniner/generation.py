@@ -205,7 +205,14 @@ class HFGenerator:
         a fresh generation config, so no processor from the model's own (a repetition penalty, say)
         applies."""
         stop = self.stop
-        greedy = GenerationConfig(do_sample=False, max_new_tokens=self.max_new_tokens, eos_token_id=stop.stop_ids.tolist(), pad_token_id=self.tokenizer.pad_token_id)
+        greedy = GenerationConfig(
+            do_sample=False,
+            max_new_tokens=self.max_new_tokens,
+            eos_token_id=stop.stop_ids.tolist(),
+            pad_token_id=self.tokenizer.pad_token_id,
+            output_logits=scored,
+            return_dict_in_generate=True,
+        )
         answers = []
         for ids in encode_texts(self.tokenizer, prompts)[0]:
             input_ids = torch.tensor([ids], device=self.model.device)
@@ -214,8 +221,6 @@ class HFGenerator:
                 attention_mask=torch.ones_like(input_ids),
                 generation_config=greedy,
                 stopping_criteria=StoppingCriteriaList([AnswerEnded(stop, len(ids))]),
-                output_logits=scored,
-                return_dict_in_generate=True,
             )
             answer_ids = output.sequences[0, len(ids) :].tolist()
             if scored:
