@@ -278,10 +278,14 @@ class AnswerStop:
 
     def answer(self, ids: List[int]) -> str:
         """The answer's text: up to its first stop token or marker, stripped."""
-        text = self.tokenizer.decode(ids[: self.length(ids)], skip_special_tokens=True)
+        return self.raw_answer(ids[: self.length(ids)]).strip()
+
+    def raw_answer(self, ids: List[int]) -> str:
+        """`ids` decoded, up to the first marker."""
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
         for marker in self.markers:
             text = text.split(marker, 1)[0]
-        return text.strip()
+        return text
 
     def length(self, ids: List[int]) -> int:
         """Tokens before the first stop token."""
@@ -291,14 +295,8 @@ class AnswerStop:
         """`answer` with each token's log-probability and where the token ends in the answer's text
         (decoding every prefix: a byte-level token may end inside a character)."""
         ids = ids[: self.length(ids)]
-        text = self.answer(ids)
-        decoded = self.tokenizer.decode(ids, skip_special_tokens=True)
-        lead = len(decoded) - len(decoded.lstrip())
-        ends, end = [], 0
-        for i in range(len(ids)):
-            end = max(end, min(len(text), len(self.tokenizer.decode(ids[: i + 1], skip_special_tokens=True)) - lead))
-            ends.append(end)
-        return ScoredAnswer(text, ends, list(logprobs[: len(ids)]))
+        ends = [len(self.tokenizer.decode(ids[: i + 1], skip_special_tokens=True)) for i in range(len(ids))]
+        return ScoredAnswer.from_raw(self.raw_answer(ids), ends, logprobs[: len(ids)])
 
 
 class AnswerEnded(StoppingCriteria):

@@ -9,7 +9,7 @@ between them its words.
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Tuple
+from typing import Any, Iterable, List, Optional, Tuple
 
 QUOTES = "\"'"
 
@@ -22,6 +22,19 @@ class ScoredAnswer:
     text: str
     token_ends: List[int] = field(default_factory=list)
     token_logprobs: List[float] = field(default_factory=list)
+
+    @classmethod
+    def from_raw(cls, raw: str, raw_ends: Iterable[int], logprobs: Iterable[float]) -> "ScoredAnswer":
+        """An answer as read (`raw` stripped) from its tokens' ends in `raw` and log-probabilities:
+        the ends move with the strip, in order, and stay inside the text (a token past a cut marker
+        ends at the text's end)."""
+        text = raw.strip()
+        lead = len(raw) - len(raw.lstrip())
+        ends, end = [], 0
+        for raw_end in raw_ends:
+            end = max(end, min(len(text), raw_end - lead))
+            ends.append(end)
+        return cls(text, ends, [float(logprob) for logprob in logprobs])
 
     def mention_scores(self, mentions: List[str]) -> List[float]:
         """The score of each mention, looked up in answer order. A mention the answer does not spell

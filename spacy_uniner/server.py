@@ -2,6 +2,7 @@
 vLLM, Text Generation Inference, llama.cpp's server): the component's prompts, byte for byte, sent
 as concurrent requests, answered greedily, with token log-probabilities where the server gives them."""
 from concurrent.futures import ThreadPoolExecutor
+from itertools import accumulate
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
@@ -103,12 +104,6 @@ def scored_completion(text: str, logprobs: Optional[Dict[str, Any]]) -> ScoredAn
     if not isinstance(text, str):
         raise TypeError(f"the completion's text is {type(text).__name__}, not a string")
     answer = text.split(TURN_ENDS[1], 1)[0]
-    stripped = answer.strip()
     if not logprobs or not logprobs.get("tokens"):
-        return ScoredAnswer(stripped)
-    lead = len(answer) - len(answer.lstrip())
-    ends, end = [], 0
-    for token in logprobs["tokens"]:
-        end += len(token)
-        ends.append(min(max(end - lead, 0), len(stripped)))
-    return ScoredAnswer(stripped, ends, [float(logprob) for logprob in logprobs["token_logprobs"]])
+        return ScoredAnswer(answer.strip())
+    return ScoredAnswer.from_raw(answer, accumulate(len(token) for token in logprobs["tokens"]), logprobs["token_logprobs"])
