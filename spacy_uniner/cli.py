@@ -18,7 +18,7 @@ from .component import validate_threshold
 from .data import run_build_data
 from .distill import make_passages, read_documents, read_records, run_distillation
 from .distill.passages import MAX_WORDS
-from .evaluate.datasets import BENCHMARK_NAMES
+from .evaluate.datasets import DOMAINS, ZERO_SHOT_NAMES, names_in_domains
 from .evaluate.run import gazetteer, run_evaluation
 from .benchmark import frequent_labels, machine, markdown_table, passages, run_benchmark
 from .train import run_training
@@ -171,7 +171,8 @@ def train_cli(
 def evaluate_cli(
     pipeline: str = typer.Argument(..., help="A spaCy pipeline folder or package with a `uniner` component, or a causal LM's hub id or folder (put in a blank pipeline)."),
     output: Path = typer.Argument(..., help="Folder for each system's per-dataset predictions (.jsonl) and scores (.json); the summary goes to OUTPUT.json and the tables to OUTPUT.md."),
-    datasets: str = typer.Option(",".join(BENCHMARK_NAMES), "--datasets", help="Comma-separated benchmark names, as in assets/benchmarks.json."),
+    datasets: Optional[str] = typer.Option(None, "--datasets", help=f"Comma-separated benchmark names, as in assets/benchmarks.json (NAME-dev: a set's dev split). Default, without --domains: the paper's zero-shot sets, {','.join(ZERO_SHOT_NAMES)}."),
+    domains: Optional[str] = typer.Option(None, "--domains", help=f"Comma-separated domains of assets/benchmarks.json ({', '.join(DOMAINS)}), or all: every set of them, and a table and chart by domain (OUTPUT-domains.png)."),
     mirror: Path = typer.Option(Path("../shared/data"), "--mirror", help="The folder holding the benchmark files (the project's `mirror` variable)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate on this many sentences per dataset, a seeded sample (for quick runs)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the --limit sample."),
@@ -186,12 +187,17 @@ def evaluate_cli(
         sweep = sorted({validate_threshold(float(value)) for value in thresholds.split(",") if value.strip()})
     except ValueError as err:
         raise typer.BadParameter(f"--thresholds must be numbers in [0, 1] separated by commas, got {thresholds!r} ({err})") from err
+    names = [name.strip() for name in datasets.split(",") if name.strip()] if datasets else []
+    if domains:
+        try:
+            names += names_in_domains([domain.strip() for domain in domains.split(",") if domain.strip()])
+        except ValueError as err:
+            raise typer.BadParameter(str(err), param_hint="--domains") from err
     systems = {"student": uniner_pipeline(pipeline)}
     if training_data is not None:
         systems["gazetteer"] = gazetteer(training_data)
     systems.update((Path(name).name, spacy.load(name)) for name in baselines)
-    names = [name.strip() for name in datasets.split(",") if name.strip()]
-    run_evaluation(systems, names, mirror, output, limit, seed, training_data, sweep or [0.0])
+    run_evaluation(systems, list(dict.fromkeys(names or ZERO_SHOT_NAMES)), mirror, output, limit, seed, training_data, sweep or [0.0], by_domain=bool(domains))
     typer.echo(output.with_suffix(".md").read_text(encoding="utf8"))
 
 

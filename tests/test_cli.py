@@ -38,7 +38,7 @@ def test_help_lists_the_commands():
         ("distill", ["--config", "--teacher", "--report", "--batch-size"]),
         ("build-data", ["--negative-rate", "--min-type-count", "--dataset", "--seed", "--report"]),
         ("train", ["--config", "--pipeline-config", "--checkpoints", "--log", "--report"]),
-        ("evaluate", ["--datasets", "--mirror", "--limit", "--seed", "--training-data", "--baseline"]),
+        ("evaluate", ["--datasets", "--domains", "--mirror", "--limit", "--seed", "--training-data", "--baseline"]),
         ("benchmark", ["--label-counts", "--docs", "--passage-tokens", "--batch-size", "--max-new-tokens", "--device", "--more-docs", "--constrained"]),
     ],
 )

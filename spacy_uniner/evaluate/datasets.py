@@ -1,28 +1,60 @@
-"""Benchmark sentences from the files of the mirror: BIO token files (token first, or label first as
-in MIT), with BIOES and IO tags too. Which file each set lives in and how its raw labels read as
-entity types is data (assets/benchmarks.json), not code."""
+"""Benchmark sentences from the files of the mirror, in the formats their sources ship: tagged-token
+columns (token first, label first, CoNLL's token-POS-chunk-tag, or one tag column per nesting layer)
+and CSV rows of tag ids; BIO, BIOES and IO tags. Which file each set lives in, its domain and how
+its raw tags read as entity types is data (assets/benchmarks.json), not code."""
+import csv
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import srsly
 
 from ..prompts import label_of_question, text_turn
 
 BENCHMARKS = Path(__file__).parent.parent.parent / "assets" / "benchmarks.json"
-FORMATS = ("bio", "bio-label-first")
-BENCHMARK_NAMES = [name for name in srsly.read_json(BENCHMARKS) if not name.startswith("_")]
+# Column formats: which column holds the token and which hold tags (one per annotation layer).
+# Columns are split at tabs, or at spaces in a file that has no tab on a line.
+COLUMNS = {
+    "bio": (0, slice(1, 2)),  # token<TAB>tag (further columns, as in StackOverflow-NER, are other annotations)
+    "bio-label-first": (1, slice(0, 1)),  # tag<TAB>token (MIT)
+    "conll": (0, slice(-1, None)),  # token POS chunk tag (CoNLL-2003)
+    "nested": (0, slice(1, None)),  # token<TAB>layer 1<TAB>layer 2 ... (nested GENIA)
+}
+# CSV with a header, one token a row: tag id, token, document id, sentence id (FiNER-ORD); the set's
+# `tag_ids` names the tag of each id.
+CSV_TAG_IDS = "csv-tag-ids"
+FORMATS = (*COLUMNS, CSV_TAG_IDS)
+_TAG = re.compile(r"O|[BIES]-.+")
 DEV = "-dev"  # NAME-dev: the dev split of a set that has one (dev_path), to choose settings on
+
+
+def benchmark_specs(benchmarks: Path = BENCHMARKS) -> Dict[str, dict]:
+    return {name: spec for name, spec in srsly.read_json(benchmarks).items() if not name.startswith("_")}
+
+
+ZERO_SHOT_NAMES = [name for name, spec in benchmark_specs().items() if spec.get("zero_shot")]
+DOMAINS = list(dict.fromkeys(spec["domain"] for spec in benchmark_specs().values()))
+
+
+def names_in_domains(domains: Sequence[str], benchmarks: Path = BENCHMARKS) -> List[str]:
+    """Every set of the named domains ("all": of every domain), in the file's order."""
+    specs = benchmark_specs(benchmarks)
+    known = list(dict.fromkeys(spec["domain"] for spec in specs.values()))
+    unknown = [domain for domain in domains if domain not in known and domain != "all"]
+    if unknown:
+        raise ValueError(f"Unknown domains {unknown}; {benchmarks} has {known} (or all)")
+    return [name for name, spec in specs.items() if "all" in domains or spec["domain"] in domains]
 
 
 def benchmark_spec(name: str, benchmarks: Path = BENCHMARKS) -> dict:
     """A set's entry in `benchmarks`; for NAME-dev, NAME's entry with its dev file as path and no
     paper file."""
-    specs = srsly.read_json(benchmarks)
+    specs = benchmark_specs(benchmarks)
     base = name[: -len(DEV)] if name.endswith(DEV) else name
-    if base not in specs or base.startswith("_") or (base != name and "dev_path" not in specs[base]):
-        known = [key for key in specs if not key.startswith("_")] + [key + DEV for key in specs if "dev_path" in specs.get(key, {})]
+    if base not in specs or (base != name and "dev_path" not in specs[base]):
+        known = list(specs) + [key + DEV for key, spec in specs.items() if "dev_path" in spec]
         raise ValueError(f"Unknown benchmark {name!r}; {benchmarks} describes {known}")
     spec = dict(specs[base])
     if base != name:
@@ -55,25 +87,75 @@ class Benchmark:
     sentences: List[Sentence]
 
 
-def read_tagged_tokens(path: Path, label_first: bool = False) -> Iterator[Tuple[List[str], List[str]]]:
-    """(tokens, tags) per sentence: blocks that end at a blank line or a -DOCSTART- line. Columns
-    are tab- or space-separated; those after the first two are ignored."""
-    tokens: List[str] = []
-    tags: List[str] = []
+@dataclass
+class TaggedSentence:
+    """A sentence as its file has it: tokens, one tag sequence per annotation layer (nested sets
+    have several), and the file line of each token (for errors)."""
+
+    tokens: List[str]
+    layers: List[List[str]]
+    lines: List[int]
+
+
+def checked_tag(tag: str, path: Path, number: int) -> str:
+    if not _TAG.fullmatch(tag):
+        raise ValueError(f"{path}:{number}: the tag {tag!r} is neither O nor a B-, I-, E- or S- tag")
+    return tag
+
+
+def read_columns(path: Path, format: str = "bio") -> Iterator[TaggedSentence]:
+    """The sentences of a tagged-token file: blocks that end at a blank (or whitespace-only) line or
+    a -DOCSTART- line; CRLF line ends read as LF."""
+    token_column, tag_columns = COLUMNS[format]
+    sentence = TaggedSentence([], [], [])
     for number, line in enumerate(Path(path).read_text(encoding="utf8").splitlines(), 1):
         columns = line.split("\t") if "\t" in line else line.split()
-        if columns and len(columns) < 2:
+        if line.strip() and len(columns) < 2:
             raise ValueError(f"{path}:{number}: expected a token and a tag, got {line!r}")
-        token, tag = (columns[1], columns[0]) if label_first and columns else (columns + ["", ""])[:2]
-        if not columns or token == "-DOCSTART-":
-            if tokens:
-                yield tokens, tags
-            tokens, tags = [], []
+        if not line.strip() or columns[token_column] == "-DOCSTART-":
+            if sentence.tokens:
+                yield sentence
+            sentence = TaggedSentence([], [], [])
             continue
-        tokens.append(token)
-        tags.append(tag)
-    if tokens:
-        yield tokens, tags
+        tags = [checked_tag(tag, path, number) for tag in columns[tag_columns]]
+        sentence.layers = sentence.layers or [[] for _ in tags]
+        if len(tags) != len(sentence.layers):
+            raise ValueError(f"{path}:{number}: {len(tags)} tag columns where the sentence's first line has {len(sentence.layers)}")
+        for layer, tag in zip(sentence.layers, tags):
+            layer.append(tag)
+        sentence.tokens.append(columns[token_column])
+        sentence.lines.append(number)
+    if sentence.tokens:
+        yield sentence
+
+
+def read_csv_tag_ids(path: Path, tag_ids: Dict[str, str]) -> Iterator[TaggedSentence]:
+    """The sentences of a CSV file of (tag id, token, document id, sentence id) rows under a header."""
+    sentence, key = TaggedSentence([], [[]], []), None
+    with Path(path).open(encoding="utf8", newline="") as file:
+        rows = csv.reader(file)
+        next(rows, None)
+        for number, row in enumerate(rows, 2):
+            if len(row) != 4:
+                raise ValueError(f"{path}:{number}: expected tag id, token, document id and sentence id, got {row!r}")
+            tag_id, token, document, index = row
+            if tag_id not in tag_ids:
+                raise ValueError(f"{path}:{number}: the tag id {tag_id!r} is not in the set's tag_ids {tag_ids}")
+            if (document, index) != key and sentence.tokens:
+                yield sentence
+                sentence = TaggedSentence([], [[]], [])
+            key = (document, index)
+            sentence.tokens.append(token)
+            sentence.layers[0].append(checked_tag(tag_ids[tag_id], path, number))
+            sentence.lines.append(number)
+    if sentence.tokens:
+        yield sentence
+
+
+def read_sentences(path: Path, spec: dict) -> Iterator[TaggedSentence]:
+    if spec["format"] == CSV_TAG_IDS:
+        return read_csv_tag_ids(path, spec["tag_ids"])
+    return read_columns(path, spec["format"])
 
 
 def tag_spans(tags: List[str]) -> List[Tuple[int, int, str]]:
@@ -97,29 +179,30 @@ def tag_spans(tags: List[str]) -> List[Tuple[int, int, str]]:
 
 
 def load_benchmark(name: str, mirror: Path, benchmarks: Path = BENCHMARKS) -> Benchmark:
-    """The sentences of one set, with raw labels turned into the types the paper asks about
-    (labels mapped to null, like misc, are left out as the paper does)."""
+    """The sentences of one set, with raw tags turned into the types the paper asks about (tags
+    mapped to null, the misc/other catch-alls, are left out as the paper does). Every annotation
+    layer counts, so nested mentions become overlapping gold mentions."""
     spec = benchmark_spec(name, benchmarks)
-    if spec["format"] not in FORMATS:
-        raise ValueError(f"{benchmarks}: {name} has format {spec['format']!r}; expected one of {FORMATS}")
+    if spec.get("format") not in FORMATS:
+        raise ValueError(f"{benchmarks}: {name} has format {spec.get('format')!r}; expected one of {FORMATS}")
     path = Path(mirror) / spec["path"]
     if not path.exists():
         raise FileNotFoundError(f"{path} (benchmark {name}) is missing: is `mirror` the folder of the data mirror?")
-    label_first = spec["format"] == "bio-label-first"
     # A dev split leaves out its sentences that are also test sentences (CrossNER's dev and test
     # files share 34), so settings chosen on it never see a test sentence.
-    test_texts = {" ".join(tokens) for tokens, _ in read_tagged_tokens(Path(mirror) / spec["test_path"], label_first)} if "test_path" in spec else set()
+    test_texts = {" ".join(s.tokens) for s in read_sentences(Path(mirror) / spec["test_path"], spec)} if "test_path" in spec else set()
     sentences = []
-    for index, (tokens, tags) in enumerate(read_tagged_tokens(path, label_first)):
-        if " ".join(tokens) in test_texts:
+    for index, tagged in enumerate(read_sentences(path, spec)):
+        if " ".join(tagged.tokens) in test_texts:
             continue
         spans = []
-        for start, end, label in tag_spans(tags):
-            if label not in spec["types"]:
-                raise ValueError(f"{path}: sentence {index} has the label {label!r}, which {benchmarks} does not map for {name}")
-            if spec["types"][label] is not None:
-                spans.append((start, end, spec["types"][label]))
-        sentences.append(Sentence(name, index, tokens, spans))
+        for layer in tagged.layers:
+            for start, end, tag in tag_spans(layer):
+                if tag not in spec["types"]:
+                    raise ValueError(f"{path}:{tagged.lines[start]}: the tag {tag!r} has no type in {benchmarks} for {name} (map it to the type to ask, or to null to leave it out)")
+                if spec["types"][tag] is not None:
+                    spans.append((start, end, spec["types"][tag]))
+        sentences.append(Sentence(name, index, tagged.tokens, list(dict.fromkeys(spans))))
     types = [entity_type for entity_type in dict.fromkeys(spec["types"].values()) if entity_type is not None]
     return Benchmark(name, types, sentences)
 

@@ -1,7 +1,7 @@
 """What an evaluation run shows: the markdown table and the bar chart, from the scores per system
 and dataset that `run_evaluation` collects."""
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import numpy
 # Figure without pyplot: no backend or display is chosen, so this works on servers and leaves a notebook's backend alone.
@@ -98,8 +98,66 @@ def precision_recall_chart(results: Results, path: Path) -> Figure:
 
 def bar_chart(results: Results, path: Path) -> Figure:
     """F1 per dataset and on average, one bar per system, one panel per metric, saved as a PNG."""
-    table = f1_by_dataset(results)
+    return grouped_bars(f1_by_dataset(results), path)
+
+
+def f1_by_domain(results: Results, domains: Dict[str, str]) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """metric -> system -> domain (macro average of its sets), then "all sets" (macro over every
+    set) and "all domains" (macro over the domains) -> F1 in percent."""
+    by_dataset = f1_by_dataset(results)
+    table: Dict[str, Dict[str, Dict[str, float]]] = {}
+    for metric, systems in by_dataset.items():
+        table[metric] = {}
+        for system, row in systems.items():
+            sets = {name: f1 for name, f1 in row.items() if name in domains}
+            grouped: Dict[str, List[float]] = {}
+            for name, f1 in sets.items():
+                grouped.setdefault(domains[name], []).append(f1)
+            averages = {domain: float(numpy.mean(values)) for domain, values in grouped.items()}
+            averages["all sets"] = float(numpy.mean(list(sets.values())))
+            averages["all domains"] = float(numpy.mean([averages[domain] for domain in grouped]))
+            table[metric][system] = averages
+    return table
+
+
+def domain_table(results: Results, domains: Dict[str, str]) -> str:
+    """F1 per domain (macro average of its sets) for every system, paper metric / span metric."""
+    table = f1_by_domain(results, domains)
     systems = list(results)
+    counts = {domain: sum(1 for name in domains.values() if name == domain) for domain in domains.values()}
+    lines = ["### F1 by domain (macro average of its sets; paper metric / span metric)", "", "| domain | sets | " + " | ".join(systems) + " |", "|---" * (len(systems) + 2) + "|"]
+    for group in next(iter(table["paper"].values())):
+        sets = counts.get(group, len(domains)) if group != "all domains" else len(counts)
+        cells = [" / ".join(f"{table[metric][system][group]:.1f}" for metric in METRICS) for system in systems]
+        name = group if group in counts else f"**{group}**"
+        lines.append(f"| {name} | {sets} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def sets_table(results: Results, domains: Dict[str, str]) -> str:
+    """What each set contributed: sentences in it and evaluated, types asked, and every system's
+    time, with the time its rate gives for every sentence of the set."""
+    systems = list(results)
+    header = "| set | domain | sentences in set | evaluated | types | " + " | ".join(f"{system} s (all sentences, est.)" for system in systems) + " |"
+    lines = ["### Sets read, and the time each took", "", header, "|---" * (5 + len(systems)) + "|"]
+    first = results[systems[0]]
+    for name, domain in domains.items():
+        scores = first[name]
+        rates = [results[system][name]["sentences_per_s"] for system in systems]
+        times = [f"{scores['sentences'] / rate:,.0f} ({scores.get('sentences_in_set', scores['sentences']) / rate:,.0f})" for rate in rates]
+        lines.append(f"| {name} | {domain} | {scores.get('sentences_in_set', '')} | {scores['sentences']} | {scores.get('types', '')} | " + " | ".join(times) + " |")
+    return "\n".join(lines)
+
+
+def domain_chart(results: Results, domains: Dict[str, str], path: Path) -> Figure:
+    """F1 per domain and overall, one bar group per domain, one bar per system, one panel per metric."""
+    return grouped_bars(f1_by_domain(results, domains), path)
+
+
+def grouped_bars(table: Dict[str, Dict[str, Dict[str, float]]], path: Path) -> Figure:
+    """Bars of metric -> system -> group -> F1: one group per key, one bar per system, one panel
+    per metric, saved as a PNG."""
+    systems = list(next(iter(table.values())))
     names = list(next(iter(table["paper"].values())))
     width = 0.8 / len(systems)
     figure = Figure(figsize=(max(8, 1.3 * len(names)), 4 * len(METRICS)), layout="tight")

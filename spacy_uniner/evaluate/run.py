@@ -22,7 +22,7 @@ from ..prompts import build_prompt, label_of_question
 from ..scores import ScoredAnswer, scored_answers
 from .datasets import BENCHMARKS, Benchmark, Sentence, benchmark_spec, load_benchmark, paper_queries
 from .metrics import PRF, paper_parse, paper_parse_scored, threshold_scores
-from .report import bar_chart, markdown_table, precision_recall_chart
+from .report import bar_chart, domain_chart, domain_table, markdown_table, precision_recall_chart, sets_table
 
 
 class RecordingGenerator:
@@ -127,6 +127,8 @@ def evaluate_benchmark(nlp: Language, benchmark: Benchmark, sentences: List[Sent
         "paper": paper.scores(),
         "spans": {"p": spans["ents_p"], "r": spans["ents_r"], "f": spans["ents_f"], "per_type": spans["ents_per_type"]},
         "sentences": len(sentences),
+        "sentences_in_set": len(benchmark.sentences),
+        "types": len(benchmark.types),
         "queries": len(records),
         "sentences_per_s": round(len(sentences) / seconds, 3),
         "queries_per_s": round(len(records) / seconds, 3),
@@ -138,24 +140,29 @@ def words_key(text: str) -> List[str]:
     return re.findall(r"[a-z0-9]+", text.lower())
 
 
-def check_zero_shot(conversations: Path, sentences: List[Sentence], shingle: int = 8, fewest_words: int = 4) -> None:
-    """Refuse evaluation sentences that a training text contains (the zero-shot rule). Case and
-    tokenization are ignored, as benchmark text is pre-tokenized ("model s ,"): a sentence is found
-    when every run of `shingle` of its words is in a training text, or, when it is shorter, when its
-    words are. Sentences of fewer than `fewest_words` words (MIT's "pub", "todd") say nothing about
-    where a text came from and are not checked."""
+def zero_shot_check(conversations: Path, sentences: List[Sentence], shingle: int = 8, fewest_words: int = 4) -> List[Sentence]:
+    """The zero-shot rule: no evaluation sentence in a training text. Case and tokenization are
+    ignored, as benchmark text is pre-tokenized ("model s ,"). A sentence of `shingle` words or more
+    is in a training text when every run of `shingle` of its words is: that is a copied sentence,
+    and it is refused with an error. A shorter one is found when a training text holds its words
+    in a row; it is returned, for the caller to leave out, because a few words in a row ("I 'm not
+    sure .", "Administrative divisions of Peru") may be a common phrase rather than a copy.
+    Sentences of fewer than `fewest_words` words (MIT's "pub", "todd") say nothing about where a
+    text came from and are not checked."""
     texts = [words_key(messages[0]) for _, messages in read_conversations(conversations)]
     runs_seen = {tuple(words[i : i + shingle]) for words in texts for i in range(len(words) - shingle + 1)}
     joined = " | ".join(" ".join(words) for words in texts)
-    found = []
+    copied, short = [], []
     for sentence in sentences:
         words = words_key(sentence.text)
-        runs = [tuple(words[i : i + shingle]) for i in range(len(words) - shingle + 1)]
-        inside = all(run in runs_seen for run in runs) if runs else len(words) >= fewest_words and f" {' '.join(words)} " in f" {joined} "
-        if inside:
-            found.append(f"{sentence.dataset} sentence {sentence.index}: {sentence.text[:80]!r}")
-    if found:
-        raise ValueError(f"Zero-shot rule: {len(found)} evaluation sentences are in the training conversations {conversations}; take them out of the training data:\n" + "\n".join(found[:20]))
+        if len(words) >= shingle:
+            if all(tuple(words[i : i + shingle]) in runs_seen for i in range(len(words) - shingle + 1)):
+                copied.append(f"{sentence.dataset} sentence {sentence.index}: {sentence.text[:80]!r}")
+        elif len(words) >= fewest_words and f" {' '.join(words)} " in f" {joined} ":
+            short.append(sentence)
+    if copied:
+        raise ValueError(f"Zero-shot rule: {len(copied)} evaluation sentences are in the training conversations {conversations}; take them out of the training data:\n" + "\n".join(copied[:20]))
+    return short
 
 
 def run_evaluation(
@@ -167,20 +174,38 @@ def run_evaluation(
     seed: int = 0,
     training_data: Optional[Path] = None,
     thresholds: Sequence[float] = (0.0,),
+    by_domain: bool = False,
 ) -> Dict[str, Any]:
     """Evaluate every system on the same sentences of each named benchmark, writing
     `output/<system>/<dataset>.jsonl` (every query, with its mention scores) and `.json` (its
     scores) as each finishes, then `output.json`, the table `output.md` and the chart `output.png`.
-    A dataset whose scores are there for the same limit and seed is not run again. With
-    `training_data`, sentences in it are refused (zero-shot rule). With several `thresholds`, the
-    paper metric at each (mentions scoring below it dropped; from the saved queries, so no second
-    decoding) goes into the table and the precision/recall chart `output-pr.png`; the headline
-    scores stay those of every mention (threshold 0, the paper's protocol)."""
+    A dataset whose scores are there for the same limit and seed is not run again. A set that cannot
+    be read (a missing file, a line that does not parse, a tag with no type) is skipped with its
+    error in the summary and the table; the others run. With `training_data`, the zero-shot rule:
+    a sentence copied into it stops the run, a short one that it holds is left out (and listed). With several `thresholds`, the paper metric at each (mentions scoring
+    below it dropped; from the saved queries, so no second decoding) goes into the table and the
+    precision/recall chart `output-pr.png`; the headline scores stay those of every mention
+    (threshold 0, the paper's protocol). With `by_domain`, the table adds each domain's macro
+    average and the sets read, and `output-domains.png` charts the domains."""
     settings = {"limit": limit, "seed": seed, "mention_scores": True}
-    benchmarks = {name: load_benchmark(name, mirror) for name in names}
-    chosen = {name: sample(benchmark.sentences, limit, seed) for name, benchmark in benchmarks.items()}
+    specs = {name: benchmark_spec(name) for name in names}  # an unknown name stops the run before any work
+    benchmarks: Dict[str, Benchmark] = {}
+    skipped: Dict[str, str] = {}
+    for name in names:
+        try:
+            benchmarks[name] = load_benchmark(name, mirror)
+        except (OSError, ValueError) as err:
+            skipped[name] = str(err)
+            print(f"Skipping {name}: {err}")
+    if not benchmarks:
+        raise ValueError(f"No benchmark could be read: {skipped}")
+    # Short sentences that a training text holds are left out before sampling, so the sample of a
+    # set without any stays the same.
+    left_out: Dict[str, List[int]] = {}
     if training_data is not None:
-        check_zero_shot(training_data, [sentence for sentences in chosen.values() for sentence in sentences])
+        for sentence in zero_shot_check(training_data, [sentence for benchmark in benchmarks.values() for sentence in benchmark.sentences]):
+            left_out.setdefault(sentence.dataset, []).append(sentence.index)
+    chosen = {name: sample([s for s in benchmark.sentences if s.index not in left_out.get(name, ())], limit, seed) for name, benchmark in benchmarks.items()}
     results: Dict[str, Dict[str, Any]] = {}
     for system, nlp in systems.items():
         folder = output / system
@@ -194,9 +219,18 @@ def run_evaluation(
                 srsly.write_json(done, {"settings": settings, "scores": result["scores"]})  # last: marks it done
             results[system][name] = srsly.read_json(done)["scores"]  # as a resumed run reads it
             results[system][name]["thresholds"] = threshold_scores(srsly.read_jsonl(folder / f"{name}.jsonl"), thresholds)
-    summary = {"settings": dict(settings, thresholds=list(thresholds)), "systems": results}
+    domains = {name: specs[name]["domain"] for name in benchmarks}
+    summary = {"settings": dict(settings, thresholds=list(thresholds)), "systems": results, "domains": domains, "skipped": skipped, "left_out": left_out}
     srsly.write_json(output.with_suffix(".json"), summary)
-    output.with_suffix(".md").write_text(markdown_table(results), encoding="utf8")
+    sections = [markdown_table(results)]
+    if by_domain:
+        sections[:0] = [domain_table(results, domains), sets_table(results, domains)]
+        domain_chart(results, domains, output.with_name(output.name + "-domains.png"))
+    if left_out:
+        sections.append("### Left out (short sentences a training text holds: the zero-shot rule)\n\n" + "\n".join(f"- {name}: sentences {indices}" for name, indices in left_out.items()))
+    if skipped:
+        sections.append("### Skipped sets\n\n" + "\n".join(f"- {name}: {error}" for name, error in skipped.items()))
+    output.with_suffix(".md").write_text("\n\n".join(section.strip() for section in sections) + "\n", encoding="utf8")
     bar_chart(results, output.with_suffix(".png"))
     if len(thresholds) > 1:
         precision_recall_chart(results, output.with_name(output.name + "-pr.png"))
