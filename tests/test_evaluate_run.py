@@ -222,3 +222,19 @@ def test_by_domain_a_broken_set_is_skipped_with_its_error_and_the_run_resumes(sc
 def test_the_domains_option_names_an_unknown_domain(tmp_path):
     result = CliRunner().invoke(app, ["evaluate", "unused", str(tmp_path / "run"), "--domains", "general,astrology"])
     assert result.exit_code != 0 and "astrology" in result.output
+
+
+def test_nested_gold_mentions_count_under_both_metrics(scripted_nlp, tmp_path):
+    """GENIA's nested layers: the paper metric counts every layer's mention; spaCy's span scores
+    compare doc.ents with all of them, so an oracle of the paper metric scores 100 there and loses
+    span recall exactly on the mentions doc.ents cannot hold beside another."""
+    benchmark = load_benchmark("GENIA", MIRROR)
+    sentences = sample(benchmark.sentences, 20, 0)
+    nested = [s for s in sentences if len({i for a, b, _ in s.spans for i in range(a, b)}) < sum(b - a for a, b, _ in s.spans)]
+    assert nested
+    summary = run_evaluation({"student": scripted_nlp(oracle_answers(20, names=["GENIA"]), labels=["x"])}, ["GENIA"], MIRROR, tmp_path / "run", limit=20)
+    scores = summary["systems"]["student"]["GENIA"]
+    assert scores["paper"]["f"] == pytest.approx(1.0) and scores["paper"]["gold"] > 40
+    assert scores["spans"]["p"] > 0.9 and 0.5 < scores["spans"]["r"] < 1.0
+    doc = sentence_doc(spacy.blank("en"), nested[0], gold=True)
+    assert len(doc.spans["benchmark_gold"]) == len(nested[0].spans) and not doc.ents
