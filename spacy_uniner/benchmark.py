@@ -17,8 +17,8 @@ from .component import UniNER
 from .data import normalize_type, question_pairs, read_conversations
 from .distill import read_documents
 from .evaluate.run import RecordingGenerator
-from .generation import HFGenerator, encode_texts, prompt_groups
-from .prompts import label_of_question
+from .generation import HFGenerator, SharedPrefixes, encode_texts, prompt_groups
+from .prompts import build_prompt, label_of_question
 
 
 def frequent_labels(conversations: Path, count: int) -> List[str]:
@@ -150,6 +150,44 @@ def run_benchmark(nlp: Language, texts: List[str], labels: List[str], label_coun
             record["more_docs"] = len(more_texts)
             record["more_docs_peak_mib"] = round(timed(generator, generator.device, lambda: list(nlp.pipe(more_texts)))[3], 1)
         yield record
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def matmul_peak_gflops(device: str, dtype: torch.dtype = torch.float32, size: int = 2048, repeats: int = 8) -> float:
+    """The machine's measured rate on one large matmul, in GFLOP/s: about the most a forward pass
+    of the same dtype can reach here."""
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
+    a @ b  # warm-up
+    synchronize(device)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    synchronize(device)
+    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
+
+
+@torch.inference_mode()
+def prefix_pass(generator: HFGenerator, texts: List[str], label: str) -> Dict[str, Any]:
+    """The component's shared pass over the texts' prompt prefixes (one forward, left-padded, as in
+    `answer_prompts`): prompt tokens/s, and the GFLOP/s that is (2 per non-embedding parameter per
+    token; attention left out) beside the measured matmul peak in the model's dtype."""
+    groups = prompt_groups(generator.tokenizer, [build_prompt(text, label) for text in texts])
+    prefixes = [prefix for prefix, _, _ in groups]
+    model = generator.model
+    SharedPrefixes(model, prefixes[:1], generator.tokenizer.pad_token_id)  # warm-up
+    synchronize(generator.device)
+    started = time.perf_counter()
+    SharedPrefixes(model, prefixes, generator.tokenizer.pad_token_id)
+    synchronize(generator.device)
+    seconds = time.perf_counter() - started
+    tokens = sum(len(prefix) for prefix in prefixes)
+    gflops = 2 * model.num_parameters(exclude_embeddings=True) * tokens / seconds / 1e9
+    peak = matmul_peak_gflops(generator.device, model.dtype)
+    return {"prompt_tokens": tokens, "tokens_per_s": round(tokens / seconds, 1), "gflops": round(gflops, 1), "matmul_peak_gflops": round(peak, 1), "share_of_peak": round(gflops / peak, 3)}
 
 
 def machine(device: str) -> str:

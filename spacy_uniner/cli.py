@@ -20,7 +20,7 @@ from .distill import make_passages, read_documents, read_records, run_distillati
 from .distill.passages import MAX_WORDS
 from .evaluate.datasets import DOMAINS, ZERO_SHOT_NAMES, names_in_domains
 from .evaluate.run import gazetteer, run_evaluation
-from .benchmark import frequent_labels, machine, markdown_table, passages, run_benchmark
+from .benchmark import frequent_labels, machine, markdown_table, passages, prefix_pass, run_benchmark
 from .train import run_training
 
 app = typer.Typer(help="Open-type NER for spaCy with UniversalNER-style LLMs.", no_args_is_help=True)
@@ -228,7 +228,9 @@ def benchmark_cli(
     for record in tqdm(runs, total=len(counts), desc="benchmark", unit="label count"):
         tqdm.write(json.dumps(record))
         records.append(record)
-    report = {"machine": machine(generator.device), "device": generator.device, "model": pipeline, "docs": docs, "passage_tokens": passage_tokens, "batch_size": batch_size, "constrained": constrained, "records": records}
+    prefixes = prefix_pass(generator, chosen[:docs], labels[0])
+    report = {"machine": machine(generator.device), "device": generator.device, "model": pipeline, "docs": docs, "passage_tokens": passage_tokens, "batch_size": batch_size, "constrained": constrained, "records": records, "prefix_pass": prefixes}
     output.parent.mkdir(parents=True, exist_ok=True)
     srsly.write_json(output, report)
     typer.echo(f"{report['machine']}; {docs} docs of {passage_tokens} tokens; batch size {batch_size}{'; constrained' if constrained else ''}\n" + markdown_table(records))
+    typer.echo(f"Prefix pass: {prefixes['prompt_tokens']} prompt tokens at {prefixes['tokens_per_s']:.0f} tokens/s, {prefixes['gflops']:.1f} GFLOP/s; one large matmul here: {prefixes['matmul_peak_gflops']:.1f} GFLOP/s ({100 * prefixes['share_of_peak']:.0f}% of it)")

@@ -1,5 +1,7 @@
 """The speed benchmark: the component against one generate per query, on the same prompts."""
+import pytest
 import srsly
+from transformers import AutoModelForCausalLM
 from typer.testing import CliRunner
 
 from spacy_uniner.cli import app
@@ -33,6 +35,13 @@ def test_the_benchmark_writes_one_record_per_label_count_with_identical_answers(
     # With more labels, more of each prompt is shared.
     assert report["records"][0]["token_bound"] < report["records"][1]["token_bound"] < report["records"][2]["token_bound"]
     assert "| 6 |" in result.output and "(3 docs)" in result.output and "CPU cores" in report["machine"]
+    # The prefix pass against the matmul peak: one doc's prompt prefix, its 24 tokens and the template's.
+    prefixes = report["prefix_pass"]
+    parameters = AutoModelForCausalLM.from_pretrained(tiny_llama_path).num_parameters(exclude_embeddings=True)
+    assert 24 < prefixes["prompt_tokens"] < 24 + 60 and prefixes["tokens_per_s"] > 0 and prefixes["matmul_peak_gflops"] > 0
+    assert prefixes["gflops"] == pytest.approx(2 * parameters * prefixes["tokens_per_s"] / 1e9, rel=0.01, abs=0.06)
+    assert prefixes["share_of_peak"] == pytest.approx(prefixes["gflops"] / prefixes["matmul_peak_gflops"], rel=0.01, abs=0.001)
+    assert "Prefix pass:" in result.output and "one large matmul here" in result.output
 
 
 def test_too_few_long_texts_or_types_is_a_clear_error(tiny_llama_path, tmp_path):
