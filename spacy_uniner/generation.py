@@ -222,10 +222,10 @@ class HFGenerator:
                 generation_config=greedy,
                 stopping_criteria=StoppingCriteriaList([AnswerEnded(stop, len(ids))]),
             )
-            answer_ids = output.sequences[0, len(ids) :].tolist()
+            answer = output.sequences[0, len(ids) :]
+            answer_ids = answer.tolist()
             if scored:
-                logprobs = [torch.log_softmax(step[0].float(), -1)[token].item() for step, token in zip(output.logits, answer_ids)]
-                answers.append(stop.scored(answer_ids, logprobs))
+                answers.append(stop.scored(answer_ids, token_logprobs(torch.cat(output.logits), answer).tolist()))
             else:
                 answers.append(stop.answer(answer_ids))
             self.generated_tokens += len(answer_ids)
