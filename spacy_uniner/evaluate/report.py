@@ -1,5 +1,6 @@
 """What an evaluation run shows: the markdown table and the bar chart, from the scores per system
 and dataset that `run_evaluation` collects."""
+from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -124,7 +125,7 @@ def domain_table(results: Results, domains: Dict[str, str]) -> str:
     """F1 per domain (macro average of its sets) for every system, paper metric / span metric."""
     table = f1_by_domain(results, domains)
     systems = list(results)
-    counts = {domain: sum(1 for name in domains.values() if name == domain) for domain in domains.values()}
+    counts = Counter(domains.values())
     lines = ["### F1 by domain (macro average of its sets; paper metric / span metric)", "", "| domain | sets | " + " | ".join(systems) + " |", "|---" * (len(systems) + 2) + "|"]
     for group in next(iter(table["paper"].values())):
         sets = counts.get(group, len(domains)) if group != "all domains" else len(counts)

@@ -196,10 +196,11 @@ def run_evaluation(
     A dataset whose scores are there for the same limit and seed is not run again. A set that cannot
     be read (a missing file, a line that does not parse, a tag with no type) is skipped with its
     error in the summary and the table; the others run. With `training_data`, the zero-shot rule:
-    a sentence copied into it stops the run, a short one that it holds is left out (and listed). With several `thresholds`, the paper metric at each (mentions scoring
-    below it dropped; from the saved queries, so no second decoding) goes into the table and the
-    precision/recall chart `output-pr.png`; the headline scores stay those of every mention
-    (threshold 0, the paper's protocol). With `by_domain`, the table adds each domain's macro
+    a sentence copied into it stops the run, a short one that it holds is left out (and listed).
+    With several `thresholds`, the paper metric at each (mentions scoring below it dropped; from
+    the saved queries, so no second decoding) goes into the table and the precision/recall chart
+    `output-pr.png`; the headline scores stay those of every mention (threshold 0, the paper's
+    protocol). With `by_domain`, the table adds each domain's macro
     average and the sets read, and `output-domains.png` charts the domains."""
     settings = {"limit": limit, "seed": seed, "mention_scores": True}
     specs = {name: benchmark_spec(name) for name in names}  # an unknown name stops the run before any work
