@@ -18,6 +18,7 @@ from transformers import (
     StoppingCriteriaList,
 )
 
+from .attention import use_grouped_attention
 from .constraints import PassageConstraint
 from .prompts import TURN_ENDS, prompt_context, prompt_text
 from .scores import ScoredAnswer
@@ -139,6 +140,7 @@ class HFGenerator:
             ) from err
         if "device_map" not in kwargs:
             model.to(self.device)
+        use_grouped_attention(model)
         model.eval()
         self._model, self._tokenizer = model, tokenizer
         self._stop = AnswerStop.for_model(model, tokenizer)
