@@ -160,15 +160,21 @@ def test_a_spacy_ner_pipeline_runs_as_a_baseline_from_the_cli(tiny_llama_path, t
     assert "| mit-movie |" in result.output and (tmp_path / "run.png").exists()
 
 
-def test_thresholds_sweep_the_paper_metric_from_one_decoding_run(scripted_nlp, tmp_path):
-    """Gold mentions scored 0.8, a wrong one per sentence 0.2: at 0.5 precision is perfect, above
-    0.8 nothing is left; the headline keeps every mention."""
+def gold_and_one_wrong_mention(limit: int) -> dict:
+    """Scored answers for the first `limit` sampled MIT movie sentences: every gold mention at 0.8,
+    and one wrong mention per sentence at 0.2."""
     benchmark = load_benchmark("mit-movie", MIRROR)
-    sentences = sample(benchmark.sentences, 6, 0)
+    sentences = sample(benchmark.sentences, limit, 0)
     answers = {(s.text, t): [(m, 0.8) for m in dict.fromkeys(s.mentions(t))] for s in sentences for t in benchmark.types}
     for s in sentences:
         answers[(s.text, benchmark.types[0])].append(("surely wrong", 0.2))
-    nlp = scripted_nlp(answers, labels=["x"])
+    return answers
+
+
+def test_thresholds_sweep_the_paper_metric_from_one_decoding_run(scripted_nlp, tmp_path):
+    """Gold mentions scored 0.8, a wrong one per sentence 0.2: at 0.5 precision is perfect, above
+    0.8 nothing is left; the headline (the component's threshold 0) keeps every mention."""
+    nlp = scripted_nlp(gold_and_one_wrong_mention(6), labels=["x"])
     summary = run_evaluation({"student": nlp}, ["mit-movie"], MIRROR, tmp_path / "run", limit=6, thresholds=[0.0, 0.5, 0.9])
     scores = summary["systems"]["student"]["mit-movie"]
     at = {row["threshold"]: row for row in scores["thresholds"]}
@@ -180,6 +186,24 @@ def test_thresholds_sweep_the_paper_metric_from_one_decoding_run(scripted_nlp, t
     table = (tmp_path / "run.md").read_text()
     assert "by score threshold" in table and "| mit-movie | " in table and "**100.0 / 100.0 / 100.0**" in table
     assert (tmp_path / "run-pr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_headline_counts_the_mentions_that_reach_the_pipelines_threshold(scripted_nlp, tmp_path):
+    """The same answers as above under a component threshold of 0.5: the headline drops the wrong
+    mentions (scored 0.2) and equals the sweep's row at 0.5; records keep every mention. A saved
+    result at another threshold is not reused."""
+    nlp = scripted_nlp(gold_and_one_wrong_mention(6), labels=["x"])
+    at_zero = run_evaluation({"student": nlp}, ["mit-movie"], MIRROR, tmp_path / "run", limit=6, thresholds=[0.0, 0.5])
+    assert at_zero["systems"]["student"]["mit-movie"]["paper"]["p"] < 0.99
+    nlp.get_pipe("uniner").threshold = 0.5
+    summary = run_evaluation({"student": nlp}, ["mit-movie"], MIRROR, tmp_path / "run", limit=6, thresholds=[0.0, 0.5])
+    scores = summary["systems"]["student"]["mit-movie"]
+    assert scores["paper"]["p"] == pytest.approx(1.0) and scores["paper"]["r"] == pytest.approx(1.0)
+    assert scores["threshold"] == 0.5 and summary["mention_thresholds"] == {"student": 0.5}
+    assert scores["thresholds"][0]["p"] == pytest.approx(at_zero["systems"]["student"]["mit-movie"]["paper"]["p"])
+    records = list(srsly.read_jsonl(tmp_path / "run" / "student" / "mit-movie.jsonl"))
+    assert sum("surely wrong" in record["parsed"] for record in records) == 6
+    assert "scoring at least 0.5, the pipeline's threshold" in (tmp_path / "run.md").read_text()
 
 
 def test_bad_thresholds_on_the_command_line_are_named(tmp_path):

@@ -78,6 +78,11 @@ class PRF:
         return {"p": self.precision, "r": self.recall, "f": self.f1, "correct": self.correct, "predicted": self.predicted, "gold": self.gold}
 
 
+def kept_mentions(parsed: List[str], scores: List[float], threshold: float) -> List[str]:
+    """The predicted strings whose score reaches `threshold` (all of them at 0)."""
+    return [item for item, score in zip(parsed, scores) if score >= threshold]
+
+
 def threshold_scores(records: Iterable[Dict[str, Any]], thresholds: Sequence[float]) -> List[Dict[str, float]]:
     """The paper metric over `records` (with "parsed", "scores" and "gold") keeping, at each
     threshold, only the predicted strings that score at least that much."""
@@ -86,7 +91,7 @@ def threshold_scores(records: Iterable[Dict[str, Any]], thresholds: Sequence[flo
     for threshold in thresholds:
         total = PRF()
         for record in records:
-            total.add([item for item, score in zip(record["parsed"], record["scores"]) if score >= threshold], record["gold"])
+            total.add(kept_mentions(record["parsed"], record["scores"], threshold), record["gold"])
         rows.append({"threshold": threshold, **total.scores()})
     return rows
 

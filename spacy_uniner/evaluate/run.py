@@ -21,7 +21,7 @@ from ..data import normalize_type, question_pairs, read_conversations
 from ..prompts import build_prompt, label_of_question
 from ..scores import ScoredAnswer, scored_answers
 from .datasets import BENCHMARKS, Benchmark, Sentence, benchmark_spec, load_benchmark, paper_queries
-from .metrics import PRF, paper_parse, paper_parse_scored, threshold_scores
+from .metrics import PRF, kept_mentions, paper_parse, paper_parse_scored, threshold_scores
 from .report import bar_chart, domain_chart, domain_table, markdown_table, precision_recall_chart, sets_table
 
 
@@ -102,9 +102,12 @@ def gazetteer(conversations: Path) -> Language:
 
 def evaluate_benchmark(nlp: Language, benchmark: Benchmark, sentences: List[Sentence], golds: Optional[Dict[tuple, str]]) -> Dict[str, Any]:
     """Predictions (one record per (sentence, type) query) and scores for one benchmark. A pipeline
-    with a `uniner` component is asked the benchmark's types and scored on its raw answers; any other
-    (the gazetteer, spaCy's ner) on the mentions its doc.ents give each type."""
-    uniner = next((component for _, component in nlp.pipeline if isinstance(component, UniNER)), None)
+    with a `uniner` component is asked the benchmark's types and scored on its raw answers, keeping
+    the mentions that reach the component's `threshold` (every one at 0, the paper's protocol; each
+    record keeps them all, with their scores); any other (the gazetteer, spaCy's ner) on the
+    mentions its doc.ents give each type."""
+    uniner = uniner_of(nlp)
+    threshold = mention_threshold(nlp)
     recorder = None
     if uniner is not None:
         uniner.labels = benchmark.types
@@ -134,7 +137,7 @@ def evaluate_benchmark(nlp: Language, benchmark: Benchmark, sentences: List[Sent
             parsed, mention_scores = paper_parse_scored(answer)
             record = {"dataset": benchmark.name, "sentence": sentence.index, "type": entity_type, "answer": answer.text, "parsed": parsed, "scores": mention_scores, "gold": None if gold is None else paper_parse(gold)}
             if gold is not None:  # a sentence the paper's file leaves out is not in its metric
-                paper.add(record["parsed"], record["gold"])
+                paper.add(kept_mentions(parsed, mention_scores, threshold), record["gold"])
             records.append(record)
     spans = Scorer.score_spans([Example(doc, sentence_doc(nlp, s, gold=True)) for doc, s in zip(predicted, sentences)], "ents", getter=gold_or_entities)
     scores = {
@@ -146,8 +149,19 @@ def evaluate_benchmark(nlp: Language, benchmark: Benchmark, sentences: List[Sent
         "queries": len(records),
         "sentences_per_s": round(len(sentences) / seconds, 3),
         "queries_per_s": round(len(records) / seconds, 3),
+        "threshold": threshold,
     }
     return {"records": records, "scores": scores}
+
+
+def uniner_of(nlp: Language) -> Optional[UniNER]:
+    return next((component for _, component in nlp.pipeline if isinstance(component, UniNER)), None)
+
+
+def mention_threshold(nlp: Language) -> float:
+    """The score a mention needs to count: the `uniner` component's threshold, 0 for other systems."""
+    uniner = uniner_of(nlp)
+    return 0.0 if uniner is None else uniner.threshold
 
 
 def words_key(text: str) -> List[str]:
@@ -199,8 +213,8 @@ def run_evaluation(
     a sentence copied into it stops the run, a short one that it holds is left out (and listed).
     With several `thresholds`, the paper metric at each (mentions scoring below it dropped; from
     the saved queries, so no second decoding) goes into the table and the precision/recall chart
-    `output-pr.png`; the headline scores stay those of every mention (threshold 0, the paper's
-    protocol). With `by_domain`, the table adds each domain's macro
+    `output-pr.png`; the headline scores count the mentions that reach the pipeline's own threshold
+    (0 by default, the paper's protocol). With `by_domain`, the table adds each domain's macro
     average and the sets read, and `output-domains.png` charts the domains."""
     settings = {"limit": limit, "seed": seed, "mention_scores": True}
     specs = {name: benchmark_spec(name) for name in names}  # an unknown name stops the run before any work
@@ -228,14 +242,15 @@ def run_evaluation(
         results[system] = {}
         for name, benchmark in benchmarks.items():
             done = folder / f"{name}.json"
-            if not (done.exists() and srsly.read_json(done).get("settings") == settings):
+            run_settings = dict(settings, threshold=mention_threshold(nlp))
+            if not (done.exists() and srsly.read_json(done).get("settings") == run_settings):
                 result = evaluate_benchmark(nlp, benchmark, chosen[name], paper_golds(name, mirror))
                 srsly.write_jsonl(folder / f"{name}.jsonl", result["records"])
-                srsly.write_json(done, {"settings": settings, "scores": result["scores"]})  # last: marks it done
+                srsly.write_json(done, {"settings": run_settings, "scores": result["scores"]})  # last: marks it done
             results[system][name] = srsly.read_json(done)["scores"]  # as a resumed run reads it
             results[system][name]["thresholds"] = threshold_scores(srsly.read_jsonl(folder / f"{name}.jsonl"), thresholds)
     domains = {name: specs[name]["domain"] for name in benchmarks}
-    summary = {"settings": dict(settings, thresholds=list(thresholds)), "systems": results, "domains": domains, "skipped": skipped, "left_out": left_out}
+    summary = {"settings": dict(settings, thresholds=list(thresholds)), "mention_thresholds": {system: mention_threshold(nlp) for system, nlp in systems.items()}, "systems": results, "domains": domains, "skipped": skipped, "left_out": left_out}
     srsly.write_json(output.with_suffix(".json"), summary)
     sections = [markdown_table(results)]
     if by_domain:
