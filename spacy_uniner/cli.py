@@ -210,7 +210,7 @@ def benchmark_cli(
     label_counts: str = typer.Option("1,4,16,64", "--label-counts", help="Comma-separated numbers of labels to ask about per doc."),
     docs: int = typer.Option(8, "--docs", help="Docs per label count."),
     passage_tokens: int = typer.Option(256, "--passage-tokens", help="Each doc is cut to this many model tokens."),
-    batch_size: int = typer.Option(16, "--batch-size", help="The component's rows per forward pass."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="The component's rows per forward pass (default: the pipeline's own batch_size)."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Longest answer, in tokens."),
     device: str = typer.Option("auto", "--device", help="auto (a GPU when there is one), cpu, cuda or cuda:N."),
     constrained: bool = typer.Option(False, "--constrained", help="Run the component with constrained decoding (answers limited to lists of passage strings); `identical` then says whether that changed any answer."),
@@ -219,8 +219,10 @@ def benchmark_cli(
     """The component against the reference loop (one generate per (text, label) query) on the same
     model, texts and prompts: docs/s, tokens/s, peak memory and whether every answer is the same."""
     counts = [int(count) for count in label_counts.split(",")]
-    nlp = uniner_pipeline(pipeline, batch_size=batch_size, max_new_tokens=max_new_tokens, device=device, constrained=constrained)
+    settings = {"max_new_tokens": max_new_tokens, "device": device, "constrained": constrained}
+    nlp = uniner_pipeline(pipeline, **settings, **({} if batch_size is None else {"batch_size": batch_size}))
     generator = nlp.get_pipe("uniner").generator
+    batch_size = generator.batch_size
     chosen = passages(texts, generator.tokenizer, docs * more_docs, passage_tokens)
     labels = frequent_labels(conversations, max(counts))
     records = []

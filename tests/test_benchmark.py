@@ -28,6 +28,7 @@ def test_the_benchmark_writes_one_record_per_label_count_with_identical_answers(
     assert result.exit_code == 0, (result.output, result.exception)
     report = srsly.read_json(tmp_path / "speed.json")
     assert [record["labels"] for record in report["records"]] == [1, 4, 6]
+    assert report["batch_size"] == 16  # without --batch-size, the component's own
     for record in report["records"]:
         assert record["identical"] is True and record["queries"] == record["labels"] and record["more_docs"] == 3
         assert record["naive_docs_per_s"] > 0 and record["docs_per_s"] > 0 and record["unscored_docs_per_s"] > 0 and record["generated_tokens"] > 0
