@@ -13,10 +13,9 @@ import psutil
 import torch
 from spacy.language import Language
 
-from .component import UniNER
 from .data import normalize_type, question_pairs, read_conversations
 from .distill import read_documents
-from .evaluate.run import RecordingGenerator
+from .evaluate.run import RecordingGenerator, uniner_of
 from .generation import HFGenerator, SharedPrefixes, encode_texts, prompt_groups
 from .prompts import build_prompt, label_of_question
 
@@ -114,7 +113,7 @@ def run_benchmark(nlp: Language, texts: List[str], labels: List[str], label_coun
     loop over exactly those prompts; docs/s, generated tokens/s, peak memory and whether every
     answer is the same. With `more_texts`, also the component's peak memory over those (more docs
     in one `nlp.pipe` batch should not need more memory)."""
-    uniner = next(component for _, component in nlp.pipeline if isinstance(component, UniNER))
+    uniner = uniner_of(nlp)
     generator: HFGenerator = uniner.generator
     uniner.labels = labels[:1]
     list(nlp.pipe(texts[:1]))  # loads the model and warms it up, outside the timings

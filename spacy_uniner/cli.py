@@ -220,9 +220,10 @@ def benchmark_cli(
     model, texts and prompts: docs/s, tokens/s, peak memory and whether every answer is the same."""
     counts = [int(count) for count in label_counts.split(",")]
     settings = {"max_new_tokens": max_new_tokens, "device": device, "constrained": constrained}
-    nlp = uniner_pipeline(pipeline, **settings, **({} if batch_size is None else {"batch_size": batch_size}))
+    if batch_size is not None:
+        settings["batch_size"] = batch_size
+    nlp = uniner_pipeline(pipeline, **settings)
     generator = nlp.get_pipe("uniner").generator
-    batch_size = generator.batch_size
     chosen = passages(texts, generator.tokenizer, docs * more_docs, passage_tokens)
     labels = frequent_labels(conversations, max(counts))
     records = []
@@ -231,8 +232,8 @@ def benchmark_cli(
         tqdm.write(json.dumps(record))
         records.append(record)
     prefixes = prefix_pass(generator, chosen[:docs], labels[0])
-    report = {"machine": machine(generator.device), "device": generator.device, "model": pipeline, "docs": docs, "passage_tokens": passage_tokens, "batch_size": batch_size, "constrained": constrained, "records": records, "prefix_pass": prefixes}
+    report = {"machine": machine(generator.device), "device": generator.device, "model": pipeline, "docs": docs, "passage_tokens": passage_tokens, "batch_size": generator.batch_size, "constrained": constrained, "records": records, "prefix_pass": prefixes}
     output.parent.mkdir(parents=True, exist_ok=True)
     srsly.write_json(output, report)
-    typer.echo(f"{report['machine']}; {docs} docs of {passage_tokens} tokens; batch size {batch_size}{'; constrained' if constrained else ''}\n" + markdown_table(records))
+    typer.echo(f"{report['machine']}; {docs} docs of {passage_tokens} tokens; batch size {generator.batch_size}{'; constrained' if constrained else ''}\n" + markdown_table(records))
     typer.echo(f"Prefix pass: {prefixes['prompt_tokens']} prompt tokens at {prefixes['tokens_per_s']:.0f} tokens/s, {prefixes['gflops']:.1f} GFLOP/s; one large matmul here: {prefixes['matmul_peak_gflops']:.1f} GFLOP/s ({100 * prefixes['share_of_peak']:.0f}% of it)")

@@ -25,12 +25,12 @@ def f1_by_dataset(results: Results) -> Dict[str, Dict[str, Dict[str, float]]]:
     return table
 
 
-def markdown_table(results: Results) -> str:
+def markdown_table(results: Results, mention_thresholds: Dict[str, float]) -> str:
     """Per system: rows = datasets plus their average (the paper's headline row), P/R/F under each
     metric and the throughput; then the F1 of every system side by side."""
     sections = []
     for system, datasets in results.items():
-        threshold = max(scores.get("threshold", 0.0) for scores in datasets.values())
+        threshold = mention_thresholds[system]
         heading = f"### {system}" + (f" (paper metric on the mentions scoring at least {threshold:g}, the pipeline's threshold)" if threshold else "")
         lines = [heading, "", "| dataset | paper P | paper R | paper F | span P | span R | span F | sentences/s | queries/s |", "|---" * 9 + "|"]
         for name, scores in datasets.items():

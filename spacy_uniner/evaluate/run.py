@@ -236,13 +236,14 @@ def run_evaluation(
             left_out.setdefault(sentence.dataset, []).append(sentence.index)
     chosen = {name: sample([s for s in benchmark.sentences if s.index not in left_out.get(name, ())], limit, seed) for name, benchmark in benchmarks.items()}
     results: Dict[str, Dict[str, Any]] = {}
+    mention_thresholds = {system: mention_threshold(nlp) for system, nlp in systems.items()}
     for system, nlp in systems.items():
         folder = output / system
         folder.mkdir(parents=True, exist_ok=True)
         results[system] = {}
         for name, benchmark in benchmarks.items():
             done = folder / f"{name}.json"
-            run_settings = dict(settings, threshold=mention_threshold(nlp))
+            run_settings = dict(settings, threshold=mention_thresholds[system])
             if not (done.exists() and srsly.read_json(done).get("settings") == run_settings):
                 result = evaluate_benchmark(nlp, benchmark, chosen[name], paper_golds(name, mirror))
                 srsly.write_jsonl(folder / f"{name}.jsonl", result["records"])
@@ -250,9 +251,9 @@ def run_evaluation(
             results[system][name] = srsly.read_json(done)["scores"]  # as a resumed run reads it
             results[system][name]["thresholds"] = threshold_scores(srsly.read_jsonl(folder / f"{name}.jsonl"), thresholds)
     domains = {name: specs[name]["domain"] for name in benchmarks}
-    summary = {"settings": dict(settings, thresholds=list(thresholds)), "mention_thresholds": {system: mention_threshold(nlp) for system, nlp in systems.items()}, "systems": results, "domains": domains, "skipped": skipped, "left_out": left_out}
+    summary = {"settings": dict(settings, thresholds=list(thresholds)), "mention_thresholds": mention_thresholds, "systems": results, "domains": domains, "skipped": skipped, "left_out": left_out}
     srsly.write_json(output.with_suffix(".json"), summary)
-    sections = [markdown_table(results)]
+    sections = [markdown_table(results, mention_thresholds)]
     if by_domain:
         sections[:0] = [domain_table(results, domains), sets_table(results, domains)]
         domain_chart(results, domains, output.with_name(output.name + "-domains.png"))
