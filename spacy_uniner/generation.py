@@ -1,16 +1,13 @@
 """Greedy generation with a Hugging Face causal LM, loaded lazily and saved with safetensors. The
-prompts of one text share one pass over it; rows are batched and leave the batch once answered."""
-import copy
-import inspect
+prompts of one text share one pass over it; `decoding` answers them in batches."""
 import json
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import torch
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
-    DynamicCache,
     GenerationConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -20,6 +17,7 @@ from transformers import (
 
 from .attention import use_grouped_attention
 from .constraints import PassageConstraint
+from .decoding import GreedyDecoder, QuestionBatch, SharedPrefixes, token_logprobs
 from .prompts import TURN_ENDS, prompt_context, prompt_text
 from .scores import ScoredAnswer
 
@@ -157,7 +155,8 @@ class HFGenerator:
         Prompts that share their text (one per label, as the component asks) are answered from one
         pass over the shared tokens: its key/value cache is copied to each label's row, so an extra
         label costs its question and answer only. Rows are batched `batch_size` at a time, sorted by
-        length, and a row that has answered leaves the batch. When `constrained`, every answer is a
+        length; a row that has answered leaves the batch, and the few still answering when the rest
+        are done go on with the next batch (see `decoding`). When `constrained`, every answer is a
         JSON list of strings found in its prompt's text (see `constraints`), and may differ.
         """
         return [answer.text for answer in self.answer_prompts(prompts, scored=False)]
@@ -173,31 +172,32 @@ class HFGenerator:
         groups = prompt_groups(self.tokenizer, prompts)
         constraints = [PassageConstraint(prompt_text(prompts[rows[0]])) for _, _, rows in groups] if self.constrained else None
         stop = self.stop
+        # Rows of a batch still answering join the next batch while they are no more than half one.
+        decoder = GreedyDecoder(self.model, stop, self.tokenizer.pad_token_id, self.max_new_tokens, scored, carry=self.batch_size // 2)
         answers: List[ScoredAnswer] = [ScoredAnswer("")] * len(prompts)
+        for (group, k), ids, logprobs in decoder.answers(self.question_batches(groups, constraints)):
+            answer = stop.scored(ids, logprobs) if scored else ScoredAnswer(stop.answer(ids))
+            if constraints is not None:
+                answer.text = constraints[group].close(answer.text)
+            answers[groups[group][2][k]] = answer
+            self.generated_tokens += len(ids)
+        return answers
+
+    def question_batches(self, groups: List[Tuple[List[int], List[List[int]], List[int]]], constraints: Optional[List[PassageConstraint]]) -> Iterator[QuestionBatch]:
+        """`answer_batches` with their shared prefixes, each pass made when a batch first needs it."""
         owner: Dict[int, int] = {}  # group -> its row in `prefixes`
         for batch in answer_batches(groups, self.batch_size):
             # A text with more labels than batch_size fills several batches in a row: one pass for all.
             if any(group not in owner for group, _ in batch):
                 owner = {group: i for i, group in enumerate(dict.fromkeys(group for group, _ in batch))}
                 prefixes = SharedPrefixes(self.model, [groups[group][0] for group in owner], self.tokenizer.pad_token_id)
-            tokens, logprobs = greedy_answers(
-                self.model,
+            yield QuestionBatch(
                 prefixes=prefixes,
                 continuations=[groups[group][1][k] for group, k in batch],
                 owners=[owner[group] for group, _ in batch],
-                max_new_tokens=self.max_new_tokens,
-                stop=stop,
-                pad_id=self.tokenizer.pad_token_id,
+                keys=batch,
                 constraints=None if constraints is None else [constraints[group] for group, _ in batch],
-                scored=scored,
             )
-            for (group, k), ids, row_logprobs in zip(batch, tokens, logprobs):
-                answer = stop.scored(ids, row_logprobs) if scored else ScoredAnswer(stop.answer(ids))
-                if constraints is not None:
-                    answer.text = constraints[group].close(answer.text)
-                answers[groups[group][2][k]] = answer
-                self.generated_tokens += len(ids)
-        return answers
 
     @torch.inference_mode()
     def generate_one_by_one(self, prompts: List[str], scored: bool = False) -> Union[List[str], List[ScoredAnswer]]:
@@ -352,126 +352,3 @@ def answer_batches(groups: List[Tuple[List[int], List[List[int]], List[int]]], b
         for index in sorted(range(len(groups[group][1])), key=lambda k: len(groups[group][1][k]))
     ]
     return [rows[first : first + batch_size] for first in range(0, len(rows), batch_size)]
-
-
-def left_padded(rows: List[List[int]], pad_id: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(row) for row in rows)
-    ids = torch.tensor([[pad_id] * (width - len(row)) + row for row in rows], device=device)
-    mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows], device=device)
-    return ids, mask
-
-
-def model_inputs(model: PreTrainedModel, cache: DynamicCache) -> Dict[str, Any]:
-    """Forward keywords beside the tokens: the cache, and logits at the last position only where the
-    model can skip the rest (most transformers models can)."""
-    parameters = inspect.signature(model.forward).parameters
-    inputs: Dict[str, Any] = {"use_cache": True}
-    if "logits_to_keep" in parameters:
-        inputs["logits_to_keep"] = 1
-    # transformers 5.24 renamed the forward argument `past_key_values` to `cache`.
-    inputs["cache" if "cache" in parameters else "past_key_values"] = cache
-    return inputs
-
-
-class SharedPrefixes:
-    """Prompt prefixes after one pass through the model (left-padded together): their key/value
-    cache, copied to as many rows as ask about them, batch after batch."""
-
-    def __init__(self, model: PreTrainedModel, prefixes: List[List[int]], pad_id: int):
-        self.cache = DynamicCache(config=model.config)
-        ids, self.mask = left_padded(prefixes, pad_id, model.device)
-        model(input_ids=ids, attention_mask=self.mask, position_ids=(self.mask.cumsum(-1) - 1).clamp(min=0), **model_inputs(model, self.cache))
-
-    def for_rows(self, owners: List[int]) -> Tuple[DynamicCache, torch.Tensor]:
-        """A cache and mask with row i holding prefix `owners[i]`."""
-        rows = torch.tensor(owners)  # on the CPU: layers placed on several GPUs each take it
-        cache = copy.deepcopy(self.cache)
-        cache.batch_select_indices(rows)
-        return cache, self.mask[rows.to(self.mask.device)]
-
-
-def greedy_answers(
-    model: PreTrainedModel,
-    prefixes: SharedPrefixes,
-    continuations: List[List[int]],
-    owners: List[int],
-    max_new_tokens: int,
-    stop: AnswerStop,
-    pad_id: int,
-    constraints: Optional[List[PassageConstraint]] = None,
-    scored: bool = False,
-) -> Tuple[List[List[int]], List[List[float]]]:
-    """Greedy answers (token ids), one per continuation, whose prompt is prefix `owners[i]` followed
-    by continuation i, and, when `scored`, each token's log-probability (empty lists otherwise).
-
-    Positions come from the attention mask, so padding (left of a prefix, and between a prefix and a
-    shorter continuation) changes nothing. A finished row leaves the batch and the cache. With
-    `constraints` (one per row), a row takes the best of its top candidates that its constraint
-    allows, and ends where none is allowed; its log-probability is then taken among the tokens the
-    constraint did not reject (those ranked above it were).
-    """
-    device = model.device
-    cache, prefix_mask = prefixes.for_rows(owners)
-    inputs = model_inputs(model, cache)
-    input_ids, continuation_mask = left_padded(continuations, pad_id, device)
-    mask = torch.cat([prefix_mask, continuation_mask], dim=1)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, prefix_mask.shape[1] :]
-    active = torch.arange(len(continuations), device=device)
-    tokens = torch.full((len(continuations), max_new_tokens), pad_id, device=device)
-    lengths = torch.full((len(continuations),), max_new_tokens, device=device)
-    logprobs = torch.zeros((len(continuations), max_new_tokens if scored else 0), device=device)
-    stop_ids, may_close = stop.stop_ids.to(device), stop.may_close.to(device)
-    for step in range(max_new_tokens):
-        logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, **inputs).logits[:, -1]
-        if constraints is None:
-            next_tokens, blocked, rejected = logits.argmax(-1), None, None
-        else:
-            next_tokens, blocked, rejected = allowed_choice(logits, [constraints[row] for row in active.tolist()], tokens[active, :step], stop)
-        tokens[active, step] = next_tokens
-        if scored:
-            logprobs[active, step] = token_logprobs(logits, next_tokens, rejected)
-        finished = torch.isin(next_tokens, stop_ids)
-        if blocked is not None:
-            finished |= blocked
-        for row in (may_close[next_tokens] & ~finished).nonzero().flatten().tolist():
-            finished[row] = stop.ended(tokens[active[row], : step + 1].tolist())
-        if finished.any():
-            lengths[active[finished]] = step + 1
-            if blocked is not None:
-                lengths[active[blocked]] = step  # ended without a token
-            unfinished = (~finished).nonzero().flatten()
-            if len(unfinished) == 0:
-                break
-            active, next_tokens, mask, positions = active[unfinished], next_tokens[unfinished], mask[unfinished], positions[unfinished]
-            cache.batch_select_indices(unfinished.cpu())
-        input_ids = next_tokens[:, None]
-        mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
-        positions = positions[:, -1:] + 1
-    lengths = lengths.tolist()
-    return [row[:length].tolist() for row, length in zip(tokens.cpu(), lengths)], [row[:length].tolist() for row, length in zip(logprobs.cpu(), lengths)]
-
-
-def token_logprobs(logits: torch.Tensor, chosen: torch.Tensor, rejected: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Log-probability of each row's chosen token; with `rejected` (a mask over the vocabulary of
-    the tokens a constraint refused), in the distribution renormalized without them."""
-    logprobs = torch.log_softmax(logits.float(), -1)
-    picked = logprobs.gather(-1, chosen[:, None]).squeeze(-1)
-    if rejected is None:
-        return picked
-    kept = torch.logsumexp(logprobs.masked_fill(rejected, float("-inf")), -1)
-    return picked - kept
-
-
-def allowed_choice(scores: torch.Tensor, constraints: List[PassageConstraint], written: torch.Tensor, stop: AnswerStop, candidates: int = 50) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per row, the best of its `candidates` top tokens whose answer its constraint allows, whether
-    none was (the row then ends), and which tokens it refused on the way (a vocabulary mask)."""
-    top = scores.topk(min(candidates, scores.shape[-1]), dim=-1).indices.tolist()
-    chosen, blocked = [], []
-    rejected = torch.zeros_like(scores, dtype=torch.bool)
-    for row, (constraint, options) in enumerate(zip(constraints, top)):
-        so_far = written[row].tolist()
-        rank = next((rank for rank, option in enumerate(options) if constraint.allows(stop.tokenizer.decode(so_far + [option], skip_special_tokens=True))), None)
-        chosen.append(options[0] if rank is None else options[rank])
-        blocked.append(rank is None)
-        rejected[row, options[: 0 if rank is None else rank]] = True
-    return torch.tensor(chosen, device=scores.device), torch.tensor(blocked, device=scores.device), rejected

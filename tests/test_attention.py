@@ -5,7 +5,8 @@ from transformers import AutoModelForCausalLM
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from spacy_uniner.attention import GROUPED_SDPA, grouped_sdpa_attention, use_grouped_attention
-from spacy_uniner.generation import HFGenerator, left_padded
+from spacy_uniner.decoding import left_padded
+from spacy_uniner.generation import HFGenerator
 
 
 class GroupedHeads(torch.nn.Module):

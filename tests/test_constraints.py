@@ -7,7 +7,8 @@ import spacy
 import torch
 
 from spacy_uniner.constraints import PassageConstraint
-from spacy_uniner.generation import HFGenerator, allowed_choice, token_logprobs
+from spacy_uniner.decoding import allowed_choice, token_logprobs
+from spacy_uniner.generation import HFGenerator
 from spacy_uniner.prompts import build_prompt, prompt_text
 
 PASSAGE = 'Marie Curie lived in Paris; she said "radium" glows.'
@@ -73,7 +74,7 @@ def test_a_row_takes_its_best_allowed_candidate_or_ends(tiny_llama_path):
     scores = torch.zeros(2, len(tokenizer))
     scores[:, outside], scores[:, inside] = 10.0, 5.0
     constraints = [PassageConstraint("Barack Obama visited Paris."), PassageConstraint("Aspirin, Obama.")]
-    chosen, blocked, rejected = allowed_choice(scores, constraints, torch.tensor([written, written]), generator.stop)
+    chosen, blocked, rejected = allowed_choice(scores, constraints, [written, written], generator.stop)
     assert chosen.tolist() == [inside, outside] and blocked.tolist() == [False, False]
     assert rejected[0].nonzero().flatten().tolist() == [outside] and not rejected[1].any()
     # The score of a constrained choice is its probability among the tokens not refused.
@@ -81,5 +82,5 @@ def test_a_row_takes_its_best_allowed_candidate_or_ends(tiny_llama_path):
     others = len(tokenizer) - 2
     assert logprobs[0].item() == pytest.approx(5.0 - math.log(math.exp(5.0) + others))
     assert logprobs[1].item() == pytest.approx(10.0 - math.log(math.exp(10.0) + math.exp(5.0) + others))
-    chosen, blocked, _ = allowed_choice(scores, constraints[:1], torch.tensor([written]), generator.stop, candidates=1)
+    chosen, blocked, _ = allowed_choice(scores, constraints[:1], [written], generator.stop, candidates=1)
     assert blocked.tolist() == [True]  # its only candidate is not in the passage: the row ends

