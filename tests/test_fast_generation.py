@@ -6,7 +6,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, MistralConfig, MistralForCausalLM
 from transformers.cache_utils import DynamicLayer
 
-from spacy_uniner.decoding import RESERVE, AnswerRows, ReservedLayer, SharedPrefixes, stacked
+from spacy_uniner.decoding import RESERVE, AnswerRows, GreedyDecoder, ReservedLayer, SharedPrefixes, stacked
 from spacy_uniner.generation import HFGenerator, answer_batches, shared_prefix_split
 from spacy_uniner.prompts import build_prompt, prompt_context
 
@@ -148,3 +148,15 @@ def test_a_sliding_window_model_decodes_each_batch_alone(talkative_llama, tmp_pa
     prefixes = SharedPrefixes(generator.model, [[1, 2, 3]], generator.tokenizer.pad_token_id)
     assert not prefixes.joinable
     assert generator.generate(prompts) == generator.generate_one_by_one(prompts)
+
+
+def test_on_a_cpu_answered_rows_pad_a_step_to_a_multiple_of_four_rows(talkative_llama, monkeypatch):
+    steps = []
+    kept_rows = GreedyDecoder.kept_rows
+    monkeypatch.setattr(GreedyDecoder, "kept_rows", lambda decoder, alive: steps.append((int(alive.sum()), len(alive), len(kept_rows(decoder, alive)))) or kept_rows(decoder, alive))
+    prompts = [build_prompt(text, label) for text in TEXTS for label in LABELS]
+    generator = HFGenerator(talkative_llama, batch_size=16, max_new_tokens=10, device="cpu")
+    assert generator.generate(prompts) == generator.generate_one_by_one(prompts)
+    for answering, rows, kept in steps:
+        assert kept == answering if answering == 1 else kept == min(rows, -(-answering // 4) * 4)
+    assert any(kept > answering for answering, _, kept in steps)  # some steps were padded
