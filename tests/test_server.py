@@ -86,6 +86,11 @@ def server(student):
     server = CompletionServer(HFGenerator(student, device="cpu"))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server
+    # A request still answered for a client that gave up (the slow reply) must not run the model in
+    # later tests or at interpreter exit, where torch aborts a daemon thread that is inside it.
+    deadline = time.monotonic() + 60
+    while server.in_flight and time.monotonic() < deadline:
+        time.sleep(0.05)
     server.shutdown()
     server.server_close()
 
