@@ -105,13 +105,15 @@ class SharedPrefixes:
     (sliding windows, say) are copied as they are and each batch decodes alone."""
 
     def __init__(self, model: PreTrainedModel, prefixes: List[List[int]], pad_id: int):
-        self.cache = DynamicCache(config=model.config)
+        cache = DynamicCache(config=model.config)
         ids, self.mask = left_padded(prefixes, pad_id, model.device)
-        model(input_ids=ids, attention_mask=self.mask, position_ids=(self.mask.cumsum(-1) - 1).clamp(min=0), **model_inputs(model, self.cache))
-        self.joinable = all(type(layer) is DynamicLayer for layer in self.cache.layers)
-        if self.joinable:  # room for the questions after the prefix, so the question pass writes in place
+        model(input_ids=ids, attention_mask=self.mask, position_ids=(self.mask.cumsum(-1) - 1).clamp(min=0), **model_inputs(model, cache))
+        self.joinable = all(type(layer) is DynamicLayer for layer in cache.layers)
+        if self.joinable:  # room for the questions after the prefix, so the question pass writes in place; the cache itself is not kept
             width = self.mask.shape[1]
-            self.buffers = [(stacked([layer.keys], width, RESERVE), stacked([layer.values], width, RESERVE)) for layer in self.cache.layers]
+            self.buffers = [(stacked([layer.keys], width, RESERVE), stacked([layer.values], width, RESERVE)) for layer in cache.layers]
+        else:
+            self.cache = cache
 
     def for_rows(self, owners: List[int]) -> Tuple[Cache, torch.Tensor]:
         """A cache and mask with row i holding prefix `owners[i]`."""
