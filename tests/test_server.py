@@ -34,10 +34,10 @@ class CompletionServer(ThreadingHTTPServer):
     holds statuses served to the next requests, one each; `delay` slows every answer; after
     `answers_before_crash` answers, every connection is dropped unanswered."""
 
-    # No handler thread outlives its test: `end` closes the kept-alive connections they wait on and
-    # `server_close` joins them. One left waiting would drop the last reference to the model when its
-    # client's session is collected, at interpreter exit, and torch then aborts the process ("terminate
-    # called without an active exception") from that thread's tensor deallocation.
+    # No thread outlives its test: `end` joins the one serving, closes the kept-alive connections the
+    # handler threads wait on, and `server_close` joins those. A thread left behind would drop the last
+    # reference to the model when its client's session is collected, at interpreter exit, and torch
+    # then aborts the process ("terminate called without an active exception") from that thread.
     daemon_threads = False
 
     def __init__(self, generator: HFGenerator):
@@ -58,9 +58,13 @@ class CompletionServer(ThreadingHTTPServer):
         self.connections.append(connection)
         return connection, address
 
-    def end(self, serving: threading.Thread) -> None:
+    def start(self) -> None:
+        self.serving = threading.Thread(target=self.serve_forever)
+        self.serving.start()
+
+    def end(self) -> None:
         self.shutdown()
-        serving.join()
+        self.serving.join()
         for connection in self.connections:
             try:
                 connection.shutdown(socket.SHUT_RDWR)
@@ -105,10 +109,9 @@ class CompletionHandler(JSONHandler):
 @pytest.fixture
 def server(student):
     server = CompletionServer(HFGenerator(student, device="cpu"))
-    serving = threading.Thread(target=server.serve_forever)
-    serving.start()
+    server.start()
     yield server
-    server.end(serving)
+    server.end()
 
 
 def served_nlp(server, **config):
