@@ -5,8 +5,12 @@ every label's question over its copy of the prefix cache), transformers' SDPA at
 key/value head for every query head of its group before calling torch, because CUDA's fast kernels
 take no grouped heads with a mask. Torch's CPU kernels do (`enable_gqa`) and give the same numbers,
 so on a CPU that copy (for SmolLM2, three times each row's keys and values, in every layer) is pure
-cost. Everything else is transformers' own SDPA attention and mask."""
-from typing import Optional, Tuple
+cost. Everything else is transformers' own SDPA attention and mask.
+
+The questions' pass over a shared prefix (`PrefixedQuestions`) also runs here, given as a forward
+keyword: each question row attends to its text's prefix, read once per text, and to its own tokens,
+so the prefix is not copied to every row before the pass (see `decoding`)."""
+from typing import List, Optional, Tuple
 
 import torch
 from transformers import AttentionInterface, PreTrainedModel
@@ -26,12 +30,72 @@ def grouped_sdpa_attention(
     scaling: Optional[float] = None,
     **kwargs,
 ) -> Tuple[torch.Tensor, None]:
+    prefixed: Optional[PrefixedQuestions] = kwargs.get("prefixed_questions")
+    if prefixed is not None and prefixed.serves(module):
+        return prefixed.attend(module, query, key, value, scaling), None
     grouped = getattr(module, "num_key_value_groups", 1) > 1
     plain = kwargs.get("position_bias") is None and kwargs.get("softcap") is None
     if not (grouped and plain and attention_mask is not None and query.shape[2] > 1):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
     output = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling, enable_gqa=True)
     return output.transpose(1, 2).contiguous(), None
+
+
+class PrefixedQuestions:
+    """Attention for a pass over questions that follow shared prefixes: row r's queries see the
+    unpadded positions of prefix `owners[r]` (keys and values `prefixes[layer]`, [texts, heads,
+    positions, dim], given once per text) and, causally, the unpadded positions of their own row
+    (the keys and values of the pass, after `question_mask`). The two parts are softmaxed apart and
+    merged by their log-sum-exp: the same attention as over one row holding the prefix and the
+    question, without that row's copy of the prefix."""
+
+    def __init__(self, prefixes: List[Tuple[torch.Tensor, torch.Tensor]], prefix_mask: torch.Tensor, owners: torch.Tensor, question_mask: torch.Tensor):
+        self.prefixes, self.owners = prefixes, owners
+        # Rows are placed per text, slot by slot, so that one batched product serves every text's rows.
+        self.slots = torch.cat([torch.arange(int(count)) for count in torch.bincount(owners.cpu(), minlength=len(prefix_mask))]).to(owners.device)[owners.argsort(stable=True).argsort()]
+        self.width = int(self.slots.max()) + 1
+        length = question_mask.shape[1]
+        causal = torch.ones(length, length, dtype=torch.bool, device=question_mask.device).tril()
+        self.prefix_visible = prefix_mask.bool()[:, None, None, :]  # [texts, 1, 1, prefix positions]
+        self.question_visible = (causal & question_mask.bool()[:, None, :])[:, None]  # [rows, 1, query, key]
+        self.layers_served = 0
+
+    def serves(self, module: torch.nn.Module) -> bool:
+        """Whether this layer's prefix is known (transformers' decoder attention numbers its layers)."""
+        return isinstance(getattr(module, "layer_idx", None), int) and module.layer_idx < len(self.prefixes)
+
+    def attend(self, module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: Optional[float]) -> torch.Tensor:
+        """The attention output, [rows, positions, heads, dim], of one layer's questions."""
+        prefix_keys, prefix_values = self.prefixes[module.layer_idx]
+        texts = len(prefix_keys)
+        rows, heads, length, dim = query.shape
+        kv_heads = key.shape[1]
+        groups = heads // kv_heads
+        # Queries as [.., kv_heads, groups x positions, dim]: grouped heads read their key/value head.
+        grouped = query.reshape(rows, kv_heads, groups * length, dim)
+        per_text = grouped.new_zeros(texts, self.width, kv_heads, groups * length, dim)
+        per_text[self.owners, self.slots] = grouped
+        per_text = per_text.transpose(1, 2).reshape(texts, kv_heads, self.width * groups * length, dim)
+        prefix_out, prefix_lse = attention_with_lse(per_text, prefix_keys, prefix_values, self.prefix_visible, scaling)
+        prefix_out = prefix_out.reshape(texts, kv_heads, self.width, groups * length, dim).transpose(1, 2)[self.owners, self.slots]
+        prefix_lse = prefix_lse.reshape(texts, kv_heads, self.width, groups * length).transpose(1, 2)[self.owners, self.slots]
+        visible = self.question_visible[:, :, None].expand(rows, 1, groups, length, length).reshape(rows, 1, groups * length, length)
+        own_out, own_lse = attention_with_lse(grouped, key, value, visible, scaling)
+        total = torch.logaddexp(prefix_lse, own_lse)[..., None]
+        output = prefix_out.float() * (prefix_lse[..., None] - total).exp() + own_out.float() * (own_lse[..., None] - total).exp()
+        self.layers_served += 1
+        return output.to(query.dtype).reshape(rows, heads, length, dim).transpose(1, 2).contiguous()
+
+
+def attention_with_lse(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, visible: torch.Tensor, scale: Optional[float]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Attention of `query` over the `visible` positions of `key`/`value`, and each query's log-sum-exp
+    of its scores, from torch's CPU flash kernel (what SDPA runs on a CPU; the public function keeps
+    the log-sum-exp to itself). Hidden positions get the lowest float rather than -inf: a query that
+    sees nothing then has a finite output and a log-sum-exp at the lowest float, so it weighs nothing
+    when merged (-inf would give it 0, and NaN would reach every later position)."""
+    bias = torch.zeros(visible.shape, dtype=query.dtype, device=query.device).masked_fill_(~visible, torch.finfo(query.dtype).min)
+    output, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(query, key, value, 0.0, False, attn_mask=bias, scale=scale)[:2]
+    return output, lse
 
 
 AttentionInterface.register(GROUPED_SDPA, grouped_sdpa_attention)

@@ -6,7 +6,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, MistralConfig, MistralForCausalLM
 from transformers.cache_utils import DynamicLayer
 
-from spacy_uniner.decoding import RESERVE, AnswerRows, GreedyDecoder, ReservedLayer, SharedPrefixes, stacked
+from spacy_uniner.attention import PrefixedQuestions
+from spacy_uniner.decoding import RESERVE, AnswerRows, AskedQuestions, GreedyDecoder, ReservedLayer, SharedPrefixes, stacked
 from spacy_uniner.generation import HFGenerator, answer_batches, shared_prefix_split
 from spacy_uniner.prompts import build_prompt, prompt_context
 
@@ -120,6 +121,28 @@ def test_rows_still_answering_join_the_next_batch(talkative_llama, monkeypatch):
     generator = HFGenerator(talkative_llama, batch_size=8, max_new_tokens=10, device="cpu")
     assert generator.generate(prompts) == generator.generate_one_by_one(prompts)
     assert joined and all(0 < carried <= 4 for carried, _ in joined)  # at most half a batch waits
+
+
+def test_on_a_cpu_questions_read_their_prefix_in_place_and_only_rows_still_answering_copy_it(talkative_llama, monkeypatch):
+    copied = []
+    rows_cache = AskedQuestions.rows_cache
+    monkeypatch.setattr(AskedQuestions, "rows_cache", lambda asked: copied.append(len(asked.owners)) or rows_cache(asked))
+    prompts = [build_prompt(text, label) for text in TEXTS for label in LABELS]
+    generator = HFGenerator(talkative_llama, batch_size=16, max_new_tokens=10, device="cpu")
+    naive = generator.generate_one_by_one(prompts)
+    assert generator.generate(prompts) == naive
+    assert sum(copied) == len(prompts)  # this model's answers all go on after the question pass
+    # Rows the question pass answers copy nothing: here, every row (answers of one token).
+    copied.clear()
+    generator.max_new_tokens = 1
+    assert generator.generate(prompts) == generator.generate_one_by_one(prompts)
+    assert not copied
+    generator.max_new_tokens = 10
+    # A model whose attention does not take the prefixes (here: no layer is served) copies them as before.
+    copied.clear()
+    monkeypatch.setattr(PrefixedQuestions, "serves", lambda prefixed, module: False)
+    assert generator.generate(prompts) == naive
+    assert not copied
 
 
 def test_a_reserved_cache_layer_holds_what_a_dynamic_layer_holds():
