@@ -215,6 +215,7 @@ def benchmark_cli(
     device: str = typer.Option("auto", "--device", help="auto (a GPU when there is one), cpu, cuda or cuda:N."),
     constrained: bool = typer.Option(False, "--constrained", help="Run the component with constrained decoding (answers limited to lists of passage strings); `identical` then says whether that changed any answer."),
     more_docs: int = typer.Option(4, "--more-docs", help="Also measure the component's peak memory on this many times --docs in one nlp.pipe batch (1: skip)."),
+    repeats: int = typer.Option(3, "--repeats", help="Runs of the component per label count; its time is their median (the reference loop runs once)."),
 ):
     """The component against the reference loop (one generate per (text, label) query) on the same
     model, texts and prompts: docs/s, tokens/s, peak memory and whether every answer is the same."""
@@ -227,7 +228,7 @@ def benchmark_cli(
     chosen = passages(texts, generator.tokenizer, docs * more_docs, passage_tokens)
     labels = frequent_labels(conversations, max(counts))
     records = []
-    runs = run_benchmark(nlp, chosen[:docs], labels, counts, chosen if more_docs > 1 else ())
+    runs = run_benchmark(nlp, chosen[:docs], labels, counts, chosen if more_docs > 1 else (), repeats)
     for record in tqdm(runs, total=len(counts), desc="benchmark", unit="label count"):
         tqdm.write(json.dumps(record))
         records.append(record)

@@ -33,6 +33,9 @@ def test_the_benchmark_writes_one_record_per_label_count_with_identical_answers(
         assert record["identical"] is True and record["queries"] == record["labels"] and record["more_docs"] == 3
         assert record["naive_docs_per_s"] > 0 and record["docs_per_s"] > 0 and record["unscored_docs_per_s"] > 0 and record["generated_tokens"] > 0
         assert record["ratio"] > 0 and record["token_bound"] >= 1.0
+        # The component's time is the median of its runs (3 by default).
+        runs = record["component_seconds"]
+        assert len(runs) == 3 and record["docs"] / record["docs_per_s"] == pytest.approx(sorted(runs)[1], abs=0.001)
     # With more labels, more of each prompt is shared.
     assert report["records"][0]["token_bound"] < report["records"][1]["token_bound"] < report["records"][2]["token_bound"]
     assert "| 6 |" in result.output and "(3 docs)" in result.output and "CPU cores" in report["machine"]
