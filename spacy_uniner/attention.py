@@ -51,13 +51,16 @@ class PrefixedQuestions:
 
     def __init__(self, prefixes: List[Tuple[torch.Tensor, torch.Tensor]], prefix_mask: torch.Tensor, owners: torch.Tensor, question_mask: torch.Tensor):
         self.prefixes, self.owners = prefixes, owners
-        # Rows are placed per text, slot by slot, so that one batched product serves every text's rows.
-        self.slots = torch.cat([torch.arange(int(count)) for count in torch.bincount(owners.cpu(), minlength=len(prefix_mask))]).to(owners.device)[owners.argsort(stable=True).argsort()]
+        # Each row's slot among its text's rows (the rows of the same text before it): one batched
+        # product then serves every text's rows, side by side.
+        self.slots = (owners[None, :] == owners[:, None]).tril(-1).sum(1)
         self.width = int(self.slots.max()) + 1
         length = question_mask.shape[1]
         causal = torch.ones(length, length, dtype=torch.bool, device=question_mask.device).tril()
-        self.prefix_visible = prefix_mask.bool()[:, None, None, :]  # [texts, 1, 1, prefix positions]
-        self.question_visible = (causal & question_mask.bool()[:, None, :])[:, None]  # [rows, 1, query, key]
+        dtype = prefixes[0][0].dtype
+        # The same masks serve every layer: built once, as additive biases.
+        self.prefix_bias = additive_bias(prefix_mask.bool()[:, None, None, :], dtype)  # [texts, 1, 1, prefix positions]
+        self.question_bias = additive_bias((causal & question_mask.bool()[:, None, :])[:, None], dtype)  # [rows, 1, query, key]
         self.layers_served = 0
 
     def serves(self, module: torch.nn.Module) -> bool:
@@ -71,29 +74,33 @@ class PrefixedQuestions:
         rows, heads, length, dim = query.shape
         kv_heads = key.shape[1]
         groups = heads // kv_heads
-        # Queries as [.., kv_heads, groups x positions, dim]: grouped heads read their key/value head.
-        grouped = query.reshape(rows, kv_heads, groups * length, dim)
-        per_text = grouped.new_zeros(texts, self.width, kv_heads, groups * length, dim)
-        per_text[self.owners, self.slots] = grouped
+        # Over the prefix, a text's queries as [kv_heads, slots x groups x positions, dim]: the query
+        # heads of a group read their key/value head (h // groups, as transformers groups them).
+        per_text = query.new_zeros(texts, self.width, kv_heads, groups * length, dim)
+        per_text[self.owners, self.slots] = query.reshape(rows, kv_heads, groups * length, dim)
         per_text = per_text.transpose(1, 2).reshape(texts, kv_heads, self.width * groups * length, dim)
-        prefix_out, prefix_lse = attention_with_lse(per_text, prefix_keys, prefix_values, self.prefix_visible, scaling)
-        prefix_out = prefix_out.reshape(texts, kv_heads, self.width, groups * length, dim).transpose(1, 2)[self.owners, self.slots]
-        prefix_lse = prefix_lse.reshape(texts, kv_heads, self.width, groups * length).transpose(1, 2)[self.owners, self.slots]
-        visible = self.question_visible[:, :, None].expand(rows, 1, groups, length, length).reshape(rows, 1, groups * length, length)
-        own_out, own_lse = attention_with_lse(grouped, key, value, visible, scaling)
+        prefix_out, prefix_lse = attention_with_lse(per_text, prefix_keys, prefix_values, self.prefix_bias, scaling)
+        prefix_out = prefix_out.reshape(texts, kv_heads, self.width, groups * length, dim).transpose(1, 2)[self.owners, self.slots].reshape(rows, heads, length, dim)
+        prefix_lse = prefix_lse.reshape(texts, kv_heads, self.width, groups * length).transpose(1, 2)[self.owners, self.slots].reshape(rows, heads, length)
+        # Over its own few positions, each row's keys and values repeated per query head (a small copy).
+        own_out, own_lse = attention_with_lse(query, key.repeat_interleave(groups, 1), value.repeat_interleave(groups, 1), self.question_bias, scaling)
         total = torch.logaddexp(prefix_lse, own_lse)[..., None]
         output = prefix_out.float() * (prefix_lse[..., None] - total).exp() + own_out.float() * (own_lse[..., None] - total).exp()
         self.layers_served += 1
-        return output.to(query.dtype).reshape(rows, heads, length, dim).transpose(1, 2).contiguous()
+        return output.to(query.dtype).transpose(1, 2).contiguous()
 
 
-def attention_with_lse(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, visible: torch.Tensor, scale: Optional[float]) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Attention of `query` over the `visible` positions of `key`/`value`, and each query's log-sum-exp
+def additive_bias(visible: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """0 where `visible`, the lowest float elsewhere rather than -inf: a query that sees nothing then
+    has a finite output and a log-sum-exp at the lowest float, so it weighs nothing when merged (-inf
+    would give it 0, and NaN would reach every later position)."""
+    return torch.zeros(visible.shape, dtype=dtype, device=visible.device).masked_fill_(~visible, torch.finfo(dtype).min)
+
+
+def attention_with_lse(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bias: torch.Tensor, scale: Optional[float]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Attention of `query` over `key`/`value` under the additive `bias`, and each query's log-sum-exp
     of its scores, from torch's CPU flash kernel (what SDPA runs on a CPU; the public function keeps
-    the log-sum-exp to itself). Hidden positions get the lowest float rather than -inf: a query that
-    sees nothing then has a finite output and a log-sum-exp at the lowest float, so it weighs nothing
-    when merged (-inf would give it 0, and NaN would reach every later position)."""
-    bias = torch.zeros(visible.shape, dtype=query.dtype, device=query.device).masked_fill_(~visible, torch.finfo(query.dtype).min)
+    the log-sum-exp to itself)."""
     output, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(query, key, value, 0.0, False, attn_mask=bias, scale=scale)[:2]
     return output, lse
 
