@@ -1,10 +1,11 @@
 """The student behind an inference server that speaks OpenAI's completions API (`/v1/completions`:
 vLLM, Text Generation Inference, llama.cpp's server): the component's prompts, byte for byte, sent
 as concurrent requests, answered greedily, with token log-probabilities where the server gives them."""
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from itertools import accumulate
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import requests
 
@@ -51,6 +52,7 @@ class ServerGenerator:
         self.api_key_env = api_key_env
         self.session = retrying_session(max_tries, retry_interval, connections=concurrency)
         self.generated_tokens = 0
+        self.unscored = False  # warned that the server gives no scores
 
     def generate_scored(self, prompts: List[str]) -> List[ScoredAnswer]:
         """One answer per prompt, in order. Raises `ServerError` when any question fails for good."""
@@ -88,6 +90,12 @@ class ServerGenerator:
             answer = scored_completion(choice["text"], choice.get("logprobs"))
         except (ValueError, KeyError, IndexError, TypeError) as error:
             raise ValueError(f"{self.url} sent no completion the OpenAI API describes ({error!r}): {response.text[:200]}") from error
+        if not answer.token_logprobs and answer.text and not self.unscored:
+            self.unscored = True
+            warnings.warn(
+                f"[uniner] the server at {self.url} gives no token log-probabilities (its completions carry "
+                "logprobs: null), so every span scores 1.0 and the component's threshold cannot apply"
+            )
         self.generated_tokens += len(answer.token_logprobs)
         return answer
 
@@ -100,10 +108,33 @@ class ServerGenerator:
 
 def scored_completion(text: str, logprobs: Optional[Dict[str, Any]]) -> ScoredAnswer:
     """A completion as the component reads an answer (up to "</s>", stripped), with its tokens'
-    log-probabilities when the server sent them (the completions API's `tokens`/`token_logprobs`)."""
+    log-probabilities when the server sent them: unscored (every mention 1.0) when it sent none."""
     if not isinstance(text, str):
         raise TypeError(f"the completion's text is {type(text).__name__}, not a string")
     answer = text.split(TURN_ENDS[1], 1)[0]
-    if not logprobs or not logprobs.get("tokens"):
+    tokens = token_logprobs(logprobs)
+    if tokens is None:
         return ScoredAnswer(answer.strip())
-    return ScoredAnswer.from_raw(answer, accumulate(len(token) for token in logprobs["tokens"]), logprobs["token_logprobs"])
+    ends, values = tokens
+    return ScoredAnswer.from_raw(answer, ends, values)
+
+
+def token_logprobs(logprobs: Optional[Dict[str, Any]]) -> Optional[Tuple[List[int], List[float]]]:
+    """Each generated token's end (in characters of the completion) and log-probability, from either
+    shape the completions API takes in the wild: the legacy lists (`tokens`, `token_logprobs`: vLLM,
+    llama-cpp-python, OpenAI) or llama.cpp's server (`content`: one object per token with its
+    `token`, its UTF-8 `bytes` and its `logprob`). None when the server sent neither (TGI sends null)."""
+    if not logprobs:
+        return None
+    if logprobs.get("tokens"):
+        return list(accumulate(len(token) for token in logprobs["tokens"])), list(logprobs["token_logprobs"])
+    if logprobs.get("content"):
+        # A character cut between two tokens ends with the token that completes it: the ends count the
+        # characters the bytes so far decode to.
+        ends, values, read = [], [], b""
+        for token in logprobs["content"]:
+            read += bytes(token["bytes"]) if token.get("bytes") is not None else token["token"].encode("utf8")
+            ends.append(len(read.decode("utf8", errors="ignore")))
+            values.append(token["logprob"])
+        return ends, values
+    return None
