@@ -20,6 +20,7 @@ from .distill import make_passages, read_documents, read_records, run_distillati
 from .distill.passages import MAX_WORDS
 from .evaluate.datasets import DOMAINS, ZERO_SHOT_NAMES, names_in_domains
 from .evaluate.run import gazetteer, run_evaluation
+from .llama_cpp import OUTTYPES, export_gguf
 from .benchmark import frequent_labels, machine, markdown_table, passages, prefix_pass, run_benchmark
 from .train import run_training
 
@@ -99,6 +100,18 @@ def base_model_cli(
     typer.echo(f"Base model in {export_base_model(output, gguf_file)}")
 
 
+@app.command("export-gguf")
+def export_gguf_cli(
+    pipeline: Path = typer.Argument(..., help="A spaCy pipeline folder whose `uniner` component holds its student's weights.", exists=True, file_okay=False),
+    output: Path = typer.Argument(..., help="The GGUF file to write."),
+    outtype: str = typer.Option("f16", "--outtype", help=f"The weights' type: {', '.join(OUTTYPES)} (q8_0: half f16's size, answers almost always the same)."),
+):
+    """Write the pipeline's student as a GGUF file for llama.cpp, Ollama or LM Studio, with llama.cpp's
+    own converter (`make engines` installs it). Serve it with `llama-server -m OUTPUT --parallel N`
+    and give the component `server`."""
+    typer.echo(f"Wrote {export_gguf(pipeline, output, outtype)}")
+
+
 @app.command("passages")
 def passages_cli(
     source: Path = typer.Argument(..., help='Raw text: a .txt file (one document), a .jsonl file ({"text", "id"?, "meta"?} a line) or a folder of them.', exists=True),
@@ -120,11 +133,12 @@ def distill_cli(
     config: Path = typer.Option(Path("configs/distill.cfg"), "--config", "-c", help="The distillation pipeline config (spacy-llm task and cache).", exists=True, dir_okay=False),
     teacher: Path = typer.Option(Path("configs/teachers/recorded.cfg"), "--teacher", "-t", help="A config file whose \\[model] block is the teacher: any spacy-llm model (see configs/teachers/: recorded, openai, anthropic, local).", exists=True, dir_okay=False),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the report (passages, parse failures, mentions, drops, types) to this JSON file."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Passages per spacy-llm batch."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Passages per spacy-llm batch: a live teacher has up to its `concurrency` of them in flight at once, so a few times that keeps them busy."),
 ):
-    """Ask the teacher for every entity and type in each passage (spacy-llm, cached: a stopped run
-    resumes where it stopped). Extra --section.key value options override the config, for example
-    --components.llm.model.name gpt-4o or --components.llm.cache.path other/cache."""
+    """Ask the teacher for every entity and type in each passage (spacy-llm; every answer is kept the
+    moment it arrives, so a stopped run resumes where it stopped). Extra --section.key value options
+    override the config, for example --components.llm.model.name gpt-4o,
+    --components.llm.model.concurrency 32 or --components.llm.cache.path other/cache."""
     result = run_distillation(passages, output, config, teacher, report, batch_size, parse_config_overrides(ctx.args))
     typer.echo(json.dumps(result, indent=2))
 

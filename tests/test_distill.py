@@ -120,7 +120,7 @@ def test_distill_offline_and_resume_from_cache(project):
     empty.write_text("")
     (tmp_path / "empty.cfg").write_text(f'[model]\n@llm_models = "spacy_uniner.RecordedTeacher.v1"\npath = "{empty}"\n')
     again = run_distillation(tmp_path / "passages.jsonl", tmp_path / "again.spacy", ROOT / "configs/distill.cfg", tmp_path / "empty.cfg", None, 2, overrides(tmp_path))
-    assert again == report
+    assert {**again, "run": None} == {**report, "run": None}
 
 
 def test_distill_error_names_the_passage_and_the_cache(project, tmp_path):

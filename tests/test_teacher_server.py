@@ -25,13 +25,16 @@ CONFIG = ROOT / "configs" / "distill.cfg"
 
 class FakeTeacher(ThreadingHTTPServer):
     """Answers like an OpenAI-compatible server. `inject` holds error statuses served to the next
-    requests, one each; while `outage` is set every completion fails with 500; `delay` slows answers."""
+    requests, one each ("drop": the connection is closed unanswered; "error body": a 200 whose body
+    is an error); while `outage` is set every completion fails with 500; `delay` slows answers (a
+    dict: per passage id). It counts the requests it holds at once."""
 
     def __init__(self):
         super().__init__(("127.0.0.1", 0), Handler)
         self.inject, self.outage, self.delay = [], False, 0.0
         self.log = []  # (passage id, status) of every completion request
         self.lock = threading.Lock()
+        self.in_flight = self.most_in_flight = 0
 
     @property
     def endpoint(self):
@@ -67,10 +70,22 @@ class Handler(BaseHTTPRequestHandler):
         with server.lock:
             status = server.inject.pop(0) if server.inject else 500 if server.outage else 200
             server.log.append((passage_id, status))
-        if status != 200:
-            return self.send(status, {"error": {"message": f"injected {status}"}})
-        time.sleep(server.delay)
-        self.send(200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": RESPONSES[passage_id]}, "finish_reason": "stop"}]})
+            server.in_flight += 1
+            server.most_in_flight = max(server.most_in_flight, server.in_flight)
+        try:
+            if status == "drop":
+                self.close_connection = True
+                return self.connection.shutdown(2)
+            if status == "error body":
+                return self.send(200, {"error": {"message": "The model is overloaded", "type": "server_error"}})
+            if status != 200:
+                return self.send(status, {"error": {"message": f"injected {status}"}})
+            time.sleep(server.delay[passage_id] if isinstance(server.delay, dict) else server.delay)
+            usage = {"prompt_tokens": len(request["messages"][-1]["content"].split()), "completion_tokens": 7, "total_tokens": 0}
+            self.send(200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": RESPONSES[passage_id]}, "finish_reason": "stop"}], "usage": usage})
+        finally:
+            with server.lock:
+                server.in_flight -= 1
 
 
 @pytest.fixture
@@ -95,22 +110,64 @@ def setup(tmp_path, server):
     return tmp_path, teacher, recorded
 
 
-def distill(tmp_path, teacher, name, batch_size=2):
-    overrides = {"components.llm.cache.path": str(tmp_path / f"cache-{teacher.stem}")}
+def distill(tmp_path, teacher, name, batch_size=2, **overrides):
+    """The annotations' report (without the run's times and teacher counts), the docs, and those counts."""
+    overrides = {"components.llm.cache.path": str(tmp_path / f"cache-{teacher.stem}"), **overrides}
     report = run_distillation(tmp_path / "passages.jsonl", tmp_path / f"{name}.spacy", CONFIG, teacher, None, batch_size, overrides)
     docs = DocBin().from_disk(tmp_path / f"{name}.spacy").get_docs(spacy.blank("en").vocab)
-    return report, [(doc.text, doc.user_data["uniner_teacher"], [(s.text, s.label_) for s in doc.spans["teacher"]]) for doc in docs]
+    run = report.pop("run")
+    return report, [(doc.text, doc.user_data["uniner_teacher"], [(s.text, s.label_) for s in doc.spans["teacher"]]) for doc in docs], run
+
+
+def annotations(result):
+    return result[:2]
 
 
 def test_rate_limits_and_server_errors_are_retried_and_nothing_is_lost(setup, server):
     tmp_path, teacher, recorded = setup
     # max_tries = 4: up to three failures in a row per request are retried away.
     server.inject = [429, 500, 200, 502, 200, 503, 429, 500]
-    live_report, live_docs = distill(tmp_path, teacher, "live")
+    live = distill(tmp_path, teacher, "live")
     assert Counter(status for _, status in server.log) == {200: 6, 429: 2, 500: 2, 502: 1, 503: 1}
     assert server.answered() == {passage: 1 for passage in PASSAGES}
     # The same annotations as replaying the recorded answers directly.
-    assert (live_report, live_docs) == distill(tmp_path, recorded, "recorded")
+    assert annotations(live) == annotations(distill(tmp_path, recorded, "recorded"))
+    counts = live[2]["teacher"]
+    assert {key: counts[key] for key in ("requests", "retries", "rate_limited", "answered", "failed", "journaled", "completion_tokens")} == {
+        "requests": 12, "retries": 6, "rate_limited": 2, "answered": 6, "failed": 0, "journaled": 0, "completion_tokens": 6 * 7,
+    }
+    assert counts["prompt_tokens"] > 6 * 10  # the server's usage, summed
+
+
+def test_many_requests_are_in_flight_and_answers_keep_passage_order(setup, server):
+    tmp_path, teacher, recorded = setup
+    # The first passages take longest: answers arrive in reverse order.
+    server.delay = {passage: 0.3 - 0.05 * i for i, passage in enumerate(PASSAGES)}
+    live = distill(tmp_path, teacher, "live", batch_size=6, **{"components.llm.model.concurrency": 4})
+    assert server.most_in_flight == 4
+    assert annotations(live) == annotations(distill(tmp_path, recorded, "recorded"))
+    assert live[2]["teacher"]["answered"] == 6 and live[2]["passages_per_s"] > 0
+
+
+def test_a_dropped_connection_is_retried_and_an_error_body_is_an_error_naming_it(setup, server):
+    tmp_path, teacher, recorded = setup
+    server.inject = ["drop", "drop"]
+    assert annotations(distill(tmp_path, teacher, "live", batch_size=6)) == annotations(distill(tmp_path, recorded, "recorded"))
+    server.inject = ["error body"] * 4
+    other_cache = {"components.llm.cache.path": str(tmp_path / "other-cache"), "components.llm.model.concurrency": 1}
+    with pytest.raises(RuntimeError, match=r"stopped after 0 of 6 passages .*run again to resume.*did not answer 4 of 6 passages; the first, 'Aspirin is sold .* answered 200: .*The model is overloaded"):
+        distill(tmp_path, teacher, "again", batch_size=6, **other_cache)
+    # The two it answered in that batch were kept: the next run asks for the four others only.
+    _, _, run = distill(tmp_path, teacher, "again", batch_size=6, **other_cache)
+    assert (run["teacher"]["journaled"], run["teacher"]["answered"]) == (2, 4)
+
+
+def test_changing_the_concurrency_keeps_the_cache(setup, server):
+    tmp_path, teacher, _ = setup
+    distill(tmp_path, teacher, "first")
+    asked = len(server.log)
+    _, _, run = distill(tmp_path, teacher, "second", **{"components.llm.model.concurrency": 3})
+    assert len(server.log) == asked and run["teacher"]["answered"] == 0
 
 
 def test_an_outage_stops_the_run_and_the_next_run_resumes_from_the_cache(setup, server):
@@ -121,36 +178,39 @@ def test_an_outage_stops_the_run_and_the_next_run_resumes_from_the_cache(setup, 
         distill(tmp_path, teacher, "live")
     assert server.answered() == {"p1": 1, "p2": 1, "p3": 1, "p4": 1}
     server.outage = False
-    report, docs = distill(tmp_path, teacher, "live")
+    live = distill(tmp_path, teacher, "live")
     assert server.answered() == {passage: 1 for passage in PASSAGES}  # p1-p4 were not asked again
-    assert (report, docs) == distill(tmp_path, recorded, "recorded")
+    assert annotations(live) == annotations(distill(tmp_path, recorded, "recorded"))
 
 
-def test_a_killed_run_resumes_without_asking_for_cached_passages(setup, server):
+def test_a_killed_run_resumes_without_asking_again_for_any_answered_passage(setup, server):
     tmp_path, teacher, _ = setup
+    # One spacy-llm batch of all six, two in flight: spacy-llm's cache gets none of them before the
+    # batch is done, so every answer the killed run received is the journal's.
     server.delay = 0.3
     cache = tmp_path / f"cache-{teacher.stem}"
     command = [
         sys.executable, "-m", "spacy_uniner", "distill", str(tmp_path / "passages.jsonl"), str(tmp_path / "killed.spacy"),
-        "--config", str(CONFIG), "--teacher", str(teacher), "--batch-size", "1", "--components.llm.cache.path", str(cache),
+        "--config", str(CONFIG), "--teacher", str(teacher), "--batch-size", "6", "--components.llm.cache.path", str(cache),
+        "--components.llm.model.concurrency", "2",
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
-    while len(server.answered()) < 3 and time.time() < deadline and process.poll() is None:
+    while len(server.answered()) < 4 and time.time() < deadline and process.poll() is None:
         time.sleep(0.05)
     process.kill()
     process.wait()
     assert not (tmp_path / "killed.spacy").exists()
-    cached = len((cache / "index.jsonl").read_text().splitlines())
-    assert 2 <= cached < len(PASSAGES)
+    journaled = len((cache / "teacher_answers.jsonl").read_text().splitlines())
+    assert 2 <= journaled < len(PASSAGES)
     before = server.answered()
+    assert sum(before.values()) - journaled <= 2  # at most the requests in flight at the kill
     server.delay = 0.0
-    report, _ = distill(tmp_path, teacher, "resumed")
+    report, _, run = distill(tmp_path, teacher, "resumed", batch_size=6)
     asked_again = server.answered() - before
     assert report["passages"] == len(PASSAGES)
-    # Only passages missing from the cache were asked again: at most the one in flight was lost.
-    assert sum(asked_again.values()) == len(PASSAGES) - cached
-    assert sum(before.values()) - cached <= 1
+    assert sum(asked_again.values()) == len(PASSAGES) - journaled  # no journaled passage asked again
+    assert (run["teacher"]["journaled"], run["teacher"]["answered"]) == (journaled, len(PASSAGES) - journaled)
 
 
 def test_an_unreachable_server_is_a_clear_error(tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """Distillation: passages -> teacher annotations (a DocBin with the teacher's spans and raw answers),
 through a spaCy pipeline whose only component is spacy-llm's `llm` with the OpenNER task."""
 import hashlib
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
@@ -17,6 +18,10 @@ from .task import ANSWER_KEY
 # doc.user_data keys of the passage's id and meta from the passages file.
 PASSAGE_ID = "passage_id"
 PASSAGE_META = "passage_meta"
+# The live teacher's answers, one a line as they arrive, in its cache folder.
+JOURNAL_NAME = "teacher_answers.jsonl"
+# Teacher settings that change how it is asked, not what it answers: left out of the cache's name.
+RUN_SETTINGS = ("concurrency", "journal_path")
 
 
 def load_distiller(config_path: Path, teacher_path: Path, overrides: Dict[str, Any] = util.SimpleFrozenDict()) -> Language:
@@ -34,10 +39,19 @@ def load_distiller(config_path: Path, teacher_path: Path, overrides: Dict[str, A
     if cache.get("path") and "components.llm.cache.path" not in overrides:
         # One cache folder per teacher: spacy-llm checks a cache against the prompt only, so another
         # teacher (or the same one with other settings) would silently get this one's answers.
-        teacher_config = Config({"model": config["components"]["llm"]["model"]}).to_str()
-        digest = hashlib.sha1(teacher_config.encode("utf8")).hexdigest()[:8]
+        # How it is asked (requests in flight, where answers are journaled) is not what it answers.
+        model = {key: value for key, value in config["components"]["llm"]["model"].items() if key not in RUN_SETTINGS}
+        digest = hashlib.sha1(Config({"model": model}).to_str().encode("utf8")).hexdigest()[:8]
         cache["path"] = str(Path(cache["path"]) / f"{Path(teacher_path).stem}-{digest}")
+    model = config["components"]["llm"]["model"]
+    if cache.get("path") and model.get("@llm_models") == "spacy_uniner.OpenAICompatible.v1" and not model.get("journal_path"):
+        model["journal_path"] = str(Path(cache["path"]) / JOURNAL_NAME)
     return util.load_model_from_config(config, auto_fill=True, validate=True)
+
+
+def teacher_of(nlp: Language) -> Any:
+    # spacy-llm gives the llm component's model no public name.
+    return nlp.get_pipe("llm")._model
 
 
 def read_passages(nlp: Language, path: Path) -> List[Doc]:
@@ -53,12 +67,15 @@ def read_passages(nlp: Language, path: Path) -> List[Doc]:
     return docs
 
 
-def distill(nlp: Language, docs: List[Doc], batch_size: int = 16) -> Iterator[Doc]:
+def distill(nlp: Language, docs: List[Doc], batch_size: int = 64) -> Iterator[Doc]:
     """Annotate every passage with the teacher, in order. Answered passages are in spacy-llm's cache
     (when the config gives it a path), so a run that stops resumes without asking for them again."""
     done = 0
+    teacher = teacher_of(nlp)
     try:
         with tqdm(total=len(docs), unit="passage", desc="distill") as progress:
+            if hasattr(teacher, "on_answer"):
+                teacher.on_answer = lambda counts: progress.set_postfix({name: counts[name] for name in ("answered", "retries", "failed")}, refresh=False)
             for doc in nlp.pipe(docs, batch_size=batch_size):
                 done += 1
                 progress.update()
@@ -93,15 +110,22 @@ def run_distillation(
     config_path: Path,
     teacher_path: Path,
     report_path: Optional[Path] = None,
-    batch_size: int = 16,
+    batch_size: int = 64,
     overrides: Dict[str, Any] = util.SimpleFrozenDict(),
 ) -> Dict[str, Any]:
     """Distill a passages file into `output` (a DocBin) and return (and write) the report."""
     nlp = load_distiller(config_path, teacher_path, overrides)
+    started = time.perf_counter()
     docs = list(distill(nlp, read_passages(nlp, passages), batch_size))
+    wall = time.perf_counter() - started
     output.parent.mkdir(parents=True, exist_ok=True)
     DocBin(docs=docs, store_user_data=True).to_disk(output)
     report = distill_report(docs)
+    # How the run went, to price the next: a live teacher's requests, retries and tokens.
+    report["run"] = {"wall_s": round(wall, 2), "passages_per_s": round(len(docs) / wall, 3) if wall else None}
+    counts = getattr(teacher_of(nlp), "counts", None)
+    if counts is not None:
+        report["run"]["teacher"] = counts.as_dict()
     if report_path is not None:
         report_path.parent.mkdir(parents=True, exist_ok=True)
         srsly.write_json(report_path, report)
