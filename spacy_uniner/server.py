@@ -52,6 +52,9 @@ class ServerGenerator:
         self.api_key_env = api_key_env
         self.session = retrying_session(max_tries, retry_interval, connections=concurrency)
         self.generated_tokens = 0
+        # Prompt tokens the server reported (`usage`), and how many of them it read from its cache
+        # (llama.cpp, vLLM: `prompt_tokens_details.cached_tokens`): how much of each text it reused.
+        self.prompt_tokens = self.cached_tokens = 0
         self.unscored = False  # warned that the server gives no scores
 
     def generate_scored(self, prompts: List[str]) -> List[ScoredAnswer]:
@@ -86,7 +89,8 @@ class ServerGenerator:
         if response.status_code != 200:
             raise ValueError(f"{self.url} answered {response.status_code}: {response.text[:200]}")
         try:
-            choice = response.json()["choices"][0]
+            body = response.json()
+            choice = body["choices"][0]
             answer = scored_completion(choice["text"], choice.get("logprobs"))
         except (ValueError, KeyError, IndexError, TypeError) as error:
             raise ValueError(f"{self.url} sent no completion the OpenAI API describes ({error!r}): {response.text[:200]}") from error
@@ -97,6 +101,9 @@ class ServerGenerator:
                 "logprobs: null), so every span scores 1.0 and the component's threshold cannot apply"
             )
         self.generated_tokens += len(answer.token_logprobs)
+        usage = body.get("usage") or {}
+        self.prompt_tokens += usage.get("prompt_tokens") or 0
+        self.cached_tokens += (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
         return answer
 
     def load(self, source: Any = None) -> None:

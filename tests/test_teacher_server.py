@@ -230,3 +230,16 @@ def test_an_unknown_model_name_is_a_clear_error(setup, server, monkeypatch):
 
     with pytest.raises(ValueError, match=r"has no model 'other'; it has \['teacher-model'\]"):
         load_distiller(CONFIG, teacher, {"components.llm.model.name": "other"})
+
+
+def test_the_teacher_benchmark_loses_nothing_and_a_resumed_run_asks_for_no_received_answer(tmp_path):
+    from spacy_uniner.distill.benchmark import LoopbackTeacher, benchmark_concurrency, kill_and_resume, LOOPBACK_MODEL
+
+    srsly.write_jsonl(tmp_path / "passages.jsonl", [{"id": f"p{i}", "text": f"Passage {i} names Bayer in Leverkusen."} for i in range(12)])
+    with LoopbackTeacher(latency=0.05, error_rate=0.2, seed=1) as teacher:
+        records = benchmark_concurrency(tmp_path / "passages.jsonl", CONFIG, tmp_path / "work", [1, 4], 12, teacher.endpoint, LOOPBACK_MODEL, teacher=teacher)
+        assert [(r["passages"], r["lost"], r["asked_twice"], r["answered"], r["most_in_flight"]) for r in records] == [(12, 0, 0, 12, 1), (12, 0, 0, 12, 4)]
+        assert sum(r["injected_errors"] for r in records) == sum(r["retries"] for r in records) > 0
+        killed = kill_and_resume(tmp_path / "work" / "passages.jsonl", CONFIG, tmp_path / "work", teacher, concurrency=2, kill_after=4)
+    assert killed["resumed_passages"] == 12 and 0 < killed["journaled"] < 12
+    assert killed["received_and_asked_again"] == 0

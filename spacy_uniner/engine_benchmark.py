@@ -1,0 +1,101 @@
+"""The peer benchmark: the same student, docs and labels through the in-process component and
+through llama.cpp's llama-server (the student exported to GGUF at each weight type, served with
+each slot count), side by side: docs/s, how many answers agree with the in-process ones, and how
+much of the prompts the server read from its cache. Optionally the paper's evaluation both ways."""
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import spacy
+import srsly
+from spacy.language import Language
+
+from .answers import parse_answer
+from .evaluate.run import RecordingGenerator, run_evaluation, uniner_of
+from .llama_cpp import LlamaServer, export_gguf
+
+Answers = Dict[str, List[str]]
+
+
+def served_pipeline(pipeline: Path, url: str, concurrency: int) -> Language:
+    """The pipeline with its component asking the server at `url` instead of its own weights."""
+    return spacy.load(pipeline, config={"components": {"uniner": {"server": url, "concurrency": concurrency}}})
+
+
+def timed_answers(nlp: Language, texts: List[str], labels: List[str], repeats: int) -> Tuple[float, Answers]:
+    """Median seconds of `repeats` runs of `nlp.pipe(texts)` asking `labels`, and the parsed answer
+    to every prompt (the first run's)."""
+    uniner = uniner_of(nlp)
+    generator = uniner.generator
+    uniner.labels = labels
+    recorder = RecordingGenerator(generator)
+    uniner.generator = recorder
+    seconds = []
+    try:
+        for _ in range(repeats):
+            started = time.perf_counter()
+            list(nlp.pipe(texts))
+            seconds.append(time.perf_counter() - started)
+    finally:
+        uniner.generator = generator
+    return statistics.median(seconds), {prompt: parse_answer(answer.text).strings for prompt, answer in recorder.answers.items()}
+
+
+def agreement(answers: Answers, reference: Answers) -> float:
+    """The share of the reference's prompts whose parsed answer is the same."""
+    return sum(answers.get(prompt) == strings for prompt, strings in reference.items()) / len(reference)
+
+
+def engine_speed(pipeline: Path, texts: List[str], labels: List[str], label_counts: Sequence[int], work: Path, outtypes: Sequence[str], parallels: Sequence[int], threads: Optional[int], repeats: int = 2) -> Iterator[Dict[str, Any]]:
+    """One record per (system, label count): the in-process component first, then llama-server on
+    each exported weight type and slot count (its requests: 4 per slot in flight)."""
+    local = spacy.load(pipeline)
+    list(local.pipe(texts[:1]))  # loads and warms the model outside the timings
+    reference: Dict[int, Answers] = {}
+    for count in label_counts:
+        seconds, reference[count] = timed_answers(local, texts, labels[:count], repeats)
+        yield {"system": "in-process", "labels": count, "docs": len(texts), "docs_per_s": round(len(texts) / seconds, 3), "agreement": 1.0}
+    for outtype in outtypes:
+        gguf = export_gguf(pipeline, work / f"student-{outtype}.gguf", outtype)
+        for parallel in parallels:
+            with LlamaServer(gguf, parallel=parallel, threads=threads, log_path=work / f"server-{outtype}-{parallel}.log") as server:
+                served = served_pipeline(pipeline, server.url, concurrency=4 * parallel)
+                generator = uniner_of(served).generator
+                for count in label_counts:
+                    before = generator.prompt_tokens, generator.cached_tokens
+                    seconds, answers = timed_answers(served, texts, labels[:count], 1)
+                    prompt_tokens, cached = generator.prompt_tokens - before[0], generator.cached_tokens - before[1]
+                    yield {
+                        "system": f"llama-server {outtype} --parallel {parallel}", "labels": count, "docs": len(texts),
+                        "docs_per_s": round(len(texts) / seconds, 3), "agreement": round(agreement(answers, reference[count]), 4),
+                        "cached_prompt_share": round(cached / prompt_tokens, 3) if prompt_tokens else None,
+                    }
+
+
+def engine_evaluation(pipeline: Path, work: Path, outtypes: Sequence[str], parallel: int, threads: Optional[int], mirror: Path, names: List[str], limit: Optional[int], training_data: Optional[Path]) -> Dict[str, Any]:
+    """The paper's evaluation of the in-process student and of llama-server serving it at each
+    weight type, on the same sentences; per served system, the share of (sentence, type) questions
+    whose parsed answer is the in-process one."""
+    servers = [LlamaServer(export_gguf(pipeline, work / f"student-{outtype}.gguf", outtype), parallel=parallel, threads=threads, log_path=work / f"eval-server-{outtype}.log") for outtype in outtypes]
+    try:
+        systems = {"in-process": spacy.load(pipeline)}
+        for outtype, server in zip(outtypes, servers):
+            systems[f"llama-server-{outtype}"] = served_pipeline(pipeline, server.start().url, concurrency=4 * parallel)
+        summary = run_evaluation(systems, names, mirror, work / "evaluation", limit, 0, training_data)
+    finally:
+        for server in servers:
+            server.stop()
+    agreements = {}
+    for system in systems:
+        if system == "in-process":
+            continue
+        same = total = 0
+        for name in summary["systems"][system]:
+            reference = list(srsly.read_jsonl(work / "evaluation" / "in-process" / f"{name}.jsonl"))
+            served = list(srsly.read_jsonl(work / "evaluation" / system / f"{name}.jsonl"))
+            same += sum(a["parsed"] == b["parsed"] for a, b in zip(reference, served))
+            total += len(reference)
+        agreements[system] = round(same / total, 4)
+    f1 = {system: round(sum(scores["paper"]["f"] for scores in sets.values()) / len(sets), 4) for system, sets in summary["systems"].items()}
+    return {"paper_f1": f1, "agreement": agreements, "sets": list(summary["systems"]["in-process"]), "limit": limit}
