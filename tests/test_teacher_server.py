@@ -6,7 +6,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ import srsly
 from spacy.tokens import DocBin
 
 from spacy_uniner.distill import make_passages, read_documents, run_distillation
+from spacy_uniner.distill.benchmark import LoopbackHandler
 from spacy_uniner.prompts import passage_of
 
 from test_distill import PASSAGES, RESPONSES, write_records
@@ -44,19 +45,8 @@ class FakeTeacher(ThreadingHTTPServer):
         return Counter(passage for passage, status in self.log if status == 200)
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def send(self, status, body):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+class Handler(LoopbackHandler):
+    """The benchmark's loopback teacher's JSON handling, answering from the recorded responses."""
 
     def do_GET(self):
         self.send(200, {"object": "list", "data": [{"id": "teacher-model", "object": "model"}]})
