@@ -17,6 +17,7 @@ from .base_model import export_base_model
 from .component import validate_threshold
 from .data import run_build_data
 from .distill import make_passages, read_documents, read_records, run_distillation
+from .distill.batch import read_batch, write_batch
 from .distill.benchmark import LOOPBACK_MODEL, LoopbackTeacher, benchmark_concurrency, kill_and_resume, markdown_rows
 from .distill.passages import MAX_WORDS
 from .evaluate.datasets import DOMAINS, ZERO_SHOT_NAMES, names_in_domains
@@ -179,6 +180,40 @@ def distill_cli(
     override the config, for example --components.llm.model.name gpt-4o,
     --components.llm.model.concurrency 32 or --components.llm.cache.path other/cache."""
     result = run_distillation(passages, output, config, teacher, report, batch_size, parse_config_overrides(ctx.args))
+    typer.echo(json.dumps(result, indent=2))
+
+
+batch_app = typer.Typer(help="OpenAI Batch API files for the teacher: write the requests, read the results back.", no_args_is_help=True)
+app.add_typer(batch_app, name="distill-batch")
+
+
+@batch_app.command("write", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def distill_batch_write_cli(
+    ctx: typer.Context,
+    passages: Path = typer.Argument(..., help="The passages .jsonl file (from `passages`); their ids name the requests.", exists=True, dir_okay=False),
+    output: Path = typer.Argument(..., help="The batch file to write: one request a line, for OpenAI's Batch API or `vllm run-batch`."),
+    config: Path = typer.Option(Path("configs/distill.cfg"), "--config", "-c", help="The distillation pipeline config.", exists=True, dir_okay=False),
+    teacher: Path = typer.Option(..., "--teacher", "-t", help="A chat-completions teacher file (configs/teachers/openai.cfg, local.cfg): its model and settings go in every request.", exists=True, dir_okay=False),
+):
+    """Write one OpenAI Batch API request per passage: the task's exact prompt, the teacher's model and
+    settings, `custom_id` the passage id. Extra --section.key value options override the config."""
+    count = write_batch(passages, output, config, teacher, parse_config_overrides(ctx.args))
+    typer.echo(f"Wrote {count} requests to {output}")
+
+
+@batch_app.command("read", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def distill_batch_read_cli(
+    ctx: typer.Context,
+    passages: Path = typer.Argument(..., help="The passages .jsonl file the batch file was written from.", exists=True, dir_okay=False),
+    results: Path = typer.Argument(..., help="The results file (OpenAI's Batch API output, or `vllm run-batch -o`).", exists=True, dir_okay=False),
+    output: Path = typer.Argument(..., help="The .spacy DocBin to write: the answered passages, annotated as `distill` does."),
+    config: Path = typer.Option(Path("configs/distill.cfg"), "--config", "-c", help="The distillation pipeline config (its cache gets the answers).", exists=True, dir_okay=False),
+    teacher: Path = typer.Option(..., "--teacher", "-t", help="The teacher file the batch file was written with.", exists=True, dir_okay=False),
+    report: Optional[Path] = typer.Option(None, "--report", help="Also write the report to this JSON file."),
+):
+    """Read a batch's results back into the annotations and the teacher's cache. Failed and missing
+    passages are listed by id: a normal `distill` run with the same teacher asks for those only."""
+    result = read_batch(passages, results, output, config, teacher, report, parse_config_overrides(ctx.args))
     typer.echo(json.dumps(result, indent=2))
 
 

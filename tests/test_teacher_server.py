@@ -233,3 +233,56 @@ def test_the_teacher_benchmark_loses_nothing_and_a_resumed_run_asks_for_no_recei
         killed = kill_and_resume(tmp_path / "work" / "passages.jsonl", CONFIG, tmp_path / "work", teacher, concurrency=2, kill_after=4)
     assert killed["resumed_passages"] == 12 and 0 < killed["journaled"] < 12
     assert killed["received_and_asked_again"] == 0
+
+
+def batch_results(batch_file, answers, failures=()):
+    """The results file OpenAI's Batch API (and `vllm run-batch`) writes, for the passages in `answers`."""
+    lines = []
+    for request in srsly.read_jsonl(batch_file):
+        passage = request["custom_id"]
+        if passage in answers:
+            body = {"id": "chatcmpl-1", "object": "chat.completion", "model": request["body"]["model"], "choices": [{"index": 0, "message": {"role": "assistant", "content": answers[passage]}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}}
+            lines.append({"id": f"batch_req_{passage}", "custom_id": passage, "response": {"status_code": 200, "request_id": "r", "body": body}, "error": None})
+        elif passage in failures:
+            lines.append({"id": f"batch_req_{passage}", "custom_id": passage, "response": {"status_code": 500, "request_id": "r", "body": {"error": {"message": "server error"}}}, "error": None})
+    return lines
+
+
+def test_a_batch_file_is_written_read_back_and_the_rest_asked_by_distill(setup, server):
+    tmp_path, teacher, recorded = setup
+    from spacy_uniner.distill.batch import read_batch, write_batch
+    from spacy_uniner.prompts import teacher_prompt
+
+    passages = tmp_path / "passages.jsonl"
+    assert write_batch(passages, tmp_path / "batch.jsonl", CONFIG, teacher) == 6
+    requests = list(srsly.read_jsonl(tmp_path / "batch.jsonl"))
+    first = next(srsly.read_jsonl(passages))
+    assert requests[0] == {"custom_id": first["id"], "method": "POST", "url": "/v1/chat/completions", "body": {"messages": [{"role": "user", "content": teacher_prompt(first["text"])}], "temperature": 0.0, "model": "teacher-model"}}
+    assert server.log == []  # written without the server
+    ids = [request["custom_id"] for request in requests]
+    srsly.write_jsonl(tmp_path / "results.jsonl", batch_results(tmp_path / "batch.jsonl", {i: RESPONSES[i] for i in ids[:4]}, failures=ids[4:5]))
+    overrides = {"components.llm.cache.path": str(tmp_path / f"cache-{teacher.stem}")}
+    report = read_batch(passages, tmp_path / "results.jsonl", tmp_path / "batch.spacy", CONFIG, teacher, None, overrides)
+    assert report["batch"]["answered"] == 4 and report["batch"]["missing"] == ids[5:] and report["batch"]["asked_the_teacher"] == 0
+    assert list(report["batch"]["failed"]) == ids[4:5] and "status 500" in report["batch"]["failed"][ids[4]]
+    # A normal run with the same teacher asks for the failed and the missing passage only.
+    live = distill(tmp_path, teacher, "live")
+    assert sorted(passage for passage, _ in server.log) == sorted(ids[4:])
+    assert annotations(live) == annotations(distill(tmp_path, recorded, "recorded"))
+
+
+def test_a_bad_results_file_names_the_line(setup):
+    tmp_path, teacher, recorded = setup
+    from spacy_uniner.distill.batch import read_batch, write_batch
+
+    passages = tmp_path / "passages.jsonl"
+    write_batch(passages, tmp_path / "batch.jsonl", CONFIG, teacher)
+    good = batch_results(tmp_path / "batch.jsonl", {"p1": RESPONSES["p1"]})
+    (tmp_path / "garbled.jsonl").write_text(json.dumps(good[0]) + "\n{not json\n")
+    with pytest.raises(ValueError, match=r"garbled.jsonl line 2 is not JSON"):
+        read_batch(passages, tmp_path / "garbled.jsonl", tmp_path / "out.spacy", CONFIG, teacher)
+    srsly.write_jsonl(tmp_path / "other.jsonl", [dict(good[0], custom_id="request-7")])
+    with pytest.raises(ValueError, match=r"other.jsonl line 1: custom_id 'request-7' names no passage of .*passages.jsonl: is it the results of another run"):
+        read_batch(passages, tmp_path / "other.jsonl", tmp_path / "out.spacy", CONFIG, teacher)
+    with pytest.raises(ValueError, match=r"recorded.cfg: batch files are for a chat-completions teacher \(spacy_uniner.OpenAICompatible.v1\), not spacy_uniner.RecordedTeacher.v1"):
+        write_batch(passages, tmp_path / "batch.jsonl", CONFIG, recorded)

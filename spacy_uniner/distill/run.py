@@ -21,7 +21,7 @@ PASSAGE_META = "passage_meta"
 # The live teacher's answers, one a line as they arrive, in its cache folder.
 JOURNAL_NAME = "teacher_answers.jsonl"
 # Teacher settings that change how it is asked, not what it answers: left out of the cache's name.
-RUN_SETTINGS = ("concurrency", "journal_path")
+RUN_SETTINGS = ("concurrency", "journal_path", "verify")
 
 
 def load_distiller(config_path: Path, teacher_path: Path, overrides: Dict[str, Any] = util.SimpleFrozenDict()) -> Language:

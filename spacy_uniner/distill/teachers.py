@@ -73,8 +73,9 @@ class OpenAICompatible(OpenAI):
     answer in its journal (`journal_path`) the moment it arrives.
     """
 
-    def __init__(self, name: str, endpoint: str, api_key_env: Optional[str], concurrency: int = 16, journal_path: Optional[Path] = None, **kwargs: Any):
+    def __init__(self, name: str, endpoint: str, api_key_env: Optional[str], concurrency: int = 16, journal_path: Optional[Path] = None, verify: bool = True, **kwargs: Any):
         self._api_key_env = api_key_env
+        self._verify = verify
         self._limit = InFlightLimit(concurrency)
         self._session = retrying_session(kwargs["max_tries"], kwargs["interval"], connections=concurrency)
         self.journal = AnswerJournal(journal_path)
@@ -88,6 +89,8 @@ class OpenAICompatible(OpenAI):
         return key_headers(self._api_key_env)
 
     def _verify_auth(self) -> None:
+        if not self._verify:  # batch files: written and read without the server
+            return
         url = self._endpoint.rsplit("/chat/completions", 1)[0] + "/models"
         try:
             response = self._session.get(url, headers=self._credentials, timeout=self._max_request_time)
@@ -127,7 +130,7 @@ class OpenAICompatible(OpenAI):
 
     def ask(self, prompt: str) -> str:
         """One chat completion, journaled as soon as it arrives."""
-        body = {"messages": [{"role": "user", "content": prompt}], **self._config, "model": self._name}
+        body = self.request_body(prompt)
         self._limit.acquire()
         rate_limited = False
         try:
@@ -142,6 +145,10 @@ class OpenAICompatible(OpenAI):
         self.journal.add(prompt, answer, usage)
         self.counts.add(prompt_tokens=usage.get("prompt_tokens") or 0, completion_tokens=usage.get("completion_tokens") or 0)
         return answer
+
+    def request_body(self, prompt: str) -> Dict[str, Any]:
+        """The chat-completions request for `prompt`: the teacher's model and settings."""
+        return {"messages": [{"role": "user", "content": prompt}], **self._config, "model": self._name}
 
     def read_answer(self, response: requests.Response) -> Tuple[str, Dict[str, Any]]:
         """The message and `usage` of a chat completion; an error body (or, unless `strict`, the
@@ -177,12 +184,14 @@ def make_openai_compatible(
     context_length: Optional[int] = None,
     concurrency: int = 16,
     journal_path: Optional[Path] = None,
+    verify: bool = True,
 ) -> OpenAICompatible:
     """A teacher behind a chat-completions endpoint. `api_key_env` names the environment variable that
     holds the key (none for a local server); failed requests are retried `max_tries` times in all,
     waiting `interval` seconds, then twice that, and so on (Retry-After is honoured).
     `concurrency` requests are in flight at once (fewer while the server answers 429); every answer
-    is appended to `journal_path` when one is set (`distill` sets it inside the cache folder)."""
+    is appended to `journal_path` when one is set (`distill` sets it inside the cache folder).
+    `verify` false skips asking the server for its models at load (batch files need no server)."""
     return OpenAICompatible(
         name=name,
         endpoint=endpoint,
@@ -195,4 +204,5 @@ def make_openai_compatible(
         context_length=context_length,
         concurrency=concurrency,
         journal_path=journal_path,
+        verify=verify,
     )
