@@ -80,11 +80,11 @@ def free_port() -> int:
 
 
 class LlamaServer:
-    """`llama-server` serving `gguf` on 127.0.0.1 with `parallel` slots and `threads` CPU threads,
+    """`llama-server` serving `gguf` (as `alias`) on 127.0.0.1 with `parallel` slots and `threads` CPU threads,
     from `start` (which waits until it answers /health) to `stop`; a context manager. Its log is in
     `log_path`."""
 
-    def __init__(self, gguf: Union[str, Path], *, parallel: int = 1, threads: Optional[int] = None, context: int = 4096, extra: List[str] = (), log_path: Optional[Path] = None):
+    def __init__(self, gguf: Union[str, Path], *, alias: Optional[str] = None, parallel: int = 1, threads: Optional[int] = None, context: int = 4096, extra: List[str] = (), log_path: Optional[Path] = None):
         binary = llama_server_binary()
         if binary is None or not Path(binary).is_file():
             raise FileNotFoundError(f"llama-server is not installed{f' at {binary}' if binary else ''}: {HOW_TO_BUILD}, or set LLAMA_SERVER to its path")
@@ -96,6 +96,8 @@ class LlamaServer:
             "--parallel", str(parallel), "--ctx-size", str(context * parallel),
             "--threads", str(threads or os.cpu_count()), "--no-webui", *extra,
         ]
+        if alias:  # the model's name in /v1/models and its answers; llama-server's own is the file's path
+            self.command += ["--alias", alias]
         self.process: Optional[subprocess.Popen] = None
 
     @property

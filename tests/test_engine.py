@@ -88,7 +88,7 @@ def test_a_model_the_converter_does_not_know_is_a_clear_error(student_pipeline, 
 def teacher_server(tmp_path_factory):
     """The stand-in teacher: SmolLM2-135M-Instruct's chat template and answers, 4 slots of 512 tokens."""
     log = tmp_path_factory.mktemp("teacher") / "server.log"
-    with LlamaServer(packaged_smollm2(), parallel=4, threads=2, context=512, log_path=log) as server:
+    with LlamaServer(packaged_smollm2(), alias="smollm2", parallel=4, threads=2, context=512, log_path=log) as server:
         yield server
 
 
