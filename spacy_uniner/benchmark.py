@@ -221,3 +221,10 @@ def markdown_table(records: List[Dict[str, Any]]) -> str:
             + (f" {r['more_docs_peak_mib']:.0f} |" if more else "")
         )
     return "\n".join(lines)
+
+
+def markdown_rows(columns: Sequence[str], records: List[Dict[str, Any]]) -> str:
+    """`records` as a markdown table of `columns`."""
+    lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+    lines += ["| " + " | ".join(str(record.get(column, "")) for column in columns) + " |" for record in records]
+    return "\n".join(lines)

@@ -18,13 +18,14 @@ from .component import validate_threshold
 from .data import run_build_data
 from .distill import make_passages, read_documents, read_records, run_distillation
 from .distill.batch import read_batch, write_batch
-from .distill.benchmark import LOOPBACK_MODEL, LoopbackTeacher, benchmark_concurrency, kill_and_resume, markdown_rows
+from .distill.benchmark import LOOPBACK_MODEL, LoopbackTeacher, benchmark_concurrency, kill_and_resume
 from .distill.passages import MAX_WORDS
 from .evaluate.datasets import DOMAINS, ZERO_SHOT_NAMES, names_in_domains
-from .engine_benchmark import engine_evaluation, engine_speed
-from .evaluate.run import gazetteer, run_evaluation, uniner_of
-from .llama_cpp import OUTTYPES, export_gguf
-from .benchmark import frequent_labels, machine, markdown_table, passages, prefix_pass, run_benchmark
+from .engine_benchmark import engine_evaluation, engine_speed, export_ggufs
+from .evaluate.run import gazetteer, run_evaluation
+from .generation import load_tokenizer
+from .llama_cpp import OUTTYPES, export_gguf, pipeline_model
+from .benchmark import frequent_labels, machine, markdown_rows, markdown_table, passages, prefix_pass, run_benchmark
 from .train import run_training
 
 app = typer.Typer(help="Open-type NER for spaCy with UniversalNER-style LLMs.", no_args_is_help=True)
@@ -125,16 +126,17 @@ def benchmark_engines_cli(
     work = output.with_suffix("")
     work.mkdir(parents=True, exist_ok=True)
     counts = [int(value) for value in label_counts.split(",")]
-    tokenizer = uniner_of(spacy.load(pipeline)).generator.tokenizer
-    chosen = passages(texts, tokenizer, docs, passage_tokens)
+    slots = [int(value) for value in parallels.split(",")]
+    chosen = passages(texts, load_tokenizer(pipeline_model(pipeline)), docs, passage_tokens)
     labels = frequent_labels(conversations, max(counts))
+    ggufs = export_ggufs(pipeline, work, outtypes.split(","))
     result: dict = {"machine": machine("cpu"), "pipeline": str(pipeline), "docs": docs, "passage_tokens": passage_tokens, "records": []}
-    for record in engine_speed(pipeline, chosen, labels, counts, work, outtypes.split(","), [int(value) for value in parallels.split(",")], threads):
+    for record in engine_speed(pipeline, chosen, labels, counts, work, ggufs, slots, threads):
         typer.echo(json.dumps(record))
         result["records"].append(record)
         srsly.write_json(output, result)
     if evaluate_limit:
-        result["evaluation"] = engine_evaluation(pipeline, work, outtypes.split(","), max(int(value) for value in parallels.split(",")), threads, mirror, list(ZERO_SHOT_NAMES), evaluate_limit, training_data)
+        result["evaluation"] = engine_evaluation(pipeline, work, ggufs, max(slots), threads, mirror, list(ZERO_SHOT_NAMES), evaluate_limit, training_data)
         typer.echo(json.dumps(result["evaluation"]))
         srsly.write_json(output, result)
     typer.echo(markdown_rows(["system", "labels", "docs", "docs_per_s", "agreement", "cached_prompt_share"], result["records"]))

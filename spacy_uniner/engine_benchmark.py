@@ -47,17 +47,17 @@ def agreement(answers: Answers, reference: Answers) -> float:
     return sum(answers.get(prompt) == strings for prompt, strings in reference.items()) / len(reference)
 
 
-def engine_speed(pipeline: Path, texts: List[str], labels: List[str], label_counts: Sequence[int], work: Path, outtypes: Sequence[str], parallels: Sequence[int], threads: Optional[int], repeats: int = 2) -> Iterator[Dict[str, Any]]:
+def engine_speed(pipeline: Path, texts: List[str], labels: List[str], label_counts: Sequence[int], work: Path, ggufs: Dict[str, Path], parallels: Sequence[int], threads: Optional[int], repeats: int = 2) -> Iterator[Dict[str, Any]]:
     """One record per (system, label count): the in-process component first, then llama-server on
-    each exported weight type and slot count (its requests: 4 per slot in flight)."""
+    each exported weight type (`ggufs`: its file by type) and slot count (its requests: 4 per slot in
+    flight)."""
     local = spacy.load(pipeline)
     list(local.pipe(texts[:1]))  # loads and warms the model outside the timings
     reference: Dict[int, Answers] = {}
     for count in label_counts:
         seconds, reference[count] = timed_answers(local, texts, labels[:count], repeats)
         yield {"system": "in-process", "labels": count, "docs": len(texts), "docs_per_s": round(len(texts) / seconds, 3), "agreement": 1.0}
-    for outtype in outtypes:
-        gguf = export_gguf(pipeline, work / f"student-{outtype}.gguf", outtype)
+    for outtype, gguf in ggufs.items():
         for parallel in parallels:
             with LlamaServer(gguf, parallel=parallel, threads=threads, log_path=work / f"server-{outtype}-{parallel}.log") as server:
                 served = served_pipeline(pipeline, server.url, concurrency=4 * parallel)
@@ -73,14 +73,19 @@ def engine_speed(pipeline: Path, texts: List[str], labels: List[str], label_coun
                     }
 
 
-def engine_evaluation(pipeline: Path, work: Path, outtypes: Sequence[str], parallel: int, threads: Optional[int], mirror: Path, names: List[str], limit: Optional[int], training_data: Optional[Path]) -> Dict[str, Any]:
+def export_ggufs(pipeline: Path, work: Path, outtypes: Sequence[str]) -> Dict[str, Path]:
+    """The pipeline's student exported once per weight type, into `work`."""
+    return {outtype: export_gguf(pipeline, work / f"student-{outtype}.gguf", outtype) for outtype in outtypes}
+
+
+def engine_evaluation(pipeline: Path, work: Path, ggufs: Dict[str, Path], parallel: int, threads: Optional[int], mirror: Path, names: List[str], limit: Optional[int], training_data: Optional[Path]) -> Dict[str, Any]:
     """The paper's evaluation of the in-process student and of llama-server serving it at each
-    weight type, on the same sentences; per served system, the share of (sentence, type) questions
-    whose parsed answer is the in-process one."""
-    servers = [LlamaServer(export_gguf(pipeline, work / f"student-{outtype}.gguf", outtype), parallel=parallel, threads=threads, log_path=work / f"eval-server-{outtype}.log") for outtype in outtypes]
+    weight type (`ggufs`), on the same sentences; per served system, the share of (sentence, type)
+    questions whose parsed answer is the in-process one."""
+    servers = [LlamaServer(gguf, parallel=parallel, threads=threads, log_path=work / f"eval-server-{outtype}.log") for outtype, gguf in ggufs.items()]
     try:
         systems = {"in-process": spacy.load(pipeline)}
-        for outtype, server in zip(outtypes, servers):
+        for outtype, server in zip(ggufs, servers):
             systems[f"llama-server-{outtype}"] = served_pipeline(pipeline, server.start().url, concurrency=4 * parallel)
         summary = run_evaluation(systems, names, mirror, work / "evaluation", limit, 0, training_data)
     finally:

@@ -5,6 +5,7 @@ goes into the live teacher's journal, then the distillation pipeline annotates t
 passages from it without a request. A failed or missing passage is listed by its id; a normal
 `distill` run asks for those and finds the rest cached."""
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -33,7 +34,7 @@ def passage_prompts(nlp: Language, passages: Path) -> Tuple[List[Doc], Dict[str,
     """The passages' docs and each passage id's prompt, exactly as the task asks it."""
     docs = read_passages(nlp, passages)
     ids = [doc.user_data[PASSAGE_ID] for doc in docs]
-    repeated = sorted({passage for passage in ids if ids.count(passage) > 1})
+    repeated = sorted(passage for passage, times in Counter(ids).items() if times > 1)
     if repeated:
         raise ValueError(f"{passages}: passage ids must be unique to name batch requests; repeated: {repeated[:5]}")
     return docs, dict(zip(ids, nlp.get_pipe("llm").task.generate_prompts(docs)))

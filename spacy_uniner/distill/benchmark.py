@@ -135,7 +135,7 @@ def benchmark_concurrency(passages: Path, config: Path, work: Path, concurrencie
         if teacher is not None:
             # Lost: a passage never answered; asked twice: an answered passage asked again.
             record["lost"] = chosen - len(teacher.answered)
-            record["asked_twice"] = sum(count > 1 for count in teacher.answered.values())
+            record["asked_twice"] = sum(times > 1 for times in teacher.answered.values())
             record["most_in_flight"] = teacher.most_in_flight
             record["injected_errors"] = teacher.errors
             teacher.errors = 0
@@ -181,9 +181,3 @@ def kill_and_resume(passages: Path, config: Path, work: Path, teacher: LoopbackT
         "received_and_asked_again": sum(asked_again.values()) - (count - len(journal.answers)),
     }
 
-
-def markdown_rows(columns: Sequence[str], records: List[Dict[str, Any]]) -> str:
-    """`records` as a markdown table of `columns`."""
-    lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
-    lines += ["| " + " | ".join(str(record.get(column, "")) for column in columns) + " |" for record in records]
-    return "\n".join(lines)
