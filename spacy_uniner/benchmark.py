@@ -17,7 +17,8 @@ from spacy.language import Language
 from .data import normalize_type, question_pairs, read_conversations
 from .decoding import SharedPrefixes
 from .distill import read_documents
-from .evaluate.run import RecordingGenerator, uniner_of
+from .component import uniner_of
+from .evaluate.run import RecordingGenerator
 from .generation import HFGenerator, encode_texts, prompt_groups
 from .prompts import build_prompt, label_of_question
 

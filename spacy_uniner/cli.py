@@ -363,3 +363,26 @@ def benchmark_cli(
     srsly.write_json(output, report)
     typer.echo(f"{report['machine']}; {docs} docs of {passage_tokens} tokens; batch size {generator.batch_size}{'; constrained' if constrained else ''}\n" + markdown_table(records))
     typer.echo(f"Prefix pass: {prefixes['prompt_tokens']} prompt tokens at {prefixes['tokens_per_s']:.0f} tokens/s, {prefixes['gflops']:.1f} GFLOP/s; one large matmul here: {prefixes['matmul_peak_gflops']:.1f} GFLOP/s ({100 * prefixes['share_of_peak']:.0f}% of it)")
+
+
+@app.command("demo")
+def demo_cli(
+    pipeline: str = typer.Argument("training/uniner", help="A spaCy pipeline folder or package with a `uniner` component, or a causal LM's hub id or folder."),
+    port: int = typer.Option(8000, "--port", help="The port on 127.0.0.1 (or --host) to serve the page on."),
+    host: str = typer.Option("127.0.0.1", "--host", help="The address to listen on; 127.0.0.1 keeps the page on this machine."),
+    server: Optional[str] = typer.Option(None, "--server", help="Ask this OpenAI-compatible server (e.g. http://127.0.0.1:8080/v1) instead of loading the weights here."),
+    served_model: Optional[str] = typer.Option(None, "--served-model", help="With --server: the name the server knows the model by (default: the pipeline's `model`)."),
+):
+    """A page to try the pipeline on: type a text and any labels, see the entities, their scores and
+    a threshold slider. The model is loaded once; Ctrl-C stops the page."""
+    try:
+        from .demo import serve  # FastAPI and uvicorn load only for this command
+    except ImportError as err:
+        raise typer.BadParameter(f"The demo needs FastAPI and uvicorn: pip install 'spacy-uniner[demo]' ({err})") from err
+
+    settings = {"server": server} if server else {}
+    if served_model:
+        settings["model"] = served_model
+    nlp = uniner_pipeline(pipeline, **settings)
+    typer.echo(f"spacy-uniner demo of {pipeline}{f' served by {server}' if server else ''}: http://{host}:{port}")
+    serve(nlp, host=host, port=port, title=Path(pipeline).name)

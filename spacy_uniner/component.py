@@ -142,6 +142,11 @@ def validate_labels(labels: Any) -> List[str]:
     return list(dict.fromkeys(label.strip() for label in labels))
 
 
+def uniner_of(nlp: Language) -> Optional["UniNER"]:
+    """The pipeline's `uniner` component, whatever its name; None when it has none."""
+    return next((component for _, component in nlp.pipeline if isinstance(component, UniNER)), None)
+
+
 class UniNER(Pipe):
     """Asks `generator` what describes each label in each window of each doc.
 

@@ -12,7 +12,8 @@ import srsly
 from spacy.language import Language
 
 from .answers import parse_answer
-from .evaluate.run import RecordingGenerator, run_evaluation, uniner_of
+from .component import uniner_of
+from .evaluate.run import RecordingGenerator, run_evaluation
 from .llama_cpp import LlamaServer, export_gguf
 
 Answers = Dict[str, List[str]]

@@ -16,7 +16,7 @@ from spacy.training import Example
 from tqdm import tqdm
 
 from ..answers import parse_answer
-from ..component import UniNER
+from ..component import uniner_of
 from ..data import normalize_type, question_pairs, read_conversations
 from ..prompts import build_prompt, label_of_question
 from ..scores import ScoredAnswer, scored_answers
@@ -152,10 +152,6 @@ def evaluate_benchmark(nlp: Language, benchmark: Benchmark, sentences: List[Sent
         "threshold": threshold,
     }
     return {"records": records, "scores": scores}
-
-
-def uniner_of(nlp: Language) -> Optional[UniNER]:
-    return next((component for _, component in nlp.pipeline if isinstance(component, UniNER)), None)
 
 
 def mention_threshold(nlp: Language) -> float:

@@ -1,0 +1,4 @@
+"""The demo page (`spacy-uniner demo`): a text, any labels, the entities the student finds."""
+from .app import MAX_CHARS, MAX_LABELS, Demo, DemoInputError, create_app, serve
+
+__all__ = ["MAX_CHARS", "MAX_LABELS", "Demo", "DemoInputError", "create_app", "serve"]
