@@ -263,11 +263,12 @@ def build_data_cli(
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Add the paper's 'Dataset: NAME' line to each passage (for mixing supervised data)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the negative sampling and question order."),
     recorded_negatives: bool = typer.Option(True, "--recorded-negatives/--no-recorded-negatives", help="Ask the types the teacher was asked about and left empty (with --negative-rate 0 and --no-recorded-negatives, no negative at all)."),
+    draws: int = typer.Option(1, "--draws", help="Conversations per passage, each with its own draw of sampled negatives: one training epoch is then this many passes with fresh negatives."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the report to this JSON file."),
 ):
     """Turn teacher annotations into training conversations: one question per type with the JSON
     list of its mentions, negatives answered []."""
-    result = run_build_data(annotations, output, report, negative_rate=negative_rate, min_type_count=min_type_count, dataset=dataset, seed=seed, recorded_negatives=recorded_negatives)
+    result = run_build_data(annotations, output, report, negative_rate=negative_rate, min_type_count=min_type_count, dataset=dataset, seed=seed, recorded_negatives=recorded_negatives, draws=draws)
     typer.echo(json.dumps(result, indent=2))
 
 

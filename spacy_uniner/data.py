@@ -51,6 +51,7 @@ def build_conversations(
     dataset: Optional[str] = None,
     seed: int = 0,
     recorded_negatives: bool = True,
+    draws: int = 1,
 ) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
     """Conversations for the passages in `docs` (as distillation wrote them), and a report.
 
@@ -65,8 +66,8 @@ def build_conversations(
     The report counts conversations per source: the start of each passage id, up to its first "-"
     (`pile`, `def`, `gliner` for the recorded sources).
     """
-    if negative_rate < 0 or min_type_count < 1:
-        raise ValueError(f"negative_rate must be >= 0 and min_type_count >= 1, not {negative_rate} and {min_type_count}")
+    if negative_rate < 0 or min_type_count < 1 or draws < 1:
+        raise ValueError(f"negative_rate must be >= 0, min_type_count and draws >= 1, not {negative_rate}, {min_type_count} and {draws}")
     answers = [passage_answers(doc) for doc in docs]
     type_counts = Counter(label for passage in answers for label in passage)
     kept = sorted(label for label, count in type_counts.items() if count >= min_type_count)
@@ -76,7 +77,7 @@ def build_conversations(
     conversations = []
     report: Counter = Counter()
     sources: Counter = Counter()
-    for doc, passage in zip(docs, answers):
+    for doc, passage in [pair for _ in range(draws) for pair in zip(docs, answers)]:
         positives = [(label, mentions) for label, mentions in passage.items() if label in index]
         recorded = [normalize_type(label) for label in doc.user_data.get(PASSAGE_META, {}).get("negative_types", [])] if recorded_negatives else []
         negatives = list(dict.fromkeys(label for label in recorded if label and label not in passage))
@@ -101,7 +102,7 @@ def build_conversations(
         report["positive_questions"] += len(positives)
         report["negative_questions"] += len(negatives)
         report["mentions"] += sum(len(mentions) for _, mentions in positives)
-    report.update(types=len(type_counts), types_kept=len(kept), passages=len(docs))
+    report.update(types=len(type_counts), types_kept=len(kept), passages=len(docs), draws=draws)
     return conversations, dict(report, sources=dict(sources))
 
 

@@ -51,6 +51,8 @@ class TrainSettings:
     max_grad_norm: float = 1.0
     mixed_precision: str = "auto"
     gradient_checkpointing: bool = False
+    freeze_embeddings: bool = False
+    freeze_layers: int = 0
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     held_out: int = 0
@@ -60,8 +62,8 @@ class TrainSettings:
         for name in ("epochs", "batch_size", "gradient_accumulation", "max_length", "checkpoint_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"[training] {name} must be >= 1, got {getattr(self, name)}")
-        if self.learning_rate <= 0 or not 0 <= self.warmup_ratio < 1 or self.held_out < 0:
-            raise ValueError(f"[training] needs learning_rate > 0, 0 <= warmup_ratio < 1 and held_out >= 0, got {self}")
+        if self.learning_rate <= 0 or not 0 <= self.warmup_ratio < 1 or self.held_out < 0 or self.freeze_layers < 0:
+            raise ValueError(f"[training] needs learning_rate > 0, 0 <= warmup_ratio < 1, held_out >= 0 and freeze_layers >= 0, got {self}")
         if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
             raise ValueError(f"[training] mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}")
 
@@ -282,6 +284,29 @@ def load_base_model(model_config: Dict[str, Any], lora_config: Dict[str, Any], d
     return model, tokenizer, use_lora
 
 
+def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The transformer blocks of a causal LM, bottom first: the module list with one entry per
+    hidden layer (`model.layers` in Llama, Qwen, Gemma; `transformer.h` in GPT-2)."""
+    count = getattr(model.config, "num_hidden_layers", None)
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == count:
+            return module
+    raise ValueError(f"Cannot find the {count} transformer blocks of {type(model).__name__} to freeze: set [training] freeze_layers = 0")
+
+
+def freeze_lower(model: torch.nn.Module, embeddings: bool, layers: int) -> None:
+    """Keep the input embeddings and the lowest `layers` blocks as they are. With both frozen,
+    nothing below the lowest trained block needs a backward pass, which is where the time goes. A
+    tied output layer is the embedding matrix, so it stays frozen with it."""
+    if embeddings:
+        model.get_input_embeddings().requires_grad_(False)
+    blocks = decoder_layers(model) if layers else []
+    if layers > len(blocks):
+        raise ValueError(f"[training] freeze_layers = {layers}, but the base has {len(blocks)} blocks")
+    for block in list(blocks)[:layers]:
+        block.requires_grad_(False)
+
+
 def train(
     conversations_path: Path,
     student_dir: Path,
@@ -301,11 +326,17 @@ def train(
     accelerator = Accelerator(gradient_accumulation_steps=settings.gradient_accumulation, mixed_precision=mixed_precision)
     set_seed(settings.seed)
 
-    # Data: hold some conversations back, split the long ones, batch by length.
+    # Data: hold some passages back, split the long ones, batch by length. Held out by id: a passage
+    # written several times (build-data --draws) is held out whole.
     rng = numpy.random.default_rng(settings.seed)
-    order = rng.permutation(len(conversations))
-    held_out = [conversations[i] for i in sorted(order[: settings.held_out])]
-    train_set = [conversations[i] for i in sorted(order[settings.held_out :])]
+    ids = list(dict.fromkeys(conversation_id for conversation_id, _ in conversations))
+    held_ids = {ids[i] for i in rng.permutation(len(ids))[: settings.held_out]}
+    first_of_held: Dict[str, Tuple[str, List[str]]] = {}
+    for conversation in conversations:  # each held-out passage once, as its first conversation asks it
+        if conversation[0] in held_ids:
+            first_of_held.setdefault(conversation[0], conversation)
+    held_out = list(first_of_held.values())
+    train_set = [conversation for conversation in conversations if conversation[0] not in held_ids]
     if not train_set:
         raise ValueError(f"{conversations_path}: all {len(conversations)} conversations are held out ([training] held_out = {settings.held_out})")
     model, tokenizer, use_lora = load_base_model(config["model"], config["lora"], accelerator.device.type)
@@ -315,6 +346,10 @@ def train(
     report.update(max_length=max_length, held_out=len(held_out), padding_share=round(padding_share(lengths, batches), 4))
     loader = DataLoader(examples, batch_sampler=batches, collate_fn=partial(collate, pad_id=tokenizer.pad_token_id))
 
+    if settings.freeze_embeddings or settings.freeze_layers:
+        if use_lora:
+            raise ValueError("[training] freeze_embeddings and freeze_layers are for full fine-tuning; LoRA already trains only its adapters")
+        freeze_lower(model, settings.freeze_embeddings, settings.freeze_layers)
     if settings.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         if use_lora:
@@ -413,6 +448,7 @@ def train(
         first_loss=log[0]["loss"] if log else None,
         last_loss=log[-1]["loss"] if log else None,
         lora=use_lora,
+        trained_parameters=sum(p.numel() for p in trainable),
         mixed_precision=mixed_precision,
         processes=accelerator.num_processes,
     )

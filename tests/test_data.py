@@ -39,7 +39,7 @@ def test_conversation_format_mentions_in_text_order_and_recorded_negatives():
     # first, so "bayer" is not a company: the teacher wrote "Bayer"); the teacher's
     # empty type kept as a negative (its "city" is not: Leverkusen is a city here).
     assert questions(conversation) == {"drug": ["Aspirin"], "company": ["Bayer"], "city": ["Leverkusen"], "disease": []}
-    assert report == {"conversations": 1, "positive_questions": 3, "negative_questions": 1, "mentions": 3, "types": 3, "types_kept": 3, "passages": 1, "sources": {"p": 1}}
+    assert report == {"conversations": 1, "positive_questions": 3, "negative_questions": 1, "mentions": 3, "types": 3, "types_kept": 3, "passages": 1, "draws": 1, "sources": {"p": 1}}
 
 
 def test_training_conversation_renders_exactly_the_serving_prompt():
@@ -65,6 +65,25 @@ def test_negatives_are_sampled_by_type_frequency_at_the_given_rate():
         assert all(mentions == [] or label in ("person", "city", "drink", "element") for label, mentions in questions(c).items())
     assert build_conversations(docs, negative_rate=1.0, seed=1)[0] == conversations
     assert build_conversations(docs, negative_rate=1.0, seed=2)[0] != conversations
+
+
+def test_draws_write_each_passage_again_with_fresh_negatives_and_the_first_draw_unchanged():
+    docs = [annotated(f"Ann met Bob in Rome, day {i}.", '[("Ann", "person"), ("Rome", "city")]', ["country"], passage_id=str(i)) for i in range(30)]
+    docs += [annotated(f"Tea number {i}.", f'[("Tea", "drink{i}")]', passage_id=f"t{i}") for i in range(30)]
+    once, _ = build_conversations(docs, negative_rate=2.0, seed=3)
+    thrice, report = build_conversations(docs, negative_rate=2.0, seed=3, draws=3)
+    assert thrice[: len(once)] == once and report["draws"] == 3 and report["passages"] == 60
+    assert [c["id"] for c in thrice] == [c["id"] for c in once] * 3
+    for draw in (1, 2):
+        for first, again in zip(once, thrice[draw * len(once) : (draw + 1) * len(once)]):
+            positives = {label: m for label, m in questions(first).items() if m}
+            assert {label: m for label, m in questions(again).items() if m} == positives  # the same teacher answers
+            if not first["id"].startswith("t"):
+                assert questions(again)["country"] == []  # the recorded negative, in every draw
+    negatives = lambda conversations: [sorted(l for l, m in questions(c).items() if not m) for c in conversations]
+    assert negatives(thrice[len(once) : 2 * len(once)]) != negatives(once)  # drawn again
+    with pytest.raises(ValueError, match="draws >= 1"):
+        build_conversations(docs, draws=0)
 
 
 def test_rare_types_are_dropped_by_the_threshold_and_the_dataset_prefix():

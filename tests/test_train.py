@@ -269,6 +269,29 @@ def test_lora_trains_adapters_and_saves_merged_plain_weights(tiny_llama_path, tm
     assert not list((tmp_path / "student").glob("adapter_*"))
 
 
+def test_a_passage_written_twice_is_held_out_whole(tiny_llama_path, tmp_path):
+    """build-data --draws writes each passage several times under its id: none may leak into training."""
+    records = [conversation(f"p{i}", text, questions) for _ in range(2) for i, (text, questions) in enumerate(PASSAGES)]
+    srsly.write_json(tmp_path / "conversations.json", records)
+    result = train(tmp_path / "conversations.json", tmp_path / "student", train_config(tiny_llama_path, epochs=1, held_out=1), tmp_path / "ck")
+    (held_id, _), = result["held_out"]
+    assert result["report"]["held_out"] == 1 and result["report"]["conversations"] == 6
+    assert sum(record["id"] == held_id for record in records) == 2
+
+
+def test_frozen_embeddings_and_lower_blocks_stay_as_the_base_has_them(tiny_llama_path, tmp_path):
+    data = write_conversations(tmp_path / "conversations.json")
+    result = train(data, tmp_path / "student", train_config(tiny_llama_path, epochs=2, learning_rate=1e-2, freeze_embeddings=True, freeze_layers=1), tmp_path / "ck")
+    saved = load_file(tmp_path / "student" / "model.safetensors")
+    base = load_file(Path(tiny_llama_path) / "model.safetensors")
+    for name in ("model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight", "model.layers.0.mlp.down_proj.weight"):
+        torch.testing.assert_close(saved[name], base[name])
+    assert not torch.allclose(saved["model.layers.1.self_attn.q_proj.weight"], base["model.layers.1.self_attn.q_proj.weight"])
+    layer = sum(tensor.numel() for name, tensor in base.items() if name.startswith("model.layers.1."))
+    # The tiny base's output layer is its own matrix (not tied to the embeddings), so it trains.
+    assert result["report"]["trained_parameters"] == layer + base["model.norm.weight"].numel() + base["lm_head.weight"].numel()
+
+
 def test_the_same_command_runs_data_parallel_under_accelerate_launch(tiny_llama_path, tmp_path):
     """Two processes (DDP over gloo: this machine has no GPU) split the batches; one writes the pipeline."""
     data = write_conversations(tmp_path / "conversations.json", PASSAGES * 2)
@@ -313,5 +336,7 @@ def test_bad_settings_give_a_clear_error(tiny_llama_path, tmp_path):
         train(write_conversations(tmp_path / "c.json"), tmp_path / "s", train_config(tiny_llama_path, batch_size=0), tmp_path / "ck")
     with pytest.raises(ValueError, match="No conversation fits"):
         train(tmp_path / "c.json", tmp_path / "s", train_config(tiny_llama_path, max_length=20), tmp_path / "ck")
+    with pytest.raises(ValueError, match="freeze_layers = 3, but the base has 2 blocks"):
+        train(tmp_path / "c.json", tmp_path / "s", train_config(tiny_llama_path, freeze_layers=3), tmp_path / "ck")
     with pytest.raises(OSError, match="Could not load the base model"):
         train(tmp_path / "c.json", tmp_path / "s", train_config(tmp_path / "no-model"), tmp_path / "ck")
