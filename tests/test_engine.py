@@ -66,6 +66,22 @@ def test_llama_server_answers_the_exported_student_as_in_process_with_its_scores
             assert math.exp(sum(b.token_logprobs)) == pytest.approx(math.exp(sum(a.token_logprobs)), abs=0.05)
 
 
+def test_the_demo_page_answers_through_llama_server(student_pipeline, served_f16):
+    """`spacy-uniner demo PIPELINE --server URL`: the page's API on a pipeline that asks the engine."""
+    from fastapi.testclient import TestClient
+
+    from spacy_uniner.demo import create_app
+
+    nlp = spacy.load(student_pipeline, config={"components": {"uniner": {"server": served_f16.url, "model": "student"}}})
+    client = TestClient(create_app(nlp))
+    result = client.post("/api/annotate", json={"text": TEXTS[0], "labels": "person, location"}).json()
+    assert result["questions"] == 2 and "error" not in result
+    assert nlp.get_pipe("uniner").stats["queries"] == 2  # both answered by the server
+    assert all(0 < candidate["score"] <= 1 for candidate in result["candidates"])
+    redrawn = client.post("/api/render", json={"text": TEXTS[0], "candidates": result["candidates"], "threshold": 1.0}).json()
+    assert [row["score"] for row in redrawn["rows"]] == [c["score"] for c in result["candidates"] if c["score"] >= 1.0]
+
+
 def test_q8_0_exports_at_about_half_the_size_of_f16(student_pipeline, tmp_path):
     q8 = export_gguf(student_pipeline, tmp_path / "student-q8_0.gguf", "q8_0")
     f16 = student_pipeline.parent / "student-f16.gguf"
