@@ -381,7 +381,8 @@ def demo_cli(
     except ImportError as err:
         raise typer.BadParameter(f"The demo needs FastAPI and uvicorn: pip install 'spacy-uniner[demo]' ({err})") from err
 
-    settings = {"server": server} if server else {}
+    # A server decodes without the passage constraint, which needs the model in this process.
+    settings = {"server": server, "constrained": False} if server else {}
     if served_model:
         settings["model"] = served_model
     nlp = uniner_pipeline(pipeline, **settings)

@@ -19,9 +19,18 @@ from .llama_cpp import LlamaServer, export_gguf
 Answers = Dict[str, List[str]]
 
 
+# A server decodes greedily, without the passage constraint (which needs the model in the process);
+# the in-process side of the comparison decodes the same way, so that answers compare.
+GREEDY = {"constrained": False}
+
+
+def local_pipeline(pipeline: Path) -> Language:
+    return spacy.load(pipeline, config={"components": {"uniner": GREEDY}})
+
+
 def served_pipeline(pipeline: Path, url: str, concurrency: int) -> Language:
     """The pipeline with its component asking the server at `url` instead of its own weights."""
-    return spacy.load(pipeline, config={"components": {"uniner": {"server": url, "concurrency": concurrency}}})
+    return spacy.load(pipeline, config={"components": {"uniner": {"server": url, "concurrency": concurrency, **GREEDY}}})
 
 
 def timed_answers(nlp: Language, texts: List[str], labels: List[str], repeats: int) -> Tuple[float, Answers]:
@@ -52,7 +61,7 @@ def engine_speed(pipeline: Path, texts: List[str], labels: List[str], label_coun
     """One record per (system, label count): the in-process component first, then llama-server on
     each exported weight type (`ggufs`: its file by type) and slot count (its requests: 4 per slot in
     flight)."""
-    local = spacy.load(pipeline)
+    local = local_pipeline(pipeline)
     list(local.pipe(texts[:1]))  # loads and warms the model outside the timings
     reference: Dict[int, Answers] = {}
     for count in label_counts:
@@ -85,7 +94,7 @@ def engine_evaluation(pipeline: Path, work: Path, ggufs: Dict[str, Path], parall
     questions whose parsed answer is the in-process one."""
     servers = [LlamaServer(gguf, parallel=parallel, threads=threads, log_path=work / f"eval-server-{outtype}.log") for outtype, gguf in ggufs.items()]
     try:
-        systems = {"in-process": spacy.load(pipeline)}
+        systems = {"in-process": local_pipeline(pipeline)}
         for outtype, server in zip(ggufs, servers):
             systems[f"llama-server-{outtype}"] = served_pipeline(pipeline, server.start().url, concurrency=4 * parallel)
         summary = run_evaluation(systems, names, mirror, work / "evaluation", limit, 0, training_data)
