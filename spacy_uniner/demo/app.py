@@ -24,7 +24,6 @@ from spacy.language import Language
 from ..align import resolve_ents
 from ..component import uniner_of
 from ..display import label_color
-from ..windows import doc_windows
 
 # Bounds that keep one run of the page to seconds or minutes on a CPU: questions are windows x labels.
 MAX_CHARS = 5_000
@@ -101,20 +100,21 @@ class Demo:
         text, labels = check_text(text), parse_labels(labels)
         with self.lock:
             self.uniner.labels = labels
+            asked = self.uniner.stats["queries"]  # the component counts what it asks; only this lock's holder runs it
             started = time.perf_counter()
             doc = self.nlp(text)
             seconds = time.perf_counter() - started
+            questions = self.uniner.stats["queries"] - asked
         group = doc.spans[self.uniner.spans_key]
         candidates = [
             {"start": span.start_char, "end": span.end_char, "label": span.label_, "score": round(score, 4)}
             for span, score in zip(group, group.attrs["scores"])
         ]
-        windows = len(doc_windows(doc, self.uniner.window_size, self.uniner.window_overlap))
         return dict(
             self.render(text, candidates, threshold),
             candidates=candidates,
             labels=labels,
-            questions=windows * len(labels),
+            questions=questions,
             seconds=round(seconds, 3),
         )
 
