@@ -14,7 +14,7 @@ from spacy.cli._util import parse_config_overrides
 from tqdm import tqdm
 
 from .base_model import PACKAGED_BASES, export_base_model
-from .component import validate_threshold
+from .component import validate_fraction
 from .data import run_build_data
 from .distill import make_passages, read_documents, read_records, run_distillation
 from .distill.batch import read_batch, write_batch
@@ -311,7 +311,7 @@ def evaluate_cli(
     raw answers and spaCy's span scores on doc.ents, every query's prediction saved. A stopped run
     keeps the datasets it finished."""
     try:
-        sweep = sorted({validate_threshold(float(value)) for value in thresholds.split(",") if value.strip()})
+        sweep = sorted({validate_fraction(float(value)) for value in thresholds.split(",") if value.strip()})
     except ValueError as err:
         raise typer.BadParameter(f"--thresholds must be numbers in [0, 1] separated by commas, got {thresholds!r} ({err})") from err
     names = [name.strip() for name in datasets.split(",") if name.strip()] if datasets else []

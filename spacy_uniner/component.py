@@ -17,7 +17,7 @@ from .answers import parse_answer
 from .display import register_labels
 from .generation import HFGenerator
 from .prompts import build_prompt
-from .scores import ScoredAnswer, scored_answers
+from .scores import ScoredAnswer, scored_answers, within_label_margin
 from .server import ServerError, ServerGenerator
 from .windows import check_window_settings, doc_windows
 
@@ -59,6 +59,7 @@ class Generator(Protocol):
         "model_kwargs": {},
         "constrained": False,
         "threshold": 0.0,
+        "label_margin": 1.0,
         "server": None,
         "concurrency": 8,
         "timeout": 60.0,
@@ -87,6 +88,7 @@ def make_uniner(
     model_kwargs: Dict[str, Any],
     constrained: bool,
     threshold: float,
+    label_margin: float,
     server: Optional[str],
     concurrency: int,
     timeout: float,
@@ -121,15 +123,16 @@ def make_uniner(
         spans_key=spans_key,
         overwrite_ents=overwrite_ents,
         threshold=threshold,
+        label_margin=label_margin,
         on_error=on_error,
         scorer=scorer,
     )
 
 
-def validate_threshold(threshold: Any) -> float:
-    if isinstance(threshold, bool) or not isinstance(threshold, Real) or not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"[uniner] config key 'threshold' must be a number in [0, 1], got {threshold!r}")
-    return float(threshold)
+def validate_fraction(value: Any, key: str = "threshold") -> float:
+    if isinstance(value, bool) or not isinstance(value, Real) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"[uniner] config key '{key}' must be a number in [0, 1], got {value!r}")
+    return float(value)
 
 
 def validate_labels(labels: Any) -> List[str]:
@@ -152,7 +155,9 @@ class UniNER(Pipe):
 
     Every aligned answer whose score (see `scores`) reaches `threshold` goes to
     `doc.spans[spans_key]` (overlaps included, scores in its `attrs["scores"]`); `doc.ents` gets the
-    non-overlapping subset (see `resolve_ents`), each with its score as `span._.uniner_score`.
+    non-overlapping subset (see `resolve_ents`), each with its score as `span._.uniner_score`. A
+    span found under several labels keeps those within `label_margin` of its best score (see
+    `within_label_margin`; 1.0 keeps them all).
     `stats` counts what was asked and what was dropped.
     """
 
@@ -168,6 +173,7 @@ class UniNER(Pipe):
         spans_key: str = "uniner",
         overwrite_ents: bool = False,
         threshold: float = 0.0,
+        label_margin: float = 1.0,
         on_error: str = "raise",
         scorer: Optional[Callable] = None,
     ):
@@ -182,6 +188,7 @@ class UniNER(Pipe):
         self.spans_key = spans_key
         self.overwrite_ents = overwrite_ents
         self.threshold = threshold
+        self.label_margin = label_margin
         if on_error not in ON_ERROR:
             raise ValueError(f"[uniner] config key 'on_error' must be one of {ON_ERROR}, got {on_error!r}")
         self.on_error = on_error
@@ -206,7 +213,16 @@ class UniNER(Pipe):
     @threshold.setter
     def threshold(self, threshold: float) -> None:
         """Spans scoring below it are dropped; changes take effect on the next doc, no reload."""
-        self._threshold = validate_threshold(threshold)
+        self._threshold = validate_fraction(threshold)
+
+    @property
+    def label_margin(self) -> float:
+        return self._label_margin
+
+    @label_margin.setter
+    def label_margin(self, margin: float) -> None:
+        """Like `threshold`, takes effect on the next doc."""
+        self._label_margin = validate_fraction(margin, "label_margin")
 
     def add_label(self, label: str) -> int:
         if label in self._labels:
@@ -265,6 +281,8 @@ class UniNER(Pipe):
     def set_annotations(self, docs: List[Doc], candidates: List[List[Tuple[Span, float]]]) -> None:
         for doc, found in zip(docs, candidates):
             kept = [(span, score) for span, score in found if score >= self._threshold]
+            rivals = within_label_margin([((span.start, span.end), score) for span, score in kept], self._label_margin)
+            kept = [pair for pair, within in zip(kept, rivals) if within]
             spans = [span for span, _ in kept]
             doc.spans[self.spans_key] = SpanGroup(doc, name=self.spans_key, attrs={"scores": [score for _, score in kept]}, spans=spans)
             doc.ents = resolve_ents(doc, spans, self.overwrite_ents)

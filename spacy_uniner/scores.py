@@ -9,7 +9,7 @@ between them its words.
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Hashable, Iterable, List, Optional, Sequence, Tuple
 
 QUOTES = "\"'"
 
@@ -79,3 +79,14 @@ def scored_answers(generator: Any, prompts: List[str]) -> List[ScoredAnswer]:
     if generate_scored is not None:
         return generate_scored(prompts)
     return [ScoredAnswer(text) for text in generator.generate(prompts)]
+
+
+def within_label_margin(mentions: Sequence[Tuple[Hashable, float]], margin: float) -> List[bool]:
+    """For each (mention, score), the mention as found under one label: whether its score is within
+    `margin` of the best score the same mention got under any label. A string is rarely of several
+    types at once, so where the model was much surer of one label the others are dropped; a margin
+    of 1.0 keeps every label (the paper's protocol, which asks and scores each type alone)."""
+    best: Dict[Hashable, float] = {}
+    for mention, score in mentions:
+        best[mention] = max(best.get(mention, 0.0), score)
+    return [score >= best[mention] - margin for mention, score in mentions]

@@ -206,6 +206,21 @@ def test_a_generator_without_scores_gives_every_span_one(scripted_nlp):
     assert doc.spans["uniner"].attrs["scores"] == [1.0] and doc.ents[0]._.uniner_score == 1.0
 
 
+def test_a_span_found_under_two_labels_keeps_those_within_the_label_margin(scripted_nlp):
+    answers = {(TEXT, "person"): [("Obama", 0.3), ("Angela Merkel", 0.9)], (TEXT, "city"): [("Berlin", 0.6), ("Obama", 0.7)]}
+    nlp = scripted_nlp(answers, labels=["person", "city"], label_margin=0.2)
+    doc = nlp(TEXT)
+    assert {(s.text, s.label_) for s in doc.spans["uniner"]} == {("Angela Merkel", "person"), ("Berlin", "city"), ("Obama", "city")}
+    assert [(e.text, e.label_, e._.uniner_score) for e in doc.ents if e.text == "Obama"] == [("Obama", "city", pytest.approx(0.7))] * 2
+    nlp.get_pipe("uniner").label_margin = 1.0  # every label, as the paper counts
+    doc = nlp(TEXT)
+    assert {(s.text, s.label_) for s in doc.spans["uniner"] if s.text == "Obama"} == {("Obama", "person"), ("Obama", "city")}
+    with pytest.raises(ValueError, match="label_margin"):
+        nlp.get_pipe("uniner").label_margin = 2
+    with pytest.raises(ValueError, match="label_margin"):
+        spacy.blank("en").add_pipe("uniner", config={"model": "unused", "labels": ["x"], "label_margin": -0.5})
+
+
 @pytest.mark.parametrize("threshold", [-0.1, 1.5, True, "high", None])
 def test_bad_threshold_names_it(scripted_nlp, threshold):
     nlp = scored_nlp(scripted_nlp)

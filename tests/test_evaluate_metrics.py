@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from spacy_uniner.evaluate import normalize_mention, paper_parse, paper_scores
+from spacy_uniner.evaluate.metrics import kept_by_query
 
 PAPER_FILES = sorted((Path(__file__).parent.parent.parent / "shared" / "data" / "uniner_test_data").glob("*.json"))
 
@@ -48,3 +49,19 @@ def test_parse_reads_only_a_leading_list():
     assert paper_parse('["A", "The A", "Apple", "apple."]') == ["", "apple"]  # articles alone normalize to ""
     assert paper_parse('[["Kobe", "city"]]') == []  # the first "]" ends the list: not JSON
     assert paper_parse("") == [] and paper_parse("[]") == [] and paper_parse(' ["x"]') == []
+
+
+def test_kept_by_query_applies_the_threshold_then_the_label_margin_within_a_sentence():
+    def record(sentence, entity_type, scored):
+        return {"dataset": "d", "sentence": sentence, "type": entity_type, "parsed": [m for m, _ in scored], "scores": [s for _, s in scored], "gold": []}
+
+    records = [
+        record(1, "city", [("berlin", 0.9), ("paris", 0.1)]),
+        record(1, "person", [("berlin", 0.4), ("obama", 0.8)]),
+        record(2, "person", [("berlin", 0.4)]),  # another sentence: no rival there
+    ]
+    assert kept_by_query(records, 0.0) == [["berlin", "paris"], ["berlin", "obama"], ["berlin"]]
+    assert kept_by_query(records, 0.0, 0.3) == [["berlin", "paris"], ["obama"], ["berlin"]]
+    assert kept_by_query(records, 0.2, 0.5) == [["berlin"], ["berlin", "obama"], ["berlin"]]
+    # A rival under the threshold does not count against the others.
+    assert kept_by_query([record(1, "a", [("x", 0.1)]), record(1, "b", [("x", 0.05)])], 0.08, 0.0) == [["x"], []]

@@ -206,6 +206,31 @@ def test_the_headline_counts_the_mentions_that_reach_the_pipelines_threshold(scr
     assert "scoring at least 0.5, the pipeline's threshold" in (tmp_path / "run.md").read_text()
 
 
+def test_the_headline_and_the_sweep_count_a_mention_under_the_labels_the_margin_keeps(scripted_nlp, tmp_path):
+    """Every gold mention of the first type also answered under the second type at 0.3 (a rival
+    label, much less sure): at the component's label_margin 0.2 those are dropped, so precision is
+    that of the answers without them; the records keep them."""
+    answers = gold_and_one_wrong_mention(6)
+    first, second = load_benchmark("mit-movie", MIRROR).types[:2]
+    plain = run_evaluation({"student": scripted_nlp(answers, labels=["x"])}, ["mit-movie"], MIRROR, tmp_path / "plain", limit=6)
+    rivals = dict(answers)
+    for (text, entity_type), scored in answers.items():
+        if entity_type == first:
+            rivals[(text, second)] = answers[(text, second)] + [(mention, 0.3) for mention, score in scored if score == 0.8]
+    nlp = scripted_nlp(rivals, labels=["x"])
+    every_label = run_evaluation({"student": nlp}, ["mit-movie"], MIRROR, tmp_path / "run", limit=6)
+    nlp.get_pipe("uniner").label_margin = 0.2
+    summary = run_evaluation({"student": nlp}, ["mit-movie"], MIRROR, tmp_path / "run", limit=6, thresholds=[0.0, 0.5])
+    scores, plain_scores = summary["systems"]["student"]["mit-movie"], plain["systems"]["student"]["mit-movie"]
+    assert every_label["systems"]["student"]["mit-movie"]["paper"]["predicted"] > plain_scores["paper"]["predicted"]
+    assert scores["paper"] == pytest.approx(plain_scores["paper"])
+    assert scores["thresholds"][0]["predicted"] == plain_scores["paper"]["predicted"]
+    assert scores["label_margin"] == 0.2 and summary["label_margins"] == {"student": 0.2}
+    assert "within 0.2 of the score of their best type, its label_margin" in (tmp_path / "run.md").read_text()
+    records = list(srsly.read_jsonl(tmp_path / "run" / "student" / "mit-movie.jsonl"))
+    assert sum(0.3 in [round(score, 6) for score in record["scores"]] for record in records) > 0
+
+
 def test_bad_thresholds_on_the_command_line_are_named(tmp_path):
     result = CliRunner().invoke(app, ["evaluate", "unused", str(tmp_path / "run"), "--thresholds", "0,1.5"])
     assert result.exit_code != 0 and "--thresholds" in result.output

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from spacy_uniner.scores import ScoredAnswer
+from spacy_uniner.scores import ScoredAnswer, within_label_margin
 
 # '["Marie Curie", "Paris"]' as tokens: [" | "Marie | Curie | ", " | Paris | "] |
 TOKENS = ['["', "Marie", " Curie", '", "', "Paris", '"]']
@@ -37,3 +37,11 @@ def test_escapes_and_unknown_spellings():
 
 def test_without_token_scores_every_mention_is_certain():
     assert ScoredAnswer('["Paris"]').mention_scores(["Paris"]) == [1.0]
+
+
+def test_a_mention_keeps_the_labels_within_the_margin_of_its_best():
+    mentions = [("Berlin", 0.9), ("Obama", 0.3), ("Berlin", 0.75), ("Berlin", 0.5), ("Obama", 0.3)]
+    assert within_label_margin(mentions, 0.2) == [True, True, True, False, True]
+    assert within_label_margin(mentions, 0.0) == [True, True, False, False, True]  # ties stay
+    assert within_label_margin(mentions, 1.0) == [True] * 5
+    assert within_label_margin([], 0.1) == []

@@ -10,7 +10,7 @@ import string
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
-from ..scores import ScoredAnswer
+from ..scores import ScoredAnswer, within_label_margin
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = set(string.punctuation)
@@ -78,20 +78,26 @@ class PRF:
         return {"p": self.precision, "r": self.recall, "f": self.f1, "correct": self.correct, "predicted": self.predicted, "gold": self.gold}
 
 
-def kept_mentions(parsed: List[str], scores: List[float], threshold: float) -> List[str]:
-    """The predicted strings whose score reaches `threshold` (all of them at 0)."""
-    return [item for item, score in zip(parsed, scores) if score >= threshold]
+def kept_by_query(records: Sequence[Dict[str, Any]], threshold: float, label_margin: float = 1.0) -> List[List[str]]:
+    """Each record's predicted strings that count, as the component keeps mentions: those scoring
+    at least `threshold` (all of them at 0) and, among the records of one sentence (one a type),
+    within `label_margin` of the best score the same string got under any type (every one at 1.0,
+    the paper's protocol)."""
+    kept = [[(item, score) for item, score in zip(record["parsed"], record["scores"]) if score >= threshold] for record in records]
+    within = iter(within_label_margin([((record["dataset"], record["sentence"], item), score) for record, items in zip(records, kept) for item, score in items], label_margin))
+    return [[item for item, _ in items if next(within)] for items in kept]
 
 
-def threshold_scores(records: Iterable[Dict[str, Any]], thresholds: Sequence[float]) -> List[Dict[str, float]]:
-    """The paper metric over `records` (with "parsed", "scores" and "gold") keeping, at each
-    threshold, only the predicted strings that score at least that much."""
-    records = [record for record in records if record["gold"] is not None]
+def threshold_scores(records: Iterable[Dict[str, Any]], thresholds: Sequence[float], label_margin: float = 1.0) -> List[Dict[str, float]]:
+    """The paper metric over `records` (with "dataset", "sentence", "parsed", "scores" and "gold")
+    counting, at each threshold, the strings `kept_by_query` keeps."""
+    records = list(records)
     rows = []
     for threshold in thresholds:
         total = PRF()
-        for record in records:
-            total.add(kept_mentions(record["parsed"], record["scores"], threshold), record["gold"])
+        for record, kept in zip(records, kept_by_query(records, threshold, label_margin)):
+            if record["gold"] is not None:  # a query the paper's file leaves out is not in its metric
+                total.add(kept, record["gold"])
         rows.append({"threshold": threshold, **total.scores()})
     return rows
 

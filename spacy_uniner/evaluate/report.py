@@ -25,13 +25,14 @@ def f1_by_dataset(results: Results) -> Dict[str, Dict[str, Dict[str, float]]]:
     return table
 
 
-def markdown_table(results: Results, mention_thresholds: Dict[str, float]) -> str:
+def markdown_table(results: Results, mention_thresholds: Dict[str, float], label_margins: Dict[str, float]) -> str:
     """Per system: rows = datasets plus their average (the paper's headline row), P/R/F under each
     metric and the throughput; then the F1 of every system side by side."""
     sections = []
     for system, datasets in results.items():
-        threshold = mention_thresholds[system]
-        heading = f"### {system}" + (f" (paper metric on the mentions scoring at least {threshold:g}, the pipeline's threshold)" if threshold else "")
+        threshold, margin = mention_thresholds[system], label_margins[system]
+        counted = ([f"scoring at least {threshold:g}, the pipeline's threshold"] if threshold else []) + ([f"within {margin:g} of the score of their best type, its label_margin"] if margin < 1 else [])
+        heading = f"### {system}" + (f" (paper metric on the mentions {' and '.join(counted)})" if counted else "")
         lines = [heading, "", "| dataset | paper P | paper R | paper F | span P | span R | span F | sentences/s | queries/s |", "|---" * 9 + "|"]
         for name, scores in datasets.items():
             cells = [f"{100 * scores[metric][key]:.1f}" for metric in ("paper", "spans") for key in ("p", "r", "f")]

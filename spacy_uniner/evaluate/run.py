@@ -4,7 +4,7 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy
 import spacy
@@ -21,7 +21,7 @@ from ..data import normalize_type, question_pairs, read_conversations
 from ..prompts import build_prompt, label_of_question
 from ..scores import ScoredAnswer, scored_answers
 from .datasets import BENCHMARKS, Benchmark, Sentence, benchmark_spec, load_benchmark, paper_queries
-from .metrics import PRF, kept_mentions, paper_parse, paper_parse_scored, threshold_scores
+from .metrics import paper_parse, paper_parse_scored, threshold_scores
 from .report import bar_chart, domain_chart, domain_table, markdown_table, precision_recall_chart, sets_table
 
 
@@ -103,11 +103,11 @@ def gazetteer(conversations: Path) -> Language:
 def evaluate_benchmark(nlp: Language, benchmark: Benchmark, sentences: List[Sentence], golds: Optional[Dict[tuple, str]]) -> Dict[str, Any]:
     """Predictions (one record per (sentence, type) query) and scores for one benchmark. A pipeline
     with a `uniner` component is asked the benchmark's types and scored on its raw answers, keeping
-    the mentions that reach the component's `threshold` (every one at 0, the paper's protocol; each
-    record keeps them all, with their scores); any other (the gazetteer, spaCy's ner) on the
-    mentions its doc.ents give each type."""
+    the mentions the component keeps, by its `threshold` and `label_margin` (every one at 0 and
+    1.0, the paper's protocol; each record keeps them all, with their scores); any other (the
+    gazetteer, spaCy's ner) on the mentions its doc.ents give each type."""
     uniner = uniner_of(nlp)
-    threshold = mention_threshold(nlp)
+    threshold, label_margin = counting_rule(nlp)
     recorder = None
     if uniner is not None:
         uniner.labels = benchmark.types
@@ -124,7 +124,7 @@ def evaluate_benchmark(nlp: Language, benchmark: Benchmark, sentences: List[Sent
     types = {normalize_type(entity_type): entity_type for entity_type in benchmark.types}
     for doc in predicted:
         doc.ents = [Span(doc, ent.start, ent.end, label=types[normalize_type(ent.label_)]) for ent in doc.ents if normalize_type(ent.label_) in types]
-    records, paper = [], PRF()
+    records = []
     for sentence, doc in zip(sentences, predicted):
         for entity_type in benchmark.types:
             if recorder is None:
@@ -135,13 +135,11 @@ def evaluate_benchmark(nlp: Language, benchmark: Benchmark, sentences: List[Sent
                 raise ValueError(f"{benchmark.name} sentence {sentence.index} is longer than the component's window_size ({uniner.window_size} tokens): raise it to ask about whole sentences, as the paper does")
             gold = golds.get((sentence.text, entity_type)) if golds is not None else json.dumps(sentence.mentions(entity_type))
             parsed, mention_scores = paper_parse_scored(answer)
-            record = {"dataset": benchmark.name, "sentence": sentence.index, "type": entity_type, "answer": answer.text, "parsed": parsed, "scores": mention_scores, "gold": None if gold is None else paper_parse(gold)}
-            if gold is not None:  # a sentence the paper's file leaves out is not in its metric
-                paper.add(kept_mentions(parsed, mention_scores, threshold), record["gold"])
-            records.append(record)
+            records.append({"dataset": benchmark.name, "sentence": sentence.index, "type": entity_type, "answer": answer.text, "parsed": parsed, "scores": mention_scores, "gold": None if gold is None else paper_parse(gold)})
+    paper = threshold_scores(records, [threshold], label_margin)[0]
     spans = Scorer.score_spans([Example(doc, sentence_doc(nlp, s, gold=True)) for doc, s in zip(predicted, sentences)], "ents", getter=gold_or_entities)
     scores = {
-        "paper": paper.scores(),
+        "paper": {key: value for key, value in paper.items() if key != "threshold"},
         "spans": {"p": spans["ents_p"], "r": spans["ents_r"], "f": spans["ents_f"], "per_type": spans["ents_per_type"]},
         "sentences": len(sentences),
         "sentences_in_set": len(benchmark.sentences),
@@ -150,14 +148,16 @@ def evaluate_benchmark(nlp: Language, benchmark: Benchmark, sentences: List[Sent
         "sentences_per_s": round(len(sentences) / seconds, 3),
         "queries_per_s": round(len(records) / seconds, 3),
         "threshold": threshold,
+        "label_margin": label_margin,
     }
     return {"records": records, "scores": scores}
 
 
-def mention_threshold(nlp: Language) -> float:
-    """The score a mention needs to count: the `uniner` component's threshold, 0 for other systems."""
+def counting_rule(nlp: Language) -> Tuple[float, float]:
+    """Which mentions count: the `uniner` component's threshold and label_margin; for other
+    systems, every mention (0 and 1.0)."""
     uniner = uniner_of(nlp)
-    return 0.0 if uniner is None else uniner.threshold
+    return (0.0, 1.0) if uniner is None else (uniner.threshold, uniner.label_margin)
 
 
 def words_key(text: str) -> List[str]:
@@ -209,8 +209,8 @@ def run_evaluation(
     a sentence copied into it stops the run, a short one that it holds is left out (and listed).
     With several `thresholds`, the paper metric at each (mentions scoring below it dropped; from
     the saved queries, so no second decoding) goes into the table and the precision/recall chart
-    `output-pr.png`; the headline scores count the mentions that reach the pipeline's own threshold
-    (0 by default, the paper's protocol). With `by_domain`, the table adds each domain's macro
+    `output-pr.png`; the headline scores count the mentions the pipeline keeps by its own threshold
+    and label_margin (0 and 1.0 by default, the paper's protocol), and so does every row of the sweep. With `by_domain`, the table adds each domain's macro
     average and the sets read, and `output-domains.png` charts the domains."""
     settings = {"limit": limit, "seed": seed, "mention_scores": True}
     specs = {name: benchmark_spec(name) for name in names}  # an unknown name stops the run before any work
@@ -232,24 +232,26 @@ def run_evaluation(
             left_out.setdefault(sentence.dataset, []).append(sentence.index)
     chosen = {name: sample([s for s in benchmark.sentences if s.index not in left_out.get(name, ())], limit, seed) for name, benchmark in benchmarks.items()}
     results: Dict[str, Dict[str, Any]] = {}
-    mention_thresholds = {system: mention_threshold(nlp) for system, nlp in systems.items()}
+    rules = {system: counting_rule(nlp) for system, nlp in systems.items()}
+    mention_thresholds = {system: threshold for system, (threshold, _) in rules.items()}
+    label_margins = {system: margin for system, (_, margin) in rules.items()}
     for system, nlp in systems.items():
         folder = output / system
         folder.mkdir(parents=True, exist_ok=True)
         results[system] = {}
         for name, benchmark in benchmarks.items():
             done = folder / f"{name}.json"
-            run_settings = dict(settings, threshold=mention_thresholds[system])
+            run_settings = dict(settings, threshold=rules[system][0], label_margin=rules[system][1])
             if not (done.exists() and srsly.read_json(done).get("settings") == run_settings):
                 result = evaluate_benchmark(nlp, benchmark, chosen[name], paper_golds(name, mirror))
                 srsly.write_jsonl(folder / f"{name}.jsonl", result["records"])
                 srsly.write_json(done, {"settings": run_settings, "scores": result["scores"]})  # last: marks it done
             results[system][name] = srsly.read_json(done)["scores"]  # as a resumed run reads it
-            results[system][name]["thresholds"] = threshold_scores(srsly.read_jsonl(folder / f"{name}.jsonl"), thresholds)
+            results[system][name]["thresholds"] = threshold_scores(srsly.read_jsonl(folder / f"{name}.jsonl"), thresholds, rules[system][1])
     domains = {name: specs[name]["domain"] for name in benchmarks}
-    summary = {"settings": dict(settings, thresholds=list(thresholds)), "mention_thresholds": mention_thresholds, "systems": results, "domains": domains, "skipped": skipped, "left_out": left_out}
+    summary = {"settings": dict(settings, thresholds=list(thresholds)), "mention_thresholds": mention_thresholds, "label_margins": label_margins, "systems": results, "domains": domains, "skipped": skipped, "left_out": left_out}
     srsly.write_json(output.with_suffix(".json"), summary)
-    sections = [markdown_table(results, mention_thresholds)]
+    sections = [markdown_table(results, mention_thresholds, label_margins)]
     if by_domain:
         sections[:0] = [domain_table(results, domains), sets_table(results, domains)]
         domain_chart(results, domains, output.with_name(output.name + "-domains.png"))
