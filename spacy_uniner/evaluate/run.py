@@ -210,8 +210,9 @@ def run_evaluation(
     With several `thresholds`, the paper metric at each (mentions scoring below it dropped; from
     the saved queries, so no second decoding) goes into the table and the precision/recall chart
     `output-pr.png`; the headline scores count the mentions the pipeline keeps by its own threshold
-    and label_margin (0 and 1.0 by default, the paper's protocol), and so does every row of the sweep. With `by_domain`, the table adds each domain's macro
-    average and the sets read, and `output-domains.png` charts the domains."""
+    and label_margin (0 and 1.0 by default, the paper's protocol), and so does every row of the
+    sweep. With `by_domain`, the table adds each domain's macro average and the sets read, and
+    `output-domains.png` charts the domains."""
     settings = {"limit": limit, "seed": seed, "mention_scores": True}
     specs = {name: benchmark_spec(name) for name in names}  # an unknown name stops the run before any work
     benchmarks: Dict[str, Benchmark] = {}
@@ -232,22 +233,23 @@ def run_evaluation(
             left_out.setdefault(sentence.dataset, []).append(sentence.index)
     chosen = {name: sample([s for s in benchmark.sentences if s.index not in left_out.get(name, ())], limit, seed) for name, benchmark in benchmarks.items()}
     results: Dict[str, Dict[str, Any]] = {}
-    rules = {system: counting_rule(nlp) for system, nlp in systems.items()}
-    mention_thresholds = {system: threshold for system, (threshold, _) in rules.items()}
-    label_margins = {system: margin for system, (_, margin) in rules.items()}
+    mention_thresholds: Dict[str, float] = {}
+    label_margins: Dict[str, float] = {}
+    for system, nlp in systems.items():
+        mention_thresholds[system], label_margins[system] = counting_rule(nlp)
     for system, nlp in systems.items():
         folder = output / system
         folder.mkdir(parents=True, exist_ok=True)
         results[system] = {}
         for name, benchmark in benchmarks.items():
             done = folder / f"{name}.json"
-            run_settings = dict(settings, threshold=rules[system][0], label_margin=rules[system][1])
+            run_settings = dict(settings, threshold=mention_thresholds[system], label_margin=label_margins[system])
             if not (done.exists() and srsly.read_json(done).get("settings") == run_settings):
                 result = evaluate_benchmark(nlp, benchmark, chosen[name], paper_golds(name, mirror))
                 srsly.write_jsonl(folder / f"{name}.jsonl", result["records"])
                 srsly.write_json(done, {"settings": run_settings, "scores": result["scores"]})  # last: marks it done
             results[system][name] = srsly.read_json(done)["scores"]  # as a resumed run reads it
-            results[system][name]["thresholds"] = threshold_scores(srsly.read_jsonl(folder / f"{name}.jsonl"), thresholds, rules[system][1])
+            results[system][name]["thresholds"] = threshold_scores(srsly.read_jsonl(folder / f"{name}.jsonl"), thresholds, label_margins[system])
     domains = {name: specs[name]["domain"] for name in benchmarks}
     summary = {"settings": dict(settings, thresholds=list(thresholds)), "mention_thresholds": mention_thresholds, "label_margins": label_margins, "systems": results, "domains": domains, "skipped": skipped, "left_out": left_out}
     srsly.write_json(output.with_suffix(".json"), summary)
