@@ -292,6 +292,30 @@ def test_frozen_embeddings_and_lower_blocks_stay_as_the_base_has_them(tiny_llama
     assert result["report"]["trained_parameters"] == layer + base["model.norm.weight"].numel() + base["lm_head.weight"].numel()
 
 
+def test_compiled_blocks_train_to_the_same_weights_under_the_same_names(tiny_llama_path, tmp_path, monkeypatch):
+    data = write_conversations(tmp_path / "conversations.json")
+    plain = train(data, tmp_path / "plain", train_config(tiny_llama_path, epochs=2), tmp_path / "ck-plain")
+    compiled_modules = []
+    compile_module = torch.nn.Module.compile
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda module, **kwargs: compiled_modules.append(type(module).__name__) or compile_module(module, **kwargs))
+    compiled = train(data, tmp_path / "compiled", train_config(tiny_llama_path, epochs=2, compile=True), tmp_path / "ck-compiled")
+    assert compiled_modules == ["LlamaDecoderLayer", "LlamaDecoderLayer"]
+    expected, saved = load_file(tmp_path / "plain" / "model.safetensors"), load_file(tmp_path / "compiled" / "model.safetensors")
+    assert saved.keys() == expected.keys()
+    base = load_file(Path(tiny_llama_path) / "model.safetensors")
+    assert not torch.allclose(saved["model.layers.0.self_attn.q_proj.weight"], base["model.layers.0.self_attn.q_proj.weight"])
+    for name in expected:
+        torch.testing.assert_close(saved[name], expected[name], rtol=1e-3, atol=1e-4)
+    assert [entry["loss"] for entry in compiled["log"]] == pytest.approx([entry["loss"] for entry in plain["log"]], abs=1e-3)
+
+
+def test_compiling_on_a_cpu_without_a_cpp_compiler_says_so(tiny_llama_path, tmp_path, monkeypatch):
+    monkeypatch.setattr("spacy_uniner.train.shutil.which", lambda name: None)
+    with pytest.raises(ValueError, match="compile = true needs a C"):
+        train(write_conversations(tmp_path / "c.json"), tmp_path / "s", train_config(tiny_llama_path, compile=True), tmp_path / "ck")
+    assert not (tmp_path / "s").exists()
+
+
 def test_the_same_command_runs_data_parallel_under_accelerate_launch(tiny_llama_path, tmp_path):
     """Two processes (DDP over gloo: this machine has no GPU) split the batches; one writes the pipeline."""
     data = write_conversations(tmp_path / "conversations.json", PASSAGES * 2)
