@@ -13,6 +13,7 @@ from spacy import displacy
 from spacy.cli._util import parse_config_overrides
 from tqdm import tqdm
 
+from .average import average_students
 from .base_model import PACKAGED_BASES, export_base_model
 from .component import validate_fraction
 from .data import run_build_data
@@ -292,6 +293,16 @@ def train_cli(
     if PartialState().is_main_process:
         summary = {key: value for key, value in result.items() if key != "held_out_answers"}
         typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command("average")
+def average_cli(
+    pipelines: List[Path] = typer.Argument(..., help="Two or more student pipelines trained from one base (each from `train`).", exists=True, file_okay=False),
+    output: Path = typer.Option(..., "--output", "-o", help="The averaged pipeline's folder to write: the first pipeline's settings with the mean of the students' weights."),
+):
+    """Average the students' weights (a uniform model soup): students of one base trained on other
+    draws of negatives or for other numbers of passes answer better as their mean (docs/training.md)."""
+    typer.echo(f"Wrote {average_students(pipelines, output)}, the mean of {len(pipelines)} students")
 
 
 @app.command("evaluate")

@@ -43,7 +43,7 @@ def pipeline_model(pipeline: Union[str, Path]) -> Path:
     if not names:
         raise ValueError(f"{pipeline} has no uniner component")
     if config["components"][names[0]].get("server"):
-        raise ValueError(f"{pipeline}'s {names[0]} asks the server at {config['components'][names[0]]['server']}: it holds no weights to export; export the pipeline the model was trained into")
+        raise ValueError(f"{pipeline}'s {names[0]} asks the server at {config['components'][names[0]]['server']}: it holds no weights; give the pipeline the model was trained into")
     model = pipeline / names[0] / "model"
     if not (model / "config.json").is_file():
         raise ValueError(f"{pipeline} holds no student weights at {model} (no config.json)")

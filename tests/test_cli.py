@@ -27,7 +27,7 @@ def test_visualize_writes_displacy_html_for_a_saved_pipeline(tiny_llama_path, tm
 def test_help_lists_the_commands():
     result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("visualize", "pile-ner-records", "passages", "distill", "build-data", "train", "evaluate", "benchmark"):
+    for command in ("visualize", "pile-ner-records", "passages", "distill", "build-data", "train", "average", "evaluate", "benchmark"):
         assert command in result.output
 
 
@@ -38,6 +38,7 @@ def test_help_lists_the_commands():
         ("distill", ["--config", "--teacher", "--report", "--batch-size"]),
         ("build-data", ["--negative-rate", "--min-type-count", "--dataset", "--seed", "--report"]),
         ("train", ["--config", "--pipeline-config", "--checkpoints", "--log", "--report"]),
+        ("average", ["--output"]),
         ("evaluate", ["--datasets", "--domains", "--mirror", "--limit", "--seed", "--training-data", "--baseline"]),
         ("benchmark", ["--label-counts", "--docs", "--passage-tokens", "--batch-size", "--max-new-tokens", "--device", "--more-docs", "--constrained"]),
     ],

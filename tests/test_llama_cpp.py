@@ -10,7 +10,7 @@ def test_a_served_pipeline_has_no_weights_to_export(tmp_path):
     nlp = spacy.blank("en")
     nlp.add_pipe("uniner", config={"model": "student", "server": "http://127.0.0.1:9/v1", "labels": ["person"]})
     nlp.to_disk(tmp_path / "served")
-    with pytest.raises(ValueError, match=r"asks the server at http://127.0.0.1:9/v1: it holds no weights to export"):
+    with pytest.raises(ValueError, match=r"asks the server at http://127.0.0.1:9/v1: it holds no weights; give the pipeline"):
         export_gguf(tmp_path / "served", tmp_path / "out.gguf")
 
 
