@@ -12,8 +12,8 @@ from typing import Dict, Sequence, Union
 import torch
 from transformers import AutoModelForCausalLM
 
+from .component import pipeline_model
 from .generation import load_tokenizer
-from .llama_cpp import pipeline_model
 
 
 def average_students(pipelines: Sequence[Union[str, Path]], output: Union[str, Path]) -> Path:

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from .average import average_students
 from .base_model import PACKAGED_BASES, export_base_model
-from .component import validate_fraction
+from .component import pipeline_model, validate_fraction
 from .data import run_build_data
 from .distill import make_passages, read_documents, read_records, run_distillation
 from .distill.batch import read_batch, write_batch
@@ -25,7 +25,7 @@ from .evaluate.datasets import DOMAINS, ZERO_SHOT_NAMES, names_in_domains
 from .engine_benchmark import engine_evaluation, engine_speed, export_ggufs
 from .evaluate.run import gazetteer, run_evaluation
 from .generation import load_tokenizer
-from .llama_cpp import OUTTYPES, export_gguf, pipeline_model
+from .llama_cpp import OUTTYPES, export_gguf
 from .benchmark import frequent_labels, machine, markdown_rows, markdown_table, passages, prefix_pass, run_benchmark
 from .train import run_training
 
@@ -301,7 +301,7 @@ def average_cli(
     output: Path = typer.Option(..., "--output", "-o", help="The averaged pipeline's folder to write: the first pipeline's settings with the mean of the students' weights."),
 ):
     """Average the students' weights (a uniform model soup): students of one base trained on other
-    draws of negatives or for other numbers of passes answer better as their mean (docs/training.md)."""
+    draws of negatives or for other numbers of passes can answer better as their mean (docs/training.md)."""
     typer.echo(f"Wrote {average_students(pipelines, output)}, the mean of {len(pipelines)} students")
 
 

@@ -3,13 +3,13 @@ per (text window, label), and writing the answers back as spans."""
 from collections import Counter
 from pathlib import Path
 from numbers import Real
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Protocol, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Protocol, Sequence, Set, Tuple, Union
 
 import srsly
 from spacy.language import Language
 from spacy.pipeline import Pipe
 from spacy.tokens import Doc, Span, SpanGroup
-from spacy.util import SimpleFrozenList, minibatch
+from spacy.util import SimpleFrozenList, load_config, minibatch
 from spacy.vocab import Vocab
 
 from .align import mention_spans, resolve_ents
@@ -23,6 +23,8 @@ from .windows import check_window_settings, doc_windows
 
 DEFAULT_MODEL = "Universal-NER/UniNER-7B-type"
 SCORE_EXTENSION = "uniner_score"
+# The folder, inside the component's own, that holds the student's weights and tokenizer.
+MODEL_FOLDER = "model"
 # What a question the server never answered does: stop with an error, or leave its doc without
 # entities (counted in `stats["skipped_docs"]`).
 ON_ERROR = ("raise", "skip")
@@ -148,6 +150,25 @@ def validate_labels(labels: Any) -> List[str]:
 def uniner_of(nlp: Language) -> Optional["UniNER"]:
     """The pipeline's `uniner` component, whatever its name; None when it has none."""
     return next((component for _, component in nlp.pipeline if isinstance(component, UniNER)), None)
+
+
+def pipeline_model(pipeline: Union[str, Path]) -> Path:
+    """The transformers folder of a pipeline's `uniner` student. A pipeline whose component talks to
+    a server, or has no saved weights, has none."""
+    pipeline = Path(pipeline)
+    config_path = pipeline / "config.cfg"
+    if not config_path.is_file():
+        raise ValueError(f"{pipeline} is not a spaCy pipeline folder (no config.cfg)")
+    config = load_config(config_path, interpolate=False)
+    names = [name for name, block in config["components"].items() if block.get("factory") == "uniner"]
+    if not names:
+        raise ValueError(f"{pipeline} has no uniner component")
+    if config["components"][names[0]].get("server"):
+        raise ValueError(f"{pipeline}'s {names[0]} asks the server at {config['components'][names[0]]['server']}: it holds no weights; give the pipeline the model was trained into")
+    model = pipeline / names[0] / MODEL_FOLDER
+    if not (model / "config.json").is_file():
+        raise ValueError(f"{pipeline} holds no student weights at {model} (no config.json)")
+    return model
 
 
 class UniNER(Pipe):
@@ -312,7 +333,7 @@ class UniNER(Pipe):
         path.mkdir(parents=True, exist_ok=True)
         srsly.write_json(path / "cfg", {"labels": self.labels, "config_labels": self._config_labels})
         if "model" not in exclude:
-            self.generator.save(path / "model")
+            self.generator.save(path / MODEL_FOLDER)
 
     def from_disk(self, path: Path, *, exclude: Iterable[str] = SimpleFrozenList()) -> "UniNER":
         path = Path(path)
@@ -323,5 +344,5 @@ class UniNER(Pipe):
         if self._config_labels == cfg.get("config_labels", cfg["labels"]):
             self.labels = cfg["labels"]
         if "model" not in exclude:
-            self.generator.load(path / "model")
+            self.generator.load(path / MODEL_FOLDER)
         return self

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import List, Optional, Union
 
 import requests
-from spacy import util
+
+from .component import pipeline_model
 
 OUTTYPES = ("f32", "f16", "bf16", "q8_0")
 HOW_TO_BUILD = "run `make engines` (builds llama.cpp's llama-server and converter into the venv, about 15 minutes on 2 cores)"
@@ -29,25 +30,6 @@ def llama_server_binary() -> Optional[str]:
         return os.environ["LLAMA_SERVER"]
     beside = Path(sys.prefix) / "bin" / "llama-server"
     return str(beside) if beside.is_file() else shutil.which("llama-server")
-
-
-def pipeline_model(pipeline: Union[str, Path]) -> Path:
-    """The transformers folder of a pipeline's `uniner` student. A pipeline whose component talks to
-    a server, or has no saved weights, has none to export."""
-    pipeline = Path(pipeline)
-    config_path = pipeline / "config.cfg"
-    if not config_path.is_file():
-        raise ValueError(f"{pipeline} is not a spaCy pipeline folder (no config.cfg)")
-    config = util.load_config(config_path, interpolate=False)
-    names = [name for name, block in config["components"].items() if block.get("factory") == "uniner"]
-    if not names:
-        raise ValueError(f"{pipeline} has no uniner component")
-    if config["components"][names[0]].get("server"):
-        raise ValueError(f"{pipeline}'s {names[0]} asks the server at {config['components'][names[0]]['server']}: it holds no weights; give the pipeline the model was trained into")
-    model = pipeline / names[0] / "model"
-    if not (model / "config.json").is_file():
-        raise ValueError(f"{pipeline} holds no student weights at {model} (no config.json)")
-    return model
 
 
 def export_gguf(pipeline: Union[str, Path], output: Union[str, Path], outtype: str = "f16") -> Path:
