@@ -137,6 +137,16 @@ def validate_fraction(value: Any, key: str = "threshold") -> float:
     return float(value)
 
 
+def unencodable(text: str) -> Optional[str]:
+    """Why `text` cannot be written as UTF-8 (a lone surrogate, as JSON's "\\udc00" or a file read
+    with errors="surrogateescape" gives), or None when it can."""
+    try:
+        text.encode("utf8")
+    except UnicodeEncodeError as error:
+        return f"not valid Unicode text: {text[error.start:error.end]!r} at character {error.start} is a lone surrogate"
+    return None
+
+
 def validate_labels(labels: Any) -> List[str]:
     """Labels are the entity types asked for, written as they should appear in the question."""
     if isinstance(labels, str) or not isinstance(labels, Sequence) or not labels:
@@ -144,6 +154,10 @@ def validate_labels(labels: Any) -> List[str]:
     bad = [label for label in labels if not isinstance(label, str) or not label.strip()]
     if bad:
         raise ValueError(f"[uniner] config key 'labels' must hold non-empty strings, these are not: {bad!r}")
+    for label in labels:
+        problem = unencodable(label)
+        if problem:
+            raise ValueError(f"[uniner] config key 'labels' holds {label!r}, {problem}")
     return list(dict.fromkeys(label.strip() for label in labels))
 
 

@@ -1,5 +1,6 @@
 """displaCy colours for open labels: spaCy only has colours for its fixed label schemes."""
 import zlib
+from collections import OrderedDict
 from typing import Dict, Iterable
 
 # Light, distinct backgrounds that keep black text readable.
@@ -7,7 +8,10 @@ PALETTE = (
     "#ffd6a5", "#caffbf", "#9bf6ff", "#bdb2ff", "#ffc6ff", "#fdffb6", "#a0c4ff", "#ffadad",
     "#d0f4de", "#e4c1f9", "#fcf6bd", "#a9def9", "#ffcfd2", "#b9fbc0", "#f1c0e8", "#cfbaf0",
 )
-_LABELS_IN_USE = set()
+# The labels of the components built in this process, the most recently set last; bounded, so that
+# a long-running service that sets new labels per request neither grows nor slows its renders.
+MAX_LABELS_IN_USE = 256
+_LABELS_IN_USE: "OrderedDict[str, None]" = OrderedDict()
 
 
 def label_color(label: str) -> str:
@@ -16,10 +20,15 @@ def label_color(label: str) -> str:
 
 
 def register_labels(labels: Iterable[str]) -> None:
-    _LABELS_IN_USE.update(labels)
+    for label in labels:
+        _LABELS_IN_USE[label] = None
+        _LABELS_IN_USE.move_to_end(label)
+    while len(_LABELS_IN_USE) > MAX_LABELS_IN_USE:
+        _LABELS_IN_USE.popitem(last=False)
 
 
 def displacy_colors() -> Dict[str, str]:
     """Entry point for spaCy's `spacy_displacy_colors` registry: displaCy calls it at render time,
-    so the labels of every `uniner` component built in this process are coloured."""
+    so the labels of the `uniner` components built in this process (the last MAX_LABELS_IN_USE set)
+    are coloured."""
     return {label: label_color(label) for label in _LABELS_IN_USE}

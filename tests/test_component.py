@@ -2,8 +2,10 @@
 import pytest
 import spacy
 from spacy import displacy
+from spacy.tokens import Span
 from spacy.training import Example
 
+from spacy_uniner.component import UniNER
 from spacy_uniner.display import label_color
 from spacy_uniner.prompts import build_prompt
 
@@ -228,3 +230,35 @@ def test_bad_threshold_names_it(scripted_nlp, threshold):
         nlp.get_pipe("uniner").threshold = threshold
     with pytest.raises(ValueError, match="threshold"):
         spacy.blank("en").add_pipe("uniner", config={"model": "unused", "labels": ["x"], "threshold": threshold})
+
+
+def test_labels_and_texts_that_are_not_unicode_text_are_refused_and_leave_nothing_behind(scripted_nlp):
+    from spacy_uniner import display
+
+    nlp = scripted_nlp({}, ["person"])
+    uniner = nlp.get_pipe("uniner")
+    with pytest.raises(ValueError, match=r"'labels' holds 'per\\udc00son', not valid Unicode text: '\\udc00' at character 3 is a lone surrogate"):
+        uniner.labels = ["per\udc00son"]
+    assert uniner.labels == ["person"] and "per\udc00son" not in display.displacy_colors()
+    with pytest.raises(ValueError, match="'labels' holds"):
+        UniNER(nlp.vocab, uniner.generator, labels=["ok", "b\ud800d"])
+    with pytest.raises(ValueError):  # spaCy's tokenizer refuses such a text before any component
+        nlp("Marie \udc00Curie")
+    doc = nlp.make_doc("Marie Curie")
+    doc.ents = [Span(doc, 0, 2, label="person")]
+    assert "Marie Curie" in spacy.displacy.render(doc, style="ent")
+
+
+def test_the_labels_coloured_for_displacy_are_the_last_ones_set_and_bounded(scripted_nlp):
+    from spacy_uniner import display
+
+    uniner = scripted_nlp({}, ["person"]).get_pipe("uniner")
+    for i in range(display.MAX_LABELS_IN_USE + 50):
+        uniner.labels = [f"type {i}"]
+    colors = display.displacy_colors()
+    assert len(colors) == display.MAX_LABELS_IN_USE
+    assert f"type {display.MAX_LABELS_IN_USE + 49}" in colors and "type 0" not in colors
+    uniner.labels = ["type 60"]  # set again: the most recent once more
+    for i in range(display.MAX_LABELS_IN_USE - 1):
+        uniner.labels = [f"other {i}"]
+    assert "type 60" in display.displacy_colors() and "type 61" not in display.displacy_colors()

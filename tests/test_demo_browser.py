@@ -183,3 +183,18 @@ def test_the_default_student_on_the_page(browser, tmp_path):
         screenshot = Path(os.environ.get("SPACY_UNINER_SCREENSHOT", tmp_path / "demo.png"))
         page.screenshot(path=str(screenshot), full_page=True)
         page.close()
+
+
+def test_a_label_that_is_not_unicode_text_gets_a_message_and_the_page_still_works(scripted_page):
+    """The request that once took the page down until a restart: a label holding a lone surrogate,
+    which a page's JavaScript string can hold and JSON.stringify sends as "\\udc00"."""
+    page, generator = scripted_page
+    page.fill("#text", TEXT)
+    page.evaluate("document.querySelector('#labels').value = 'per\\udc00son'")
+    page.click("#run")
+    sync_api.expect(page.locator("#message")).to_contain_text("lone surrogate")
+    assert generator.calls == []
+    run(page, TEXT, "person, city")
+    assert page.locator("#message").is_hidden() and marks(page) == [("Marie Curie", "person"), ("Paris", "city")]
+    page.locator("#threshold").fill("0.85")  # and the render the slider calls
+    sync_api.expect(page.locator("#entities mark")).to_have_count(1)

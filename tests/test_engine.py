@@ -73,7 +73,7 @@ def test_the_demo_page_answers_through_llama_server(student_pipeline, served_f16
     from spacy_uniner.demo import create_app
 
     nlp = spacy.load(student_pipeline, config={"components": {"uniner": {"server": served_f16.url, "model": "student"}}})
-    client = TestClient(create_app(nlp))
+    client = TestClient(create_app(nlp), base_url="http://127.0.0.1")
     result = client.post("/api/annotate", json={"text": TEXTS[0], "labels": "person, location"}).json()
     assert result["questions"] == 2 and "error" not in result
     assert nlp.get_pipe("uniner").stats["queries"] == 2  # both answered by the server

@@ -5,6 +5,10 @@ component's threshold at 0, so every candidate and its score comes back; `POST /
 those candidates at any threshold with displaCy, without asking the model again: the page's
 threshold slider calls it. One lock guards the component (its labels are set per request), so two
 people using the page at once are answered one after the other, each with their own labels.
+
+Every request is checked before it reaches the pipeline: its Host header (a page on this machine
+answers only to the names it was started for, so a DNS-rebinding site cannot reach it), its size
+(before its body is parsed), then every field; what is refused gets `{"error": ...}` and a 4xx.
 """
 import html
 import logging
@@ -17,18 +21,26 @@ import uvicorn
 from fastapi import FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator, model_validator
 from spacy import displacy
 from spacy.language import Language
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..align import resolve_ents
-from ..component import uniner_of
+from ..component import uniner_of, unencodable
 from ..display import label_color
+from ..generation import HFGenerator
 
 # Bounds that keep one run of the page to seconds or minutes on a CPU: questions are windows x labels.
 MAX_CHARS = 5_000
 MAX_LABELS = 16
 MAX_LABEL_CHARS = 100
+# Bounds on what a request may carry: the largest body, checked before it is parsed, and the most
+# candidates a render draws (far more than a run of MAX_LABELS labels over MAX_CHARS finds).
+MAX_BODY_BYTES = 1_000_000
+MAX_CANDIDATES = 10_000
+# The names a page on this machine answers to, besides the address it was started on.
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 logger = logging.getLogger(__name__)
 
 
@@ -36,23 +48,50 @@ class DemoInputError(ValueError):
     """Input the page refuses, with the message it shows."""
 
 
+def unicode_text(value: str) -> str:
+    """A field's text as UTF-8 can hold it: a lone surrogate (JSON's "\\udc00") is refused."""
+    problem = unencodable(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
 class AnnotateRequest(BaseModel):
     text: str
     labels: str
     threshold: float = Field(0.0, ge=0.0, le=1.0)
 
+    check_unicode = field_validator("text", "labels")(unicode_text)
+
 
 class Candidate(BaseModel):
-    start: int = Field(ge=0)
-    end: int = Field(ge=0)
-    label: str
-    score: float
+    start: int = Field(ge=0, le=MAX_CHARS)
+    end: int = Field(ge=0, le=MAX_CHARS)
+    label: str = Field(min_length=1, max_length=MAX_LABEL_CHARS)
+    score: float = Field(ge=0.0, le=1.0, allow_inf_nan=False)
+
+    check_unicode = field_validator("label")(unicode_text)
+
+    @model_validator(mode="after")
+    def ordered(self) -> "Candidate":
+        if self.start >= self.end:
+            raise ValueError(f"start ({self.start}) must be before end ({self.end})")
+        return self
 
 
 class RenderRequest(BaseModel):
     text: str
-    candidates: List[Candidate]
+    candidates: List[Candidate] = Field(max_length=MAX_CANDIDATES)
     threshold: float = Field(0.0, ge=0.0, le=1.0)
+
+    check_unicode = field_validator("text")(unicode_text)
+
+    @model_validator(mode="after")
+    def within_text(self) -> "RenderRequest":
+        outside = next((i for i, candidate in enumerate(self.candidates) if candidate.end > len(self.text)), None)
+        if outside is not None:
+            raise ValueError(f"candidates.{outside} ends at {self.candidates[outside].end}, past the text's {len(self.text)} characters")
+        return self
 
 
 def parse_labels(labels: str) -> List[str]:
@@ -90,6 +129,8 @@ class Demo:
         if uniner is None:
             raise ValueError(f"The pipeline has no `uniner` component (it has {nlp.pipe_names}): give a pipeline built with one.")
         self.uniner = uniner
+        if isinstance(uniner.generator, HFGenerator):
+            uniner.generator.model  # loaded now: a model that cannot be loaded stops the page before it serves
         # The slider starts at the pipeline's own threshold; the component itself keeps every
         # candidate, so that moving the slider never needs the model.
         self.default_threshold = self.uniner.threshold
@@ -138,9 +179,62 @@ class Demo:
         return {"html": displacy.render(view, style="ent", manual=True, options={"colors": colors}), "rows": rows, "threshold": threshold}
 
 
-def create_app(nlp: Language, title: str = "spacy-uniner") -> FastAPI:
+def host_name(header: str) -> str:
+    """The host of a Host header, without its port: "[::1]:8000" -> "::1"."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+class RequestGuard:
+    """ASGI middleware in front of the page: a request for a host the page was not started for, or
+    with a body over `max_bytes` (counted as it arrives, whatever Content-Length says), is refused
+    before the app parses anything."""
+
+    def __init__(self, app, hosts: List[str], max_bytes: int):
+        self.app = app
+        self.hosts = {host_name(host) for host in hosts}
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        host = host_name(headers.get(b"host", b"").decode("latin-1"))
+        if host not in self.hosts:
+            message = f"This page answers to {', '.join(sorted(self.hosts))}, not {host or 'a request without a Host header'}: start it with --allowed-hosts to add a name."
+            return await JSONResponse({"error": message}, status_code=400)(scope, receive, send)
+        too_large = JSONResponse({"error": f"The request is over {self.max_bytes:,} bytes: send a shorter text or fewer candidates."}, status_code=413)
+        length = headers.get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.max_bytes:
+            return await too_large(scope, receive, send)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_bytes:
+                return await too_large(scope, receive, send)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+def create_app(nlp: Language, title: str = "spacy-uniner", hosts: List[str] = LOCAL_HOSTS) -> FastAPI:
+    """The page's app; it answers to the names in `hosts` only (Host header, port aside)."""
     demo = Demo(nlp)
     app = FastAPI(title=f"{title} demo", docs_url=None, redoc_url=None)
+    app.add_middleware(RequestGuard, hosts=list(hosts), max_bytes=MAX_BODY_BYTES)
     page = (
         resources.files(__package__).joinpath("page.html").read_text(encoding="utf8")
         .replace("{{TITLE}}", html.escape(title))
@@ -172,8 +266,8 @@ def create_app(nlp: Language, title: str = "spacy-uniner") -> FastAPI:
     def render(request: RenderRequest) -> Dict[str, Any]:
         return answer(demo.render, request.text, [candidate.model_dump() for candidate in request.candidates], request.threshold)
 
-    @app.exception_handler(HTTPException)
-    def message(_, err: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)  # ours, and the framework's (404, 405, a body that does not parse)
+    def message(_, err: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": err.detail}, status_code=err.status_code)
 
     @app.exception_handler(RequestValidationError)
@@ -184,6 +278,7 @@ def create_app(nlp: Language, title: str = "spacy-uniner") -> FastAPI:
     return app
 
 
-def serve(nlp: Language, host: str = "127.0.0.1", port: int = 8000, title: str = "spacy-uniner") -> None:
-    """Serve the page until interrupted (Ctrl-C)."""
-    uvicorn.run(create_app(nlp, title), host=host, port=port)
+def serve(nlp: Language, host: str = "127.0.0.1", port: int = 8000, title: str = "spacy-uniner", allowed_hosts: List[str] = ()) -> None:
+    """Serve the page until interrupted (Ctrl-C). It answers to this machine's names, the address it
+    listens on and `allowed_hosts`."""
+    uvicorn.run(create_app(nlp, title, [*LOCAL_HOSTS, host, *allowed_hosts]), host=host, port=port)
