@@ -13,6 +13,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from .component import pipeline_model
+from .files import atomic_folder
 from .generation import load_tokenizer
 
 
@@ -46,6 +47,7 @@ def average_students(pipelines: Sequence[Union[str, Path]], output: Union[str, P
             total[name] += tensor.float()
     student.load_state_dict({name: tensor / len(pipelines) for name, tensor in total.items()})
     # The first student's weight files stay behind: its folder may be sharded otherwise than the mean.
-    shutil.copytree(pipelines[0], output, ignore=shutil.ignore_patterns("*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin"))
-    student.save_pretrained(pipeline_model(output), safe_serialization=True)
+    with atomic_folder(output) as partial:
+        shutil.copytree(pipelines[0], partial, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin"))
+        student.save_pretrained(pipeline_model(partial), safe_serialization=True)
     return output

@@ -2,6 +2,8 @@
 
 Pipelines are assembled with spaCy's own `spacy assemble configs/uniner.cfg OUTPUT`."""
 import json
+import os
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -24,12 +26,29 @@ from .distill.passages import MAX_WORDS
 from .evaluate.datasets import DOMAINS, ZERO_SHOT_NAMES, names_in_domains
 from .engine_benchmark import engine_evaluation, engine_speed, export_ggufs
 from .evaluate.run import gazetteer, run_evaluation
+from .files import check_output_file, write_json, write_jsonl, write_text
 from .generation import load_tokenizer
 from .llama_cpp import OUTTYPES, export_gguf
 from .benchmark import frequent_labels, machine, markdown_rows, markdown_table, passages, prefix_pass, run_benchmark
 from .train import run_training
 
 app = typer.Typer(help="Open-type NER for spaCy with UniversalNER-style LLMs.", no_args_is_help=True)
+# Set to 1 to see the traceback of a user error (a bad file, value or folder) as well as its message.
+TRACEBACK_VARIABLE = "SPACY_UNINER_TRACEBACK"
+
+
+def run() -> None:
+    """The `spacy-uniner` command. A user's mistake (a ValueError or OSError: a bad file, value or
+    folder; the package's messages name what and where) is printed as one line and exits 1, without
+    a traceback unless $SPACY_UNINER_TRACEBACK is set; any other error keeps its traceback."""
+    try:
+        app(prog_name="spacy-uniner")
+    except (ValueError, OSError) as error:
+        if os.environ.get(TRACEBACK_VARIABLE):
+            raise
+        message = " ".join(str(error).split())  # one line, even where a library's message has several
+        typer.echo(f"Error: {message} (set {TRACEBACK_VARIABLE}=1 to see where)", err=True)
+        sys.exit(1)
 
 
 @app.callback()
@@ -46,13 +65,23 @@ def read_texts(path: Path) -> List[str]:
 
 def uniner_pipeline(name: str, **settings) -> spacy.Language:
     """A pipeline folder or package, or a causal LM's hub id or folder put in a blank pipeline; with
-    `settings` for its `uniner` component (batch_size, device, ...)."""
-    try:
-        return spacy.load(name, config={"components": {"uniner": settings}} if settings else {})
-    except OSError:
-        nlp = spacy.blank("en")
-        nlp.add_pipe("uniner", config={"model": name, "labels": ["entity"], **settings})
-        return nlp
+    `settings` for its `uniner` component (batch_size, device, ...). A local folder is never tried
+    as a hub id: one that does not load says why (the file it lacks or cannot read)."""
+    config = {"components": {"uniner": settings}} if settings else {}
+    path = Path(name)
+    if path.exists():
+        if (path / "config.cfg").is_file():
+            return spacy.load(path, config=config)
+        if not (path / "config.json").is_file():
+            raise ValueError(f"{path} is neither a spaCy pipeline folder (no config.cfg) nor a transformers model folder (no config.json)")
+    else:
+        try:
+            return spacy.load(name, config=config)  # an installed pipeline package
+        except OSError:
+            pass  # not one: a hub id
+    nlp = spacy.blank("en")
+    nlp.add_pipe("uniner", config={"model": name, "labels": ["entity"], **settings})
+    return nlp
 
 
 def visualize(pipeline: Path, texts: List[str]) -> List[spacy.tokens.Doc]:
@@ -73,9 +102,9 @@ def visualize_cli(
     output: Path = typer.Argument(..., help="The HTML file to write displaCy's entity view to."),
 ):
     """Run a pipeline over a few texts, print their entities and write displaCy's view as HTML."""
+    check_output_file(output)
     docs = visualize(pipeline, read_texts(texts))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(displacy.render(docs, style="ent", page=True), encoding="utf8")
+    write_text(output, displacy.render(docs, style="ent", page=True))
     typer.echo(f"Wrote {output}")
 
 
@@ -88,9 +117,9 @@ def pile_ner_records_cli(
     the recorded-response file that the offline teacher (spacy_uniner.RecordedTeacher.v1) replays:
     each passage's answers joined into the teacher's ("entity", "type") tuple list, its
     asked-but-empty types kept as negatives; a text in several sources is one record."""
+    check_output_file(output)
     records = read_records(sources)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    srsly.write_jsonl(output, records)
+    write_jsonl(output, records)
     negatives = sum(len(record["meta"]["negative_types"]) for record in records)
     typer.echo(f"Wrote {len(records)} recorded responses ({negatives} asked-but-empty types) to {output}")
 
@@ -136,11 +165,11 @@ def benchmark_engines_cli(
     for record in engine_speed(pipeline, chosen, labels, counts, work, ggufs, slots, threads):
         typer.echo(json.dumps(record))
         result["records"].append(record)
-        srsly.write_json(output, result)
+        write_json(output, result)
     if evaluate_limit:
         result["evaluation"] = engine_evaluation(pipeline, work, ggufs, max(slots), threads, mirror, list(ZERO_SHOT_NAMES), evaluate_limit, training_data)
         typer.echo(json.dumps(result["evaluation"]))
-        srsly.write_json(output, result)
+        write_json(output, result)
     typer.echo(markdown_rows(["system", "labels", "docs", "docs_per_s", "agreement", "cached_prompt_share"], result["records"]))
 
 
@@ -163,9 +192,11 @@ def passages_cli(
     max_words: int = typer.Option(MAX_WORDS, "--max-words", help="Longest passage in whitespace-separated words (the paper cut passages at 256 tokens). A document that fits stays whole; a longer one is cut at sentence ends."),
 ):
     """Cut raw documents into passages for the teacher, dropping repeated passages."""
+    check_output_file(output)
     passages = list(make_passages(read_documents(source), max_words))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    srsly.write_jsonl(output, passages)
+    if not passages:
+        raise ValueError(f"{source} holds no text: no passage to write (the earlier output is kept)")
+    write_jsonl(output, passages)
     typer.echo(f"Wrote {len(passages)} passages to {output}")
 
 
@@ -247,8 +278,7 @@ def benchmark_teacher_cli(
             result.update(latency_s=latency, error_rate=error_rate, records=benchmark_concurrency(passages, config, work, counts, count, teacher.endpoint, LOOPBACK_MODEL, teacher=teacher))
             if kill_after:
                 result["kill_and_resume"] = kill_and_resume(work / "passages.jsonl", config, work, teacher, max(counts), kill_after)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    srsly.write_json(output, result)
+    write_json(output, result)
     columns = ["concurrency", "passages", "wall_s", "passages_per_s", "speedup", "requests", "retries", "answered", "failed", "paper_hours"]
     columns += [column for column in ("lost", "asked_twice", "most_in_flight") if column in result["records"][0]]
     typer.echo(markdown_rows(columns, result["records"]))
@@ -279,7 +309,7 @@ def train_cli(
     ctx: typer.Context,
     conversations: Path = typer.Argument(..., help="The training conversations (Pile-NER-type JSON, from `build-data`).", exists=True, dir_okay=False),
     output: Path = typer.Argument(..., help="The spaCy pipeline folder to write; its `uniner` component holds the student."),
-    config: Path = typer.Option(Path("configs/train.cfg"), "--config", "-c", help="The training config: [model] base, [training] hyperparameters, [lora].", exists=True, dir_okay=False),
+    config: Path = typer.Option(Path("configs/train.cfg"), "--config", "-c", help="The training config: \\[model] base, \\[training] hyperparameters, \\[lora].", exists=True, dir_okay=False),
     pipeline_config: Path = typer.Option(Path("configs/uniner.cfg"), "--pipeline-config", help="The pipeline config the student is put into (labels, generation settings).", exists=True, dir_okay=False),
     checkpoints: Path = typer.Option(Path("training/checkpoints"), "--checkpoints", help="Folder of checkpoints (a killed run resumes from the last) and of the student's transformers weights (student/)."),
     log: Optional[Path] = typer.Option(None, "--log", help="Write the training log (loss, lr, tokens/s per step) to this .jsonl file."),
@@ -372,8 +402,7 @@ def benchmark_cli(
         records.append(record)
     prefixes = prefix_pass(generator, chosen[:docs], labels[0])
     report = {"machine": machine(generator.device), "device": generator.device, "model": pipeline, "docs": docs, "passage_tokens": passage_tokens, "batch_size": generator.batch_size, "constrained": constrained, "records": records, "prefix_pass": prefixes}
-    output.parent.mkdir(parents=True, exist_ok=True)
-    srsly.write_json(output, report)
+    write_json(output, report)
     typer.echo(f"{report['machine']}; {docs} docs of {passage_tokens} tokens; batch size {generator.batch_size}{'; constrained' if constrained else ''}\n" + markdown_table(records))
     typer.echo(f"Prefix pass: {prefixes['prompt_tokens']} prompt tokens at {prefixes['tokens_per_s']:.0f} tokens/s, {prefixes['gflops']:.1f} GFLOP/s; one large matmul here: {prefixes['matmul_peak_gflops']:.1f} GFLOP/s ({100 * prefixes['share_of_peak']:.0f}% of it)")
 
@@ -385,13 +414,14 @@ def demo_cli(
     host: str = typer.Option("127.0.0.1", "--host", help="The address to listen on; 127.0.0.1 keeps the page on this machine."),
     server: Optional[str] = typer.Option(None, "--server", help="Ask this OpenAI-compatible server (e.g. http://127.0.0.1:8080/v1) instead of loading the weights here."),
     served_model: Optional[str] = typer.Option(None, "--served-model", help="With --server: the name the server knows the model by (default: the pipeline's `model`)."),
+    allowed_hosts: str = typer.Option("", "--allowed-hosts", help="Comma-separated host names the page also answers to (it answers to 127.0.0.1, localhost and --host): e.g. the machine's name when --host 0.0.0.0 shares it on a network."),
 ):
     """A page to try the pipeline on: type a text and any labels, see the entities, their scores and
     a threshold slider. The model is loaded once; Ctrl-C stops the page."""
     try:
         from .demo import serve  # FastAPI and uvicorn load only for this command
     except ImportError as err:
-        raise typer.BadParameter(f"The demo needs FastAPI and uvicorn: pip install 'spacy-uniner[demo]' ({err})") from err
+        raise typer.BadParameter(f"The demo needs FastAPI and uvicorn: pip install 'spacy-uniner\\[demo]' ({err})") from err
 
     # A server decodes without the passage constraint, which needs the model in this process.
     settings = {"server": server, "constrained": False} if server else {}
@@ -399,4 +429,4 @@ def demo_cli(
         settings["model"] = served_model
     nlp = uniner_pipeline(pipeline, **settings)
     typer.echo(f"spacy-uniner demo of {pipeline}{f' served by {server}' if server else ''}: http://{host}:{port}")
-    serve(nlp, host=host, port=port, title=Path(pipeline).name)
+    serve(nlp, host=host, port=port, title=Path(pipeline).name, allowed_hosts=[name.strip() for name in allowed_hosts.split(",") if name.strip()])

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import numpy
-import srsly
 from spacy.tokens import Doc, DocBin
 from spacy.vocab import Vocab
 
 from .distill.run import PASSAGE_ID, PASSAGE_META
 from .distill.task import ANSWER_KEY
+from .files import check_output_file, write_json
 from .prompts import READ_REPLY, question_turn, text_turn
 
 
@@ -108,7 +108,12 @@ def build_conversations(
 
 def read_annotations(path: Path) -> List[Doc]:
     """The docs that distillation wrote (a .spacy DocBin with the teacher's answers in user_data)."""
-    docs = list(DocBin().from_disk(path).get_docs(Vocab()))
+    try:
+        docs = list(DocBin().from_disk(path).get_docs(Vocab()))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable .spacy DocBin ({err})") from err
+    if not docs:
+        raise ValueError(f"{path} holds no annotated passages: nothing to build conversations from")
     missing = [i for i, doc in enumerate(docs) if ANSWER_KEY not in doc.user_data]
     if missing:
         raise ValueError(f"{path}: docs {missing[:5]} have no teacher answer; is this the output of distill?")
@@ -147,10 +152,9 @@ def read_conversations(path: Path) -> List[Tuple[str, List[str]]]:
 
 
 def run_build_data(annotations: Path, output: Path, report_path: Optional[Path] = None, **settings: Any) -> Dict[str, Any]:
+    check_output_file(output)
     conversations, report = build_conversations(read_annotations(annotations), **settings)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    srsly.write_json(output, conversations)
+    write_json(output, conversations)
     if report_path is not None:
-        report_path.parent.mkdir(parents=True, exist_ok=True)
-        srsly.write_json(report_path, report)
+        write_json(report_path, report)
     return report

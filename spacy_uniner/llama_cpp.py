@@ -14,6 +14,7 @@ from typing import List, Optional, Union
 import requests
 
 from .component import pipeline_model
+from .files import atomic_file, check_output_file
 
 OUTTYPES = ("f32", "f16", "bf16", "q8_0")
 HOW_TO_BUILD = "run `make engines` (builds llama.cpp's llama-server and converter into the venv, about 15 minutes on 2 cores)"
@@ -37,21 +38,18 @@ def export_gguf(pipeline: Union[str, Path], output: Union[str, Path], outtype: s
     Ollama and LM Studio load, written by llama.cpp's `convert_hf_to_gguf.py`."""
     if outtype not in OUTTYPES:
         raise ValueError(f"outtype must be one of {', '.join(OUTTYPES)}, got {outtype!r}")
+    output = check_output_file(output)
     model = pipeline_model(pipeline)
     converter = llama_cpp_dir() / "convert_hf_to_gguf.py"
     if not converter.is_file():
         raise FileNotFoundError(f"llama.cpp's converter is not at {converter}: {HOW_TO_BUILD}, or set LLAMA_CPP_DIR to a llama.cpp checkout")
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".partial")
-    command = [sys.executable, str(converter), str(model), "--outfile", str(partial), "--outtype", outtype]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        partial.unlink(missing_ok=True)
-        # The converter's last lines say what it could not convert (an unknown architecture or tokenizer).
-        reason = "\n".join(done.stderr.strip().splitlines()[-3:])
-        raise RuntimeError(f"llama.cpp's converter could not export {model} (exit {done.returncode}):\n{reason}")
-    partial.replace(output)
+    with atomic_file(output) as partial:
+        command = [sys.executable, str(converter), str(model), "--outfile", str(partial), "--outtype", outtype]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            # The converter's last lines say what it could not convert (an unknown architecture or tokenizer).
+            reason = "\n".join(done.stderr.strip().splitlines()[-3:])
+            raise RuntimeError(f"llama.cpp's converter could not export {model} (exit {done.returncode}):\n{reason}")
     return output
 
 

@@ -30,6 +30,7 @@ from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase, get_sche
 
 from .answers import parse_answer
 from .data import question_pairs, read_conversations
+from .files import atomic_folder, check_output_folder, write_json, write_jsonl
 from .generation import encode_texts, load_tokenizer, resolve_dtype
 from .prompts import conversation_parts, render_conversation
 
@@ -405,8 +406,7 @@ def train(
         accelerator.print(f"Resuming from {resume_from} (step {step} of {total_steps})")
     if log_path is not None and accelerator.is_main_process:
         # The log as of the checkpoint: steps a killed run did after it are done again.
-        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        srsly.write_jsonl(log_path, log)
+        write_jsonl(log_path, log)
     batches_done = step * settings.gradient_accumulation
     remaining = accelerator.skip_first_batches(loader, batches_done) if batches_done else loader
 
@@ -502,20 +502,21 @@ def run_training(
     overrides = dict(overrides or {})
     pipeline_overrides = {key: overrides.pop(key) for key in list(overrides) if key.startswith(("nlp.", "components."))}
     config = load_train_config(config_path, overrides)
+    check_output_folder(output)  # before hours of training, not after
     student_dir = checkpoints / "student"
     result = train(conversations, student_dir, config, checkpoints, log_path)
     if not PartialState().is_main_process:
         return result["report"]
-    for finished in checkpoints.glob("step-*"):  # they were for resuming this run, which is done
-        shutil.rmtree(finished)
     pipeline_overrides["components.uniner.model"] = str(student_dir)
     nlp = util.load_model_from_config(util.load_config(pipeline_config, overrides=pipeline_overrides), auto_fill=True)
-    nlp.to_disk(output)
+    with atomic_folder(output) as partial:
+        nlp.to_disk(partial)
+    for finished in checkpoints.glob("step-*"):  # they were for resuming this run, whose pipeline is on disk
+        shutil.rmtree(finished)
     report = dict(result["report"], pipeline=str(output), student=str(student_dir))
     if result["held_out"]:
         answers = held_out_answers(nlp.get_pipe("uniner").generator.generate, result["held_out"])
         report.update(held_out_questions=len(answers), held_out_exact=round(sum(a["exact"] for a in answers) / len(answers), 4), held_out_answers=answers)
     if report_path is not None:
-        Path(report_path).parent.mkdir(parents=True, exist_ok=True)
-        srsly.write_json(report_path, report)
+        write_json(report_path, report)
     return report

@@ -286,3 +286,92 @@ def test_a_bad_results_file_names_the_line(setup):
         read_batch(passages, tmp_path / "other.jsonl", tmp_path / "out.spacy", CONFIG, teacher)
     with pytest.raises(ValueError, match=r"recorded.cfg: batch files are for a chat-completions teacher \(spacy_uniner.OpenAICompatible.v1\), not spacy_uniner.RecordedTeacher.v1"):
         write_batch(passages, tmp_path / "batch.jsonl", CONFIG, recorded)
+
+
+def test_batch_results_are_authoritative_and_the_replaced_answers_counted(setup):
+    tmp_path, teacher, _ = setup
+    from spacy_uniner.distill.batch import read_batch, write_batch
+
+    passages, cache = tmp_path / "passages.jsonl", {"components.llm.cache.path": str(tmp_path / "cache")}
+    write_batch(passages, tmp_path / "batch.jsonl", CONFIG, teacher)
+    ids = [request["custom_id"] for request in srsly.read_jsonl(tmp_path / "batch.jsonl")]
+    srsly.write_jsonl(tmp_path / "first.jsonl", batch_results(tmp_path / "batch.jsonl", {i: RESPONSES[i] for i in ids}))
+    first = read_batch(passages, tmp_path / "first.jsonl", tmp_path / "out.spacy", CONFIG, teacher, None, cache)
+    assert (first["batch"]["answered"], first["batch"]["replaced"]) == (6, 0)
+    # A later results file answers p1 otherwise (a rerun with another prompt or model): its answer holds.
+    other = '[("Nobody", "person")]'
+    lines = batch_results(tmp_path / "batch.jsonl", {ids[0]: other, ids[1]: RESPONSES[ids[1]]})
+    srsly.write_jsonl(tmp_path / "second.jsonl", lines + [lines[1]])  # an identical repeat is counted, not an error
+    second = read_batch(passages, tmp_path / "second.jsonl", tmp_path / "out.spacy", CONFIG, teacher, None, cache)
+    assert (second["batch"]["answered"], second["batch"]["replaced"], second["batch"]["repeated_lines"]) == (2, 1, 1)
+    docs = list(DocBin().from_disk(tmp_path / "out.spacy").get_docs(spacy.blank("en").vocab))
+    assert docs[0].user_data["uniner_teacher"]["answer"] == other
+    # Two lines answering one passage differently: an error naming both, and nothing kept.
+    conflicting = batch_results(tmp_path / "batch.jsonl", {ids[2]: RESPONSES[ids[2]]}) + batch_results(tmp_path / "batch.jsonl", {ids[2]: other})
+    srsly.write_jsonl(tmp_path / "conflict.jsonl", conflicting)
+    before = (tmp_path / "out.spacy").read_bytes()
+    with pytest.raises(ValueError, match=r"conflict.jsonl lines 1 and 2 answer passage 'p\d' differently"):
+        read_batch(passages, tmp_path / "conflict.jsonl", tmp_path / "out.spacy", CONFIG, teacher, None, cache)
+    assert (tmp_path / "out.spacy").read_bytes() == before
+
+
+@pytest.mark.parametrize("content, message", [("", "holds no results"), ("\n\n", "holds no results"), (None, "answers none of its 1 passages")])
+def test_an_empty_results_file_is_an_error_and_the_earlier_output_is_kept(setup, content, message):
+    tmp_path, teacher, _ = setup
+    from spacy_uniner.distill.batch import read_batch, write_batch
+
+    passages = tmp_path / "passages.jsonl"
+    write_batch(passages, tmp_path / "batch.jsonl", CONFIG, teacher)
+    (tmp_path / "out.spacy").write_bytes(b"earlier output")
+    if content is None:
+        srsly.write_jsonl(tmp_path / "results.jsonl", batch_results(tmp_path / "batch.jsonl", {}, failures=["p1"]))
+    else:
+        (tmp_path / "results.jsonl").write_text(content)
+    with pytest.raises(ValueError, match=message):
+        read_batch(passages, tmp_path / "results.jsonl", tmp_path / "out.spacy", CONFIG, teacher)
+    assert (tmp_path / "out.spacy").read_bytes() == b"earlier output"
+
+
+def test_a_torn_journal_line_is_skipped_and_the_next_answer_starts_a_line_of_its_own(tmp_path):
+    from spacy_uniner.distill.inflight import AnswerJournal
+
+    path = tmp_path / "teacher_answers.jsonl"
+    journal = AnswerJournal(path)
+    journal.add("prompt one", "answer one")
+    with path.open("a") as file:  # a run killed while writing its second answer
+        file.write('{"key": "abc", "respo')
+    journal = AnswerJournal(path)
+    assert journal.get("prompt one") == "answer one"
+    journal.add("prompt two", "answer two")
+    reread = AnswerJournal(path)
+    assert (reread.get("prompt one"), reread.get("prompt two")) == ("answer one", "answer two")
+
+
+def test_a_torn_cache_index_is_mended_and_a_garbled_one_names_the_file_and_line(setup):
+    tmp_path, _, recorded = setup
+    cache = tmp_path / "cache"
+    distill(tmp_path, recorded, "first", **{"components.llm.cache.path": str(cache)})
+    index = cache / "index.jsonl"
+    lines = index.read_text().splitlines(keepends=True)
+    index.write_text("".join(lines[:-1]) + lines[-1][:7])  # killed while spacy-llm appended its last line
+    again = distill(tmp_path, recorded, "again", **{"components.llm.cache.path": str(cache)})
+    assert annotations(again) == annotations(distill(tmp_path, recorded, "fresh", **{"components.llm.cache.path": str(tmp_path / "fresh")}))
+    assert index.read_text().endswith("\n")
+    index.write_text(lines[0] + "garbage\n" + "".join(lines[1:]))
+    with pytest.raises(ValueError, match=r"index.jsonl line 2 is not a cache index record"):
+        distill(tmp_path, recorded, "garbled", **{"components.llm.cache.path": str(cache)})
+
+
+def test_an_empty_or_oversized_passages_file_is_an_error_and_the_earlier_output_is_kept(setup):
+    tmp_path, _, recorded = setup
+    (tmp_path / "out.spacy").write_bytes(b"earlier output")
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(ValueError, match=r"empty.jsonl holds no passages"):
+        run_distillation(tmp_path / "empty.jsonl", tmp_path / "out.spacy", CONFIG, recorded, None, 2, {"components.llm.cache.path": str(tmp_path / "c")})
+    srsly.write_jsonl(tmp_path / "huge.jsonl", [{"id": "a", "text": "Some text. "}, {"id": "b", "text": "word " * 420_000}])
+    with pytest.raises(ValueError, match=r"huge.jsonl line 2: the passage has 2,100,000 characters, more than a passage may have .*spacy-uniner passages"):
+        run_distillation(tmp_path / "huge.jsonl", tmp_path / "out.spacy", CONFIG, recorded, None, 2, {"components.llm.cache.path": str(tmp_path / "c")})
+    assert (tmp_path / "out.spacy").read_bytes() == b"earlier output"
+    (tmp_path / "folder.spacy").mkdir()
+    with pytest.raises(IsADirectoryError, match="folder.spacy is a folder"):
+        run_distillation(tmp_path / "passages.jsonl", tmp_path / "folder.spacy", CONFIG, recorded, None, 2, {"components.llm.cache.path": str(tmp_path / "c")})

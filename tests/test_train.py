@@ -364,3 +364,25 @@ def test_bad_settings_give_a_clear_error(tiny_llama_path, tmp_path):
         train(tmp_path / "c.json", tmp_path / "s", train_config(tiny_llama_path, freeze_layers=3), tmp_path / "ck")
     with pytest.raises(OSError, match="Could not load the base model"):
         train(tmp_path / "c.json", tmp_path / "s", train_config(tmp_path / "no-model"), tmp_path / "ck")
+
+
+def test_checkpoints_stay_until_the_pipeline_is_on_disk_and_the_output_is_checked_first(tiny_llama_path, tmp_path, monkeypatch):
+    data = write_conversations(tmp_path / "conversations.json")
+    overrides = {"model.base": str(tiny_llama_path), "training.batch_size": 2, "training.gradient_accumulation": 1, "training.epochs": 4, "training.checkpoint_every": 2}
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(NotADirectoryError, match="a-file is a file"):
+        run_training(data, tmp_path / "a-file", TRAIN_CFG, PIPELINE_CFG, tmp_path / "ck", dict(overrides))
+    assert not (tmp_path / "ck").exists()  # refused before training
+
+    def unwritable(self, path, **kwargs):
+        raise PermissionError(f"cannot write {path}")
+
+    monkeypatch.setattr(spacy.Language, "to_disk", unwritable)
+    with pytest.raises(PermissionError):
+        run_training(data, tmp_path / "pipeline", TRAIN_CFG, PIPELINE_CFG, tmp_path / "ck", dict(overrides))
+    monkeypatch.undo()
+    kept = sorted(path.name for path in (tmp_path / "ck").glob("step-*"))
+    assert kept and not (tmp_path / "pipeline").exists() and not list(tmp_path.glob(".pipeline.*"))
+    report = run_training(data, tmp_path / "pipeline", TRAIN_CFG, PIPELINE_CFG, tmp_path / "ck", dict(overrides))
+    assert report["steps"] > int(kept[-1].split("-")[1])  # resumed after the last checkpoint, not from step 0
+    assert spacy.load(tmp_path / "pipeline").get_pipe("uniner") and not list((tmp_path / "ck").glob("step-*"))

@@ -9,12 +9,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-import srsly
 from spacy import util
 from spacy.language import Language
-from spacy.tokens import Doc, DocBin
+from spacy.tokens import Doc
 
-from .run import PASSAGE_ID, distill, distill_report, load_distiller, read_passages, teacher_of
+from ..files import check_output_file, write_json, write_jsonl
+from .run import PASSAGE_ID, distill, distill_report, forget_cached, load_distiller, read_jsonl_lines, read_passages, teacher_of, write_docs
 from .teachers import OpenAICompatible
 
 CHAT_URL = "/v1/chat/completions"
@@ -44,8 +44,7 @@ def write_batch(passages: Path, output: Path, config_path: Path, teacher_path: P
     """One Batch API request a line, `custom_id` the passage id; how many were written."""
     nlp, teacher = batch_distiller(config_path, teacher_path, overrides)
     _, prompts = passage_prompts(nlp, passages)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    srsly.write_jsonl(output, ({"custom_id": passage, "method": "POST", "url": CHAT_URL, "body": teacher.request_body(prompt)} for passage, prompt in prompts.items()))
+    write_jsonl(output, ({"custom_id": passage, "method": "POST", "url": CHAT_URL, "body": teacher.request_body(prompt)} for passage, prompt in prompts.items()))
     return len(prompts)
 
 
@@ -65,38 +64,67 @@ def result_answer(record: Any) -> Tuple[Optional[str], Optional[Dict[str, Any]],
     return content, response["body"].get("usage"), ""
 
 
+def read_results(results: Path, prompts: Dict[str, str], passages: Path) -> Tuple[Dict[str, Tuple[str, Optional[Dict[str, Any]]]], Dict[str, str], int]:
+    """Each answered passage's (answer, usage), each failed one's reason, and how many lines
+    repeated an answer word for word. The whole file is read before anything is kept: a line that
+    is not JSON, names no passage, or answers a passage otherwise than an earlier line is an error
+    naming the line(s)."""
+    answers: Dict[str, Tuple[str, Optional[Dict[str, Any]]]] = {}
+    answered_on: Dict[str, int] = {}
+    failed: Dict[str, str] = {}
+    repeats = 0
+    for number, record in read_jsonl_lines(results):
+        passage = record.get("custom_id") if isinstance(record, dict) else None
+        if passage not in prompts:
+            raise ValueError(f"{results} line {number}: custom_id {passage!r} names no passage of {passages}: is it the results of another run's batch file?")
+        answer, usage, why = result_answer(record)
+        if answer is None:
+            if passage not in answers:
+                failed[passage] = why
+        elif passage not in answers:
+            answers[passage], answered_on[passage] = (answer, usage), number
+            failed.pop(passage, None)
+        elif answers[passage][0] == answer:
+            repeats += 1
+        else:
+            raise ValueError(f"{results} lines {answered_on[passage]} and {number} answer passage {passage!r} differently: which one holds is not known; keep one of them")
+    if not answers and not failed:
+        raise ValueError(f"{results} holds no results: nothing to read (the earlier output is kept)")
+    if not answers:
+        first = next(iter(failed.items()))
+        raise ValueError(f"{results} answers none of its {len(failed)} passages (the earlier output is kept); the first, {first[0]!r}: {first[1]}")
+    return answers, failed, repeats
+
+
 def read_batch(passages: Path, results: Path, output: Path, config_path: Path, teacher_path: Path, report_path: Optional[Path] = None, overrides: Dict[str, Any] = util.SimpleFrozenDict()) -> Dict[str, Any]:
     """Annotations of the passages the results file answers (into `output`, and spacy-llm's cache),
-    with the report of `distill` and, under `batch`, the passages it failed or left out."""
+    with the report of `distill` and, under `batch`, the passages it failed or left out. The
+    results are authoritative: an answer that differs from the one kept earlier replaces it
+    (counted as `replaced`)."""
+    check_output_file(output)
     nlp, teacher = batch_distiller(config_path, teacher_path, overrides)
     docs, prompts = passage_prompts(nlp, passages)
-    failed: Dict[str, str] = {}
-    answered = set()
-    with results.open(encoding="utf8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as error:
-                raise ValueError(f"{results} line {number} is not JSON ({error}): {line[:100]!r}") from None
-            passage = record.get("custom_id") if isinstance(record, dict) else None
-            if passage not in prompts:
-                raise ValueError(f"{results} line {number}: custom_id {passage!r} names no passage of {passages}: is it the results of another run's batch file?")
-            answer, usage, why = result_answer(record)
-            if answer is None:
-                failed[passage] = why
-                continue
-            teacher.journal.add(prompts[passage], answer, usage)
-            answered.add(passage)
-            failed.pop(passage, None)
-    missing = [passage for passage in prompts if passage not in answered and passage not in failed]
-    annotated = list(distill(nlp, [doc for doc in docs if doc.user_data[PASSAGE_ID] in answered]))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    DocBin(docs=annotated, store_user_data=True).to_disk(output)
+    answers, failed, repeats = read_results(results, prompts, passages)
+    changed = {passage for passage, (answer, _) in answers.items() if teacher.journal.get(prompts[passage]) != answer}
+    replaced = sum(teacher.journal.get(prompts[passage]) is not None for passage in changed)
+    # spacy-llm's cache sits in front of the journal: a passage annotated from another answer
+    # leaves it, so that it is annotated again from this one.
+    forget_cached(nlp, [doc for doc in docs if doc.user_data[PASSAGE_ID] in changed])
+    for passage in changed:
+        answer, usage = answers[passage]
+        teacher.journal.add(prompts[passage], answer, usage)
+    missing = [passage for passage in prompts if passage not in answers and passage not in failed]
+    annotated = list(distill(nlp, [doc for doc in docs if doc.user_data[PASSAGE_ID] in answers]))
+    write_docs(output, annotated)
     report = distill_report(annotated)
-    report["batch"] = {"answered": len(annotated), "failed": failed, "missing": missing, "asked_the_teacher": teacher.counts.as_dict()["requests"]}
+    report["batch"] = {
+        "answered": len(annotated),
+        "replaced": replaced,
+        "repeated_lines": repeats,
+        "failed": failed,
+        "missing": missing,
+        "asked_the_teacher": teacher.counts.as_dict()["requests"],
+    }
     if report_path is not None:
-        report_path.parent.mkdir(parents=True, exist_ok=True)
-        srsly.write_json(report_path, report)
+        write_json(report_path, report)
     return report

@@ -57,13 +57,17 @@ class AnswerJournal:
         self.answers: Dict[str, str] = {}
         self.lock = threading.Lock()
         if self.path is not None and self.path.is_file():
-            with self.path.open(encoding="utf8") as lines:
-                for line in lines:
-                    try:
-                        record = json.loads(line)
-                        self.answers[record["key"]] = record["response"]
-                    except (ValueError, KeyError, TypeError):
-                        continue  # the last line of a run killed while writing it: asked again
+            data = self.path.read_bytes()
+            for line in data.splitlines():
+                try:
+                    record = json.loads(line)
+                    self.answers[record["key"]] = record["response"]
+                except (ValueError, KeyError, TypeError):
+                    continue  # the last line of a run killed while writing it: asked again
+            if data and not data.endswith(b"\n"):
+                # That torn line ends without a newline: the next answer starts on a line of its own.
+                with self.path.open("ab") as journal:
+                    journal.write(b"\n")
 
     def get(self, prompt: str) -> Optional[str]:
         return self.answers.get(prompt_key(prompt))

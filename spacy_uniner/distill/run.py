@@ -1,18 +1,21 @@
 """Distillation: passages -> teacher annotations (a DocBin with the teacher's spans and raw answers),
 through a spaCy pipeline whose only component is spacy-llm's `llm` with the OpenNER task."""
 import hashlib
+import json
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import srsly
 from confection import Config
 from spacy import util
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
+from spacy_llm.cache import BatchCache
 from tqdm import tqdm
 
+from ..files import atomic_file, check_output_file, write_json
 from .task import ANSWER_KEY
 
 # doc.user_data keys of the passage's id and meta from the passages file.
@@ -20,6 +23,8 @@ PASSAGE_ID = "passage_id"
 PASSAGE_META = "passage_meta"
 # The live teacher's answers, one a line as they arrive, in its cache folder.
 JOURNAL_NAME = "teacher_answers.jsonl"
+# spacy-llm's BatchCache index: {doc id: batch id} a line.
+CACHE_INDEX = "index.jsonl"
 # Teacher settings that change how it is asked, not what it answers: left out of the cache's name.
 RUN_SETTINGS = ("concurrency", "journal_path", "verify")
 
@@ -43,10 +48,51 @@ def load_distiller(config_path: Path, teacher_path: Path, overrides: Dict[str, A
         model = {key: value for key, value in config["components"]["llm"]["model"].items() if key not in RUN_SETTINGS}
         digest = hashlib.sha1(Config({"model": model}).to_str().encode("utf8")).hexdigest()[:8]
         cache["path"] = str(Path(cache["path"]) / f"{Path(teacher_path).stem}-{digest}")
+    if cache.get("path"):
+        check_cache_index(Path(cache["path"]) / CACHE_INDEX)
     model = config["components"]["llm"]["model"]
     if cache.get("path") and model.get("@llm_models") == "spacy_uniner.OpenAICompatible.v1" and not model.get("journal_path"):
         model["journal_path"] = str(Path(cache["path"]) / JOURNAL_NAME)
     return util.load_model_from_config(config, auto_fill=True, validate=True)
+
+
+def check_cache_index(index: Path) -> None:
+    """spacy-llm's cache index, checked before spacy-llm reads it (its own error names no file). A
+    last line cut off mid-write (a killed run) is dropped: its passage's answer is still in the
+    journal, so it is annotated again without asking. Any other line that does not read is an error
+    naming the file and the line."""
+    if not index.is_file():
+        return
+    data = index.read_bytes()
+    lines = data.split(b"\n")
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line) if line.strip() else {}
+            if isinstance(record, dict) and all(str(key).isdigit() and str(value).isdigit() for key, value in record.items()):
+                continue
+        except ValueError:
+            pass
+        if number == len(lines) and not data.endswith(b"\n"):
+            with atomic_file(index) as partial:
+                partial.write_bytes(data[: len(data) - len(line)])
+            return
+        raise ValueError(f"{index} line {number} is not a cache index record ({line[:80]!r}): remove the line, or the cache folder, to go on")
+
+
+def forget_cached(nlp: Language, docs: List[Doc]) -> None:
+    """Take `docs` out of spacy-llm's cache (its index file and the index it read), so that they
+    are annotated again; their batch files stay, unreferenced."""
+    cache = nlp.get_pipe("llm")._cache  # spacy-llm gives the cache no public name or removal
+    if cache._path is None or not docs:
+        return
+    forgotten = {str(BatchCache._doc_id(doc)) for doc in docs}
+    for doc_id in forgotten:
+        cache._doc2batch.pop(int(doc_id), None)
+    index = cache._path / CACHE_INDEX
+    if index.is_file():
+        kept = [record for _, record in read_jsonl_lines(index) if not forgotten & set(record)]
+        with atomic_file(index) as partial:
+            srsly.write_jsonl(partial, kept)
 
 
 def teacher_of(nlp: Language) -> Any:
@@ -57,14 +103,44 @@ def teacher_of(nlp: Language) -> Any:
 def read_passages(nlp: Language, path: Path) -> List[Doc]:
     """Docs of a passages .jsonl file ({"id", "text", "meta"} a line, as `spacy-uniner passages` writes)."""
     docs = []
-    for i, record in enumerate(srsly.read_jsonl(path), 1):
+    for i, (line, record) in enumerate(read_jsonl_lines(path), 1):
         if not isinstance(record, dict) or not isinstance(record.get("text"), str) or not record["text"].strip():
-            raise ValueError(f'{path} line {i}: expected a record with a non-empty "text" string')
+            raise ValueError(f'{path} line {line}: expected a record with a non-empty "text" string')
+        if len(record["text"]) > nlp.max_length:
+            raise ValueError(
+                f"{path} line {line}: the passage has {len(record['text']):,} characters, more than a passage may have "
+                f"({nlp.max_length:,}): cut the documents into passages with `spacy-uniner passages`"
+            )
         doc = nlp.make_doc(record["text"])
         doc.user_data[PASSAGE_ID] = str(record.get("id", i))
         doc.user_data[PASSAGE_META] = record.get("meta", {})
         docs.append(doc)
+    if not docs:
+        raise ValueError(f"{path} holds no passages: nothing to distill (the earlier output is kept)")
     return docs
+
+
+def read_jsonl_lines(path: Path) -> Iterator[Tuple[int, Any]]:
+    """(line number, record) of each line of a .jsonl file (blank lines skipped); a line that is
+    not JSON is an error naming the file and the line."""
+    with Path(path).open("rb") as lines:
+        for number, raw in enumerate(lines, 1):
+            try:
+                line = raw.decode("utf8")
+            except UnicodeDecodeError as error:
+                raise ValueError(f"{path} line {number} is not UTF-8 text ({error})") from None
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except ValueError as error:
+                raise ValueError(f"{path} line {number} is not JSON ({error}): {line[:100]!r}") from None
+
+
+def write_docs(path: Path, docs: List[Doc]) -> None:
+    """The annotated passages as a DocBin, with their answers and ids in user_data."""
+    with atomic_file(path) as partial:
+        DocBin(docs=docs, store_user_data=True).to_disk(partial)
 
 
 def distill(nlp: Language, docs: List[Doc], batch_size: int = 64) -> Iterator[Doc]:
@@ -114,12 +190,12 @@ def run_distillation(
     overrides: Dict[str, Any] = util.SimpleFrozenDict(),
 ) -> Dict[str, Any]:
     """Distill a passages file into `output` (a DocBin) and return (and write) the report."""
+    check_output_file(output)
     nlp = load_distiller(config_path, teacher_path, overrides)
     started = time.perf_counter()
     docs = list(distill(nlp, read_passages(nlp, passages), batch_size))
     wall = time.perf_counter() - started
-    output.parent.mkdir(parents=True, exist_ok=True)
-    DocBin(docs=docs, store_user_data=True).to_disk(output)
+    write_docs(output, docs)
     report = distill_report(docs)
     # How the run went, to price the next: a live teacher's requests, retries and tokens.
     report["run"] = {"wall_s": round(wall, 2), "passages_per_s": round(len(docs) / wall, 3) if wall else None}
@@ -127,6 +203,5 @@ def run_distillation(
     if counts is not None:
         report["run"]["teacher"] = counts.as_dict()
     if report_path is not None:
-        report_path.parent.mkdir(parents=True, exist_ok=True)
-        srsly.write_json(report_path, report)
+        write_json(report_path, report)
     return report

@@ -8,6 +8,8 @@ import numpy
 # Figure without pyplot: no backend or display is chosen, so this works on servers and leaves a notebook's backend alone.
 from matplotlib.figure import Figure
 
+from ..files import atomic_file
+
 Results = Dict[str, Dict[str, Dict[str, Any]]]  # system -> dataset -> scores
 METRICS = {"paper": "paper metric (per query, normalized strings)", "spans": "span metric (spaCy Scorer, strict)"}
 
@@ -96,7 +98,7 @@ def precision_recall_chart(results: Results, path: Path) -> Figure:
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper right")
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path)
     return figure
 
 
@@ -176,5 +178,10 @@ def grouped_bars(table: Dict[str, Dict[str, Dict[str, float]]], path: Path) -> F
         ax.set_ylim(0, 100)
         ax.legend(loc="upper right", fontsize=8)
     ax.set_xticks(numpy.arange(len(names)), names, rotation=30, ha="right")
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path)
     return figure
+
+
+def save_figure(figure: Figure, path: Path) -> None:
+    with atomic_file(path) as partial:
+        figure.savefig(partial, dpi=120, format=Path(path).suffix.lstrip("."))

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from ..answers import parse_answer
 from ..component import uniner_of
 from ..data import normalize_type, question_pairs, read_conversations
+from ..files import write_json, write_jsonl, write_text
 from ..prompts import build_prompt, label_of_question
 from ..scores import ScoredAnswer, scored_answers
 from .datasets import BENCHMARKS, Benchmark, Sentence, benchmark_spec, load_benchmark, paper_queries
@@ -246,13 +247,13 @@ def run_evaluation(
             run_settings = dict(settings, threshold=mention_thresholds[system], label_margin=label_margins[system])
             if not (done.exists() and srsly.read_json(done).get("settings") == run_settings):
                 result = evaluate_benchmark(nlp, benchmark, chosen[name], paper_golds(name, mirror))
-                srsly.write_jsonl(folder / f"{name}.jsonl", result["records"])
-                srsly.write_json(done, {"settings": run_settings, "scores": result["scores"]})  # last: marks it done
+                write_jsonl(folder / f"{name}.jsonl", result["records"])
+                write_json(done, {"settings": run_settings, "scores": result["scores"]})  # last: marks it done
             results[system][name] = srsly.read_json(done)["scores"]  # as a resumed run reads it
             results[system][name]["thresholds"] = threshold_scores(srsly.read_jsonl(folder / f"{name}.jsonl"), thresholds, label_margins[system])
     domains = {name: specs[name]["domain"] for name in benchmarks}
     summary = {"settings": dict(settings, thresholds=list(thresholds)), "mention_thresholds": mention_thresholds, "label_margins": label_margins, "systems": results, "domains": domains, "skipped": skipped, "left_out": left_out}
-    srsly.write_json(output.with_suffix(".json"), summary)
+    write_json(output.with_suffix(".json"), summary)
     sections = [markdown_table(results, mention_thresholds, label_margins)]
     if by_domain:
         sections[:0] = [domain_table(results, domains), sets_table(results, domains)]
@@ -261,7 +262,7 @@ def run_evaluation(
         sections.append("### Left out (short sentences a training text holds: the zero-shot rule)\n\n" + "\n".join(f"- {name}: sentences {indices}" for name, indices in left_out.items()))
     if skipped:
         sections.append("### Skipped sets\n\n" + "\n".join(f"- {name}: {error}" for name, error in skipped.items()))
-    output.with_suffix(".md").write_text("\n\n".join(section.strip() for section in sections) + "\n", encoding="utf8")
+    write_text(output.with_suffix(".md"), "\n\n".join(section.strip() for section in sections) + "\n")
     bar_chart(results, output.with_suffix(".png"))
     if len(thresholds) > 1:
         precision_recall_chart(results, output.with_name(output.name + "-pr.png"))

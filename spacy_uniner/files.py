@@ -1,0 +1,89 @@
+"""Every output the package writes goes through here: to a temporary file (or folder) beside its
+target, renamed onto it only once it is whole, so a killed run or a failed step leaves the earlier
+output as it was. Output paths are checked before the work that fills them."""
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Union
+
+import srsly
+
+PathLike = Union[str, Path]
+
+
+def check_output_file(path: PathLike) -> Path:
+    """`path` as a file to write: refused up front, before any work is done, when it is a folder
+    or its folder cannot be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder: give the path of a file to write")
+    return writable_parent(path)
+
+
+def check_output_folder(path: PathLike) -> Path:
+    """`path` as a folder to write: refused up front when it is a file or its parent cannot be written."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path} is a file: give the path of a folder to write")
+    return writable_parent(path)
+
+
+def writable_parent(path: Path) -> Path:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(f"cannot write {path}: its folder {path.parent} cannot be made ({error.strerror or error})") from None
+    if not os.access(path.parent, os.W_OK):
+        raise PermissionError(f"cannot write {path}: its folder {path.parent} is not writable")
+    return path
+
+
+@contextmanager
+def atomic_file(path: PathLike) -> Iterator[Path]:
+    """A temporary path beside `path` to write to; it replaces `path` when the block ends without
+    an error, and is removed when it raises."""
+    path = check_output_file(path)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(handle)
+    partial = Path(name)
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_folder(path: PathLike) -> Iterator[Path]:
+    """A temporary folder beside `path` to fill; it takes the place of `path` (an earlier folder
+    there is removed only then) when the block ends without an error, and is removed when it raises."""
+    path = check_output_folder(path)
+    partial = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    try:
+        yield partial
+        if path.exists():
+            earlier = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, earlier / path.name)
+            os.replace(partial, path)
+            shutil.rmtree(earlier)
+        else:
+            os.replace(partial, path)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def write_json(path: PathLike, data: Any) -> None:
+    with atomic_file(path) as partial:
+        srsly.write_json(partial, data)
+
+
+def write_jsonl(path: PathLike, lines: Iterable[Any]) -> None:
+    with atomic_file(path) as partial:
+        srsly.write_jsonl(partial, lines)
+
+
+def write_text(path: PathLike, text: str) -> None:
+    with atomic_file(path) as partial:
+        partial.write_text(text, encoding="utf8")

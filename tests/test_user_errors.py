@@ -1,0 +1,85 @@
+"""Mistakes a user makes on the command line, run as a user runs them (a subprocess): each is one
+line naming what and where, a non-zero exit, and the earlier output left as it was."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import spacy
+
+ROOT = Path(__file__).parent.parent
+
+
+def spacy_uniner(*args, cwd=ROOT, **env):
+    return subprocess.run([sys.executable, "-m", "spacy_uniner", *map(str, args)], capture_output=True, text=True, cwd=cwd, env={**os.environ, "HF_HUB_OFFLINE": "1", **env}, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def broken_pipeline(tiny_llama_path, tmp_path_factory):
+    """A saved pipeline whose student lost its weights file."""
+    path = tmp_path_factory.mktemp("broken") / "pipeline"
+    nlp = spacy.blank("en")
+    nlp.add_pipe("uniner", config={"model": str(tiny_llama_path), "labels": ["person"], "device": "cpu"})
+    nlp.to_disk(path)
+    (path / "uniner" / "model" / "model.safetensors").unlink()
+    return path
+
+
+def one_line_error(done, *words):
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "Traceback" not in done.stderr, done.stderr
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0]
+
+
+def test_a_user_error_is_one_line_and_the_variable_shows_its_traceback(tmp_path):
+    (tmp_path / "garbage.spacy").write_bytes(b"not a DocBin")
+    one_line_error(spacy_uniner("build-data", tmp_path / "garbage.spacy", tmp_path / "out.json"), "garbage.spacy", "not a readable .spacy DocBin")
+    shown = spacy_uniner("build-data", tmp_path / "garbage.spacy", tmp_path / "out.json", SPACY_UNINER_TRACEBACK="1")
+    assert shown.returncode == 1 and "Traceback" in shown.stderr and "not a readable .spacy DocBin" in shown.stderr
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_an_empty_passages_file_keeps_the_earlier_annotations(tmp_path):
+    (tmp_path / "empty.jsonl").write_text("\n")
+    (tmp_path / "out.spacy").write_bytes(b"earlier output")
+    (tmp_path / "records.jsonl").write_text('{"text": "Marie Curie worked in Paris.", "response": "[]"}\n')
+    (tmp_path / "teacher.cfg").write_text(f'[model]\n@llm_models = "spacy_uniner.RecordedTeacher.v1"\npath = "{tmp_path / "records.jsonl"}"\n')
+    done = spacy_uniner("distill", tmp_path / "empty.jsonl", tmp_path / "out.spacy", "--teacher", tmp_path / "teacher.cfg", "--components.llm.cache.path", tmp_path / "cache")
+    one_line_error(done, "empty.jsonl holds no passages")
+    assert (tmp_path / "out.spacy").read_bytes() == b"earlier output"
+
+
+def test_a_pipeline_folder_that_does_not_load_says_why_and_is_never_asked_of_the_hub(broken_pipeline, tmp_path):
+    line = one_line_error(spacy_uniner("evaluate", broken_pipeline, tmp_path / "eval", "--limit", "1"), str(broken_pipeline / "uniner" / "model"))
+    assert "model.safetensors" in line
+    demo = spacy_uniner("demo", broken_pipeline, "--port", "8765")
+    assert "model.safetensors" in one_line_error(demo)
+    (tmp_path / "empty").mkdir()
+    one_line_error(spacy_uniner("evaluate", tmp_path / "empty", tmp_path / "eval", "--limit", "1"), "neither a spaCy pipeline folder (no config.cfg) nor a transformers model folder (no config.json)")
+
+
+def test_a_model_folder_that_does_not_load_stops_the_demo_before_it_serves(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    one_line_error(spacy_uniner("demo", tmp_path / "model", "--port", "8766"), "could not load the model")
+
+
+def test_outputs_that_are_folders_are_refused_before_the_work(broken_pipeline, tmp_path):
+    (tmp_path / "out.gguf").mkdir()
+    one_line_error(spacy_uniner("export-gguf", broken_pipeline, tmp_path / "out.gguf"), "out.gguf is a folder")
+    assert list(tmp_path.iterdir()) == [tmp_path / "out.gguf"]  # no .partial left
+    (tmp_path / "out.spacy").mkdir()
+    passages = tmp_path / "passages.jsonl"
+    passages.write_text('{"id": "p1", "text": "Marie Curie worked in Paris."}\n')
+    one_line_error(spacy_uniner("distill", passages, tmp_path / "out.spacy", "--components.llm.cache.path", tmp_path / "cache"), "out.spacy is a folder")
+
+
+def test_help_shows_every_config_section_name():
+    done = subprocess.run([sys.executable, "-m", "spacy_uniner", "train", "--help"], capture_output=True, text=True, cwd=ROOT, env={**os.environ, "COLUMNS": "400"})
+    assert all(section in done.stdout for section in ("[model]", "[training]", "[lora]")), done.stdout
+    done = subprocess.run([sys.executable, "-m", "spacy_uniner", "distill", "--help"], capture_output=True, text=True, cwd=ROOT, env={**os.environ, "COLUMNS": "400"})
+    assert "[model]" in done.stdout
