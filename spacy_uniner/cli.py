@@ -15,6 +15,7 @@ from spacy import displacy
 from spacy.cli._util import parse_config_overrides
 from tqdm import tqdm
 
+from .adapt import run_adapt, split_benchmark
 from .average import average_students
 from .base_model import PACKAGED_BASES, export_base_model
 from .component import pipeline_model, validate_fraction
@@ -323,6 +324,51 @@ def train_cli(
     if PartialState().is_main_process:
         summary = {key: value for key, value in result.items() if key != "held_out_answers"}
         typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command("adapt", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def adapt_cli(
+    ctx: typer.Context,
+    student: Path = typer.Argument(..., help="The student pipeline to adapt (from `train`): a spaCy pipeline folder whose `uniner` component holds its weights.", exists=True, file_okay=False),
+    gold_train: Path = typer.Argument(..., help="Gold docs to learn from: a .spacy DocBin with the gold mentions in doc.ents (or doc.spans[--spans-key]), e.g. from Prodigy's db-out or `spacy convert`.", exists=True, dir_okay=False),
+    gold_eval: Path = typer.Argument(..., help="Held-out gold docs of the same labels, scored before and after.", exists=True, dir_okay=False),
+    output: Path = typer.Argument(..., help="The adapted pipeline's folder to write (like `train`'s)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="A name for the data: every conversation and every question of the adapted pipeline opens with the paper's 'Dataset: NAME' line."),
+    spans_key: Optional[str] = typer.Option(None, "--spans-key", help="Read the gold mentions from doc.spans[KEY] instead of doc.ents."),
+    label_names: Optional[Path] = typer.Option(None, "--label-names", help='A JSON file mapping the data\'s labels to the types asked, e.g. {"ORG": "organization"}; labels not in it are asked as written.', exists=True, dir_okay=False),
+    distilled: Optional[Path] = typer.Option(None, "--distilled", help="The student's distilled conversations (from `build-data`), a share of which is mixed in so that it keeps the types it knew.", exists=True, dir_okay=False),
+    distilled_share: float = typer.Option(1.0, "--distilled-share", help="Distilled conversations mixed in per gold conversation."),
+    config: Path = typer.Option(Path("configs/train.cfg"), "--config", "-c", help="The training config (\\[training] hyperparameters); the base is the student itself.", exists=True, dir_okay=False),
+    checkpoints: Optional[Path] = typer.Option(None, "--checkpoints", help="Folder of the run's checkpoints and conversations (default: OUTPUT-checkpoints); a killed run resumes from it."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Also write the report (before and after, labels, docs, minutes) to this JSON file."),
+):
+    """Teach a student your own domain from your gold spaCy data: the gold docs become UniNER
+    conversations (every label asked of every doc), mixed with a share of the student's distilled
+    ones, and the student is fine-tuned on them from its own weights with the same trainer. The
+    held-out gold is scored before and after (the paper's metric and spaCy's span F). Extra
+    --section.key value options override the training config, e.g. --training.epochs 2."""
+    names = srsly.read_json(label_names) if label_names is not None else None
+    if names is not None and not (isinstance(names, dict) and all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in names.items())):
+        raise typer.BadParameter(f"{label_names} must hold a JSON object of label -> type name strings", param_hint="--label-names")
+    checkpoints = checkpoints or output.with_name(output.name + "-checkpoints")
+    result = run_adapt(student, gold_train, gold_eval, output, config, checkpoints, dataset, spans_key, names, distilled, distilled_share, overrides=parse_config_overrides(ctx.args), report_path=report)
+    typer.echo(json.dumps({key: value for key, value in result.items() if key != "training"}, indent=2))
+
+
+@app.command("gold-split")
+def gold_split_cli(
+    name: str = typer.Argument(..., help="A benchmark set of assets/benchmarks.json, e.g. NCBI-disease or TweetNER7."),
+    train_output: Path = typer.Argument(..., help="The gold-train .spacy DocBin to write."),
+    eval_output: Path = typer.Argument(..., help="The gold-eval .spacy DocBin to write."),
+    train_size: int = typer.Option(300, "--train", help="Sentences in gold-train."),
+    eval_size: Optional[int] = typer.Option(None, "--eval", help="Sentences in gold-eval (default: all the rest)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split."),
+    mirror: Path = typer.Option(Path("../shared/data"), "--mirror", help="The folder holding the benchmark files."),
+):
+    """Split a benchmark set into gold-train and gold-eval DocBins (gold in doc.ents and
+    doc.spans["gold"]), as a user's own annotated data would come: the stand-in for it in the
+    project's `adapt` workflow."""
+    typer.echo(json.dumps(split_benchmark(name, mirror, train_output, eval_output, train_size, eval_size, seed)))
 
 
 @app.command("average")

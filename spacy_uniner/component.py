@@ -62,6 +62,7 @@ class Generator(Protocol):
         "constrained": False,
         "threshold": 0.0,
         "label_margin": 1.0,
+        "dataset": None,
         "server": None,
         "concurrency": 8,
         "timeout": 60.0,
@@ -91,6 +92,7 @@ def make_uniner(
     constrained: bool,
     threshold: float,
     label_margin: float,
+    dataset: Optional[str],
     server: Optional[str],
     concurrency: int,
     timeout: float,
@@ -126,6 +128,7 @@ def make_uniner(
         overwrite_ents=overwrite_ents,
         threshold=threshold,
         label_margin=label_margin,
+        dataset=dataset,
         on_error=on_error,
         scorer=scorer,
     )
@@ -192,7 +195,8 @@ class UniNER(Pipe):
     `doc.spans[spans_key]` (overlaps included, scores in its `attrs["scores"]`); `doc.ents` gets the
     non-overlapping subset (see `resolve_ents`), each with its score as `span._.uniner_score`. A
     span found under several labels keeps those within `label_margin` of its best score (see
-    `within_label_margin`; 1.0 keeps them all).
+    `within_label_margin`; 1.0 keeps them all). With `dataset`, every question opens with the
+    paper's "Dataset: NAME" line, as a student adapted to that dataset's gold data was taught.
     `stats` counts what was asked and what was dropped.
     """
 
@@ -209,6 +213,7 @@ class UniNER(Pipe):
         overwrite_ents: bool = False,
         threshold: float = 0.0,
         label_margin: float = 1.0,
+        dataset: Optional[str] = None,
         on_error: str = "raise",
         scorer: Optional[Callable] = None,
     ):
@@ -224,6 +229,9 @@ class UniNER(Pipe):
         self.overwrite_ents = overwrite_ents
         self.threshold = threshold
         self.label_margin = label_margin
+        if dataset is not None and (not isinstance(dataset, str) or not dataset.strip() or "\n" in dataset or unencodable(dataset)):
+            raise ValueError(f"[uniner] config key 'dataset' must be null or a name on one line, got {dataset!r}")
+        self.dataset = dataset
         if on_error not in ON_ERROR:
             raise ValueError(f"[uniner] config key 'on_error' must be one of {ON_ERROR}, got {on_error!r}")
         self.on_error = on_error
@@ -299,7 +307,7 @@ class UniNER(Pipe):
         """The answer to each (doc index, window, label) query, and the docs to leave without
         entities: those with a question a server never answered, when `on_error` is "skip"."""
         try:
-            return scored_answers(self.generator, [build_prompt(window.text, label) for _, window, label in queries]), set()
+            return scored_answers(self.generator, [build_prompt(window.text, label, self.dataset) for _, window, label in queries]), set()
         except ServerError as error:
             failed = sorted({queries[index][0] for index in error.failures})
             if self.on_error == "raise":

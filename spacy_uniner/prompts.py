@@ -82,14 +82,19 @@ def prompt_context(prompt: str) -> str:
 
 
 def prompt_text(prompt: str) -> str:
-    """The text a `build_prompt` prompt asks about (ValueError for any other prompt)."""
+    """The text a `build_prompt` prompt asks about, with or without a dataset line (ValueError for
+    any other prompt)."""
     head, tail = render_conversation([text_turn("\0"), READ_REPLY]).split("\0")
     context = prompt_context(prompt)
+    dataset_head, _ = render_conversation([text_turn("\0", "\0")]).split("\0", 1)
+    if context.startswith(dataset_head) and "\n" in context:  # a dataset name holds no new line
+        context = head + context.split("\n", 1)[1][len(text_turn("")):]
     if not (context.startswith(head) and context.endswith(tail)):
         raise ValueError(f"Not a prompt of the template: {prompt[:80]!r}")
     return context[len(head) : -len(tail)]
 
 
-def build_prompt(text: str, label: str) -> str:
-    """The prompt that asks for the mentions of one entity type in one text."""
-    return render_conversation([text_turn(text), READ_REPLY, question_turn(label), None])
+def build_prompt(text: str, label: str, dataset: Optional[str] = None) -> str:
+    """The prompt that asks for the mentions of one entity type in one text; with `dataset`, the
+    paper's supervised variant, as the conversations of that dataset were written."""
+    return render_conversation([text_turn(text, dataset), READ_REPLY, question_turn(label), None])

@@ -27,7 +27,7 @@ def test_visualize_writes_displacy_html_for_a_saved_pipeline(tiny_llama_path, tm
 def test_help_lists_the_commands():
     result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("visualize", "pile-ner-records", "passages", "distill", "build-data", "train", "average", "evaluate", "benchmark"):
+    for command in ("visualize", "pile-ner-records", "passages", "distill", "build-data", "train", "adapt", "gold-split", "average", "evaluate", "benchmark"):
         assert command in result.output
 
 
@@ -39,6 +39,8 @@ def test_help_lists_the_commands():
         ("build-data", ["--negative-rate", "--min-type-count", "--dataset", "--seed", "--report"]),
         ("train", ["--config", "--pipeline-config", "--checkpoints", "--log", "--report"]),
         ("average", ["--output"]),
+        ("adapt", ["--dataset", "--spans-key", "--label-names", "--distilled", "--distilled-share", "--checkpoints", "--report"]),
+        ("gold-split", ["--train", "--eval", "--seed", "--mirror"]),
         ("evaluate", ["--datasets", "--domains", "--mirror", "--limit", "--seed", "--training-data", "--baseline"]),
         ("benchmark", ["--label-counts", "--docs", "--passage-tokens", "--batch-size", "--max-new-tokens", "--device", "--more-docs", "--constrained"]),
     ],

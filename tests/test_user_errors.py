@@ -83,3 +83,10 @@ def test_help_shows_every_config_section_name():
     assert all(section in done.stdout for section in ("[model]", "[training]", "[lora]")), done.stdout
     done = subprocess.run([sys.executable, "-m", "spacy_uniner", "distill", "--help"], capture_output=True, text=True, cwd=ROOT, env={**os.environ, "COLUMNS": "400"})
     assert "[model]" in done.stdout
+
+
+def test_adapt_refuses_a_label_map_that_is_not_one(tmp_path, broken_pipeline):
+    (tmp_path / "names.json").write_text('["ORG", "organization"]')
+    (tmp_path / "gold.spacy").write_bytes(b"")
+    done = spacy_uniner("adapt", broken_pipeline, tmp_path / "gold.spacy", tmp_path / "gold.spacy", tmp_path / "out", "--label-names", tmp_path / "names.json")
+    assert done.returncode == 2 and "must hold a JSON object of label -> type name strings" in done.stderr

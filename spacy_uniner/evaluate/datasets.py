@@ -64,20 +64,28 @@ def benchmark_spec(name: str, benchmarks: Path = BENCHMARKS) -> dict:
 
 @dataclass
 class Sentence:
-    """One test sentence: its tokens (the text is them joined by spaces, as in the paper's files)
-    and its gold mentions as token spans (start, end exclusive, entity type)."""
+    """One test sentence: its tokens, whether each is followed by a space (by default every one but
+    the last: the text is the tokens joined by spaces, as in the paper's files; a spaCy doc's
+    sentence keeps its own spacing), and its gold mentions as token spans (start, end exclusive,
+    entity type)."""
 
     dataset: str
     index: int
     tokens: List[str]
     spans: List[Tuple[int, int, str]] = field(default_factory=list)
+    spaces: Optional[List[bool]] = None
+
+    def words(self, start: int = 0, end: Optional[int] = None) -> str:
+        end = len(self.tokens) if end is None else end
+        spaces = self.spaces or [True] * len(self.tokens)
+        return "".join(token + (" " if space and i < end - 1 else "") for i, (token, space) in enumerate(zip(self.tokens[start:end], spaces[start:end]), start))
 
     @property
     def text(self) -> str:
-        return " ".join(self.tokens)
+        return self.words()
 
     def mentions(self, entity_type: str) -> List[str]:
-        return [" ".join(self.tokens[start:end]) for start, end, label in self.spans if label == entity_type]
+        return [self.words(start, end) for start, end, label in self.spans if label == entity_type]
 
 
 @dataclass

@@ -63,7 +63,7 @@ GOLD_MENTIONS = "benchmark_gold"  # the span group of a reference doc's gold men
 def sentence_doc(nlp: Language, sentence: Sentence, gold: bool) -> Doc:
     """A benchmark sentence as a Doc; with `gold`, its mentions in the span group GOLD_MENTIONS, and
     in doc.ents too unless they overlap (nested sets)."""
-    doc = Doc(nlp.vocab, words=sentence.tokens, spaces=[True] * (len(sentence.tokens) - 1) + [False])
+    doc = Doc(nlp.vocab, words=sentence.tokens, spaces=sentence.spaces or [True] * (len(sentence.tokens) - 1) + [False])
     if gold:
         doc.spans[GOLD_MENTIONS] = [Span(doc, start, end, label=label) for start, end, label in sentence.spans]
         covered = [i for start, end, _ in sentence.spans for i in range(start, end)]
@@ -130,7 +130,7 @@ def evaluate_benchmark(nlp: Language, benchmark: Benchmark, sentences: List[Sent
         for entity_type in benchmark.types:
             if recorder is None:
                 answer = ScoredAnswer(json.dumps([ent.text for ent in doc.ents if ent.label_ == entity_type]))
-            elif (prompt := build_prompt(sentence.text, entity_type)) in recorder.answers:
+            elif (prompt := build_prompt(sentence.text, entity_type, uniner.dataset)) in recorder.answers:
                 answer = recorder.answers[prompt]
             else:
                 raise ValueError(f"{benchmark.name} sentence {sentence.index} is longer than the component's window_size ({uniner.window_size} tokens): raise it to ask about whole sentences, as the paper does")

@@ -1,0 +1,175 @@
+"""Adaptation: a distilled student taught a user's own domain from their gold spaCy data, as the
+paper's supervised setting does it. Gold docs -> UniNER conversations (every label of the data asked
+of every passage, `[]` where it has none; a "Dataset: NAME" line when a name is given) mixed with a
+share of the student's distilled conversations, so that it keeps the types it knew -> the same
+trainer, from the student's own weights -> a pipeline like `train`'s. The held-out gold is scored
+before and after, with the paper's metric and spaCy's span scores."""
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy
+import spacy
+from spacy.tokens import Doc, DocBin, Span
+from spacy.vocab import Vocab
+
+from .component import pipeline_model, uniner_of
+from .data import conversation, read_conversations
+from .evaluate.datasets import Benchmark, Sentence, load_benchmark
+from .evaluate.run import evaluate_benchmark
+from .files import atomic_file, check_output_file, check_output_folder, write_json
+from .train import run_training
+
+# The span group of the gold docs `split_benchmark` writes (every mention, nested ones included).
+GOLD_KEY = "gold"
+
+
+def gold_spans(doc: Doc, spans_key: Optional[str]) -> List[Span]:
+    if spans_key is None:
+        return list(doc.ents)
+    return list(doc.spans[spans_key]) if spans_key in doc.spans else []
+
+
+def read_gold(path: Path, name: str, spans_key: Optional[str] = None, label_names: Optional[Dict[str, str]] = None) -> Benchmark:
+    """A gold DocBin as a benchmark: each doc a sentence with its own spacing, its gold `doc.ents`
+    (or `doc.spans[spans_key]`) the mentions, their labels as written or mapped by `label_names`.
+    A DocBin that holds no gold mention at all is an error."""
+    try:
+        docs = list(DocBin().from_disk(path).get_docs(Vocab()))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable .spacy DocBin ({err})") from err
+    names = label_names or {}
+    sentences = []
+    for index, doc in enumerate(docs):
+        spans = [(span.start, span.end, names.get(span.label_, span.label_)) for span in gold_spans(doc, spans_key)]
+        sentences.append(Sentence(name, index, [token.text for token in doc], spans, [bool(token.whitespace_) for token in doc]))
+    labels = sorted({label for sentence in sentences for _, _, label in sentence.spans})
+    if not labels:
+        where = f"doc.spans[{spans_key!r}]" if spans_key else "doc.ents (give --spans-key for gold in doc.spans)"
+        raise ValueError(f"{path} holds {len(docs)} docs and no gold mention in {where}: nothing to learn from")
+    return Benchmark(name, labels, sentences)
+
+
+def gold_conversations(gold: Benchmark, dataset: Optional[str]) -> List[Dict[str, Any]]:
+    """One conversation per gold doc: every label of the data asked, `[]` where the doc has none of it."""
+    return [
+        conversation(f"gold-{sentence.index}", sentence.text, [(label, list(dict.fromkeys(sentence.mentions(label)))) for label in gold.types], dataset)
+        for sentence in gold.sentences
+        if sentence.tokens
+    ]
+
+
+def mixed_conversations(gold: List[Dict[str, Any]], distilled: Optional[Path], share: float, seed: int) -> Tuple[List[Dict[str, Any]], int]:
+    """The gold conversations and `share` times as many of the distilled ones (drawn with `seed`)."""
+    if distilled is None or share <= 0:
+        return gold, 0
+    records = [
+        {"id": f"distilled-{conversation_id}", "conversations": [{"from": ("human", "gpt")[i % 2], "value": message} for i, message in enumerate(messages)]}
+        for conversation_id, messages in read_conversations(distilled)
+    ]
+    count = min(len(records), round(share * len(gold)))
+    picked = numpy.random.default_rng(seed).choice(len(records), size=count, replace=False)
+    return gold + [records[i] for i in sorted(picked)], count
+
+
+def score_gold(nlp: spacy.Language, gold: Benchmark) -> Dict[str, float]:
+    """The pipeline on the gold docs: the paper's metric and spaCy's span F (in [0, 1], as spaCy reports)."""
+    scores = evaluate_benchmark(nlp, gold, gold.sentences, None)["scores"]
+    paper, spans = scores["paper"], scores["spans"]
+    return {"paper_p": paper["p"], "paper_r": paper["r"], "paper_f": paper["f"], "ents_p": spans["p"], "ents_r": spans["r"], "ents_f": spans["f"]}
+
+
+def run_adapt(
+    student: Path,
+    gold_train: Path,
+    gold_eval: Path,
+    output: Path,
+    config_path: Path,
+    checkpoints: Path,
+    dataset: Optional[str] = None,
+    spans_key: Optional[str] = None,
+    label_names: Optional[Dict[str, str]] = None,
+    distilled: Optional[Path] = None,
+    distilled_share: float = 1.0,
+    seed: int = 0,
+    overrides: Optional[Dict[str, Any]] = None,
+    report_path: Optional[Path] = None,
+) -> Dict[str, Any]:
+    """Fine-tune `student` (a `uniner` pipeline folder) on the gold docs of `gold_train` mixed with
+    its distilled conversations, write the adapted pipeline to `output`, and report the paper F and
+    span F on `gold_eval` before and after. `overrides` are the trainer's config keys (as `train`
+    takes them); the student's own pipeline settings are kept, with the gold labels."""
+    check_output_folder(output)
+    started = time.perf_counter()
+    nlp = spacy.load(student)
+    uniner = uniner_of(nlp)
+    if uniner is None:
+        raise ValueError(f"{student} has no uniner component (it has {nlp.pipe_names}): give a student pipeline from `train`")
+    model = pipeline_model(student)
+    name = dataset or Path(gold_train).stem
+    train_gold, eval_gold = read_gold(gold_train, name, spans_key, label_names), read_gold(gold_eval, name, spans_key, label_names)
+    missing = sorted(set(train_gold.types) - set(eval_gold.types))
+    if missing:
+        raise ValueError(f"{gold_eval} has no gold mention of {missing}, which {gold_train} teaches: it cannot show what adapting did for them")
+    eval_gold.types = train_gold.types
+    uniner.dataset = dataset
+    before = score_gold(nlp, eval_gold)
+    del nlp, uniner
+
+    conversations, mixed = mixed_conversations(gold_conversations(train_gold, dataset), distilled, distilled_share, seed)
+    data = Path(checkpoints) / "adapt-conversations.json"
+    write_json(data, conversations)
+    settings = {
+        **(overrides or {}),
+        "model.base": str(model),
+        "components.uniner.labels": train_gold.types,
+        "components.uniner.dataset": dataset,
+    }
+    training = run_training(data, output, config_path, Path(student) / "config.cfg", Path(checkpoints), settings)
+    after = score_gold(spacy.load(output), eval_gold)
+    report = {
+        "before": before,
+        "after": after,
+        "labels": train_gold.types,
+        "dataset": dataset,
+        "train_docs": len(train_gold.sentences),
+        "eval_docs": len(eval_gold.sentences),
+        "distilled_conversations": mixed,
+        "minutes": round((time.perf_counter() - started) / 60, 2),
+        "training": {key: value for key, value in training.items() if key not in ("held_out_answers",)},
+    }
+    if report_path is not None:
+        write_json(report_path, report)
+    return report
+
+
+def benchmark_docs(nlp: spacy.Language, sentences: List[Sentence]) -> List[Doc]:
+    """Benchmark sentences as gold docs: every mention in doc.spans["gold"], and in doc.ents too
+    where none overlap (nested sets)."""
+    docs = []
+    for sentence in sentences:
+        doc = Doc(nlp.vocab, words=sentence.tokens, spaces=sentence.spaces or [True] * (len(sentence.tokens) - 1) + [False])
+        doc.spans[GOLD_KEY] = [Span(doc, start, end, label=label) for start, end, label in sentence.spans]
+        covered = [i for start, end, _ in sentence.spans for i in range(start, end)]
+        if len(covered) == len(set(covered)):
+            doc.ents = list(doc.spans[GOLD_KEY])
+        docs.append(doc)
+    return docs
+
+
+def split_benchmark(name: str, mirror: Path, train_output: Path, eval_output: Path, train_size: int, eval_size: Optional[int], seed: int = 0) -> Dict[str, int]:
+    """A benchmark set of the mirror split by `seed` into gold-train (`train_size` sentences) and
+    gold-eval (`eval_size` of the rest, or all of them) DocBins, as a user's own gold data would
+    come: the stand-in for it in the project's `adapt` workflow and in the adaptation measurements."""
+    for path in (train_output, eval_output):
+        check_output_file(path)
+    sentences = [sentence for sentence in load_benchmark(name, mirror).sentences if sentence.tokens]
+    if train_size < 1 or train_size >= len(sentences):
+        raise ValueError(f"{name} has {len(sentences)} sentences: the gold-train size must be from 1 to {len(sentences) - 1}, got {train_size}")
+    order = numpy.random.default_rng(seed).permutation(len(sentences))
+    train_part, eval_part = sorted(order[:train_size]), sorted(order[train_size:])[:eval_size]
+    nlp = spacy.blank("en")
+    for path, part in ((train_output, train_part), (eval_output, eval_part)):
+        with atomic_file(path) as partial:
+            DocBin(docs=benchmark_docs(nlp, [sentences[i] for i in part])).to_disk(partial)
+    return {"sentences": len(sentences), "train": len(train_part), "eval": len(eval_part)}

@@ -1,0 +1,97 @@
+"""Adaptation: gold spaCy docs -> conversations -> the same trainer from the student's weights ->
+an adapted pipeline, scored before and after on held-out gold."""
+import json
+from pathlib import Path
+
+import pytest
+import spacy
+from spacy.tokens import DocBin, Span
+
+from spacy_uniner.adapt import gold_conversations, read_gold, run_adapt, split_benchmark
+from spacy_uniner.prompts import build_prompt, prompt_text
+
+ROOT = Path(__file__).parent.parent
+TRAIN_CFG = ROOT / "configs" / "train.cfg"
+MIRROR = ROOT.parent / "shared" / "data"
+TINY_TRAINING = {"training.batch_size": 2, "training.gradient_accumulation": 1, "training.epochs": 1, "training.learning_rate": 1e-3}
+
+
+def gold_docbin(path, examples, key=None):
+    nlp = spacy.blank("en")
+    docs = []
+    for text, mentions in examples:
+        doc = nlp(text)
+        spans = [doc.char_span(text.index(mention), text.index(mention) + len(mention), label=label) for mention, label in mentions]
+        if key:
+            doc.spans[key] = spans
+        else:
+            doc.ents = spans
+        docs.append(doc)
+    DocBin(docs=docs).to_disk(path)
+    return path
+
+
+TRAIN = [("Aspirin eased her migraine.", [("migraine", "DISEASE"), ("Aspirin", "CHEM")]), ("He has asthma.", [("asthma", "DISEASE")]), ("Nothing here.", [])]
+EVAL = [("Ibuprofen treats arthritis.", [("arthritis", "DISEASE"), ("Ibuprofen", "CHEM")])]
+
+
+@pytest.fixture(scope="module")
+def student(tiny_llama_path, tmp_path_factory):
+    path = tmp_path_factory.mktemp("student") / "pipeline"
+    nlp = spacy.blank("en")
+    nlp.add_pipe("uniner", config={"model": str(tiny_llama_path), "labels": ["person"], "device": "cpu", "max_new_tokens": 8, "threshold": 0.1})
+    nlp.to_disk(path)
+    return path
+
+
+def test_gold_docs_become_conversations_asking_every_label(tmp_path):
+    gold = read_gold(gold_docbin(tmp_path / "train.spacy", TRAIN), "meds", label_names={"CHEM": "chemical"})
+    assert gold.types == ["DISEASE", "chemical"]
+    conversations = gold_conversations(gold, "meds")
+    turns = [[turn["value"] for turn in record["conversations"]] for record in conversations]
+    assert turns[0] == ["Dataset: meds\nText: Aspirin eased her migraine.", "I've read this text.", "What describes DISEASE in the text?", '["migraine"]', "What describes chemical in the text?", '["Aspirin"]']
+    assert turns[2][3::2] == ["[]", "[]"]  # a doc without gold is asked every label, answered []
+    # The adapted pipeline asks with the same Dataset line, and constrained decoding finds the text in it.
+    prompt = build_prompt("He has asthma.", "DISEASE", "meds")
+    assert prompt.startswith("A virtual assistant answers questions from a user based on the provided text. USER: Dataset: meds\nText: He has asthma. ASSISTANT:")
+    assert prompt_text(prompt) == "He has asthma."
+
+
+def test_a_student_is_adapted_and_scored_before_and_after(student, tmp_path):
+    train, held_out = gold_docbin(tmp_path / "train.spacy", TRAIN, key="sc"), gold_docbin(tmp_path / "eval.spacy", EVAL, key="sc")
+    distilled = tmp_path / "distilled.json"
+    distilled.write_text(json.dumps([{"id": "d1", "conversations": [{"from": "human", "value": "Text: Ana lives in Paris."}, {"from": "gpt", "value": "I've read this text."}, {"from": "human", "value": "What describes city in the text?"}, {"from": "gpt", "value": '["Paris"]'}]}]))
+    report = run_adapt(student, train, held_out, tmp_path / "adapted", TRAIN_CFG, tmp_path / "ck", dataset="meds", spans_key="sc", distilled=distilled, overrides=TINY_TRAINING, report_path=tmp_path / "report.json")
+    assert set(report) >= {"before", "after", "labels", "train_docs", "minutes"}
+    assert report["labels"] == ["CHEM", "DISEASE"] and report["train_docs"] == 3 and report["distilled_conversations"] == 1
+    for side in ("before", "after"):
+        assert all(0.0 <= report[side][key] <= 1.0 for key in ("paper_f", "ents_f"))
+    assert json.loads((tmp_path / "report.json").read_text())["after"] == report["after"]
+    conversations = json.loads((tmp_path / "ck" / "adapt-conversations.json").read_text())
+    assert [record["id"] for record in conversations] == ["gold-0", "gold-1", "gold-2", "distilled-d1"]
+    adapted = spacy.load(tmp_path / "adapted").get_pipe("uniner")
+    assert adapted.labels == ["CHEM", "DISEASE"] and adapted.dataset == "meds" and adapted.threshold == 0.1
+
+
+def test_bad_gold_data_and_students_get_a_clear_error(student, tmp_path):
+    no_gold = gold_docbin(tmp_path / "none.spacy", [("Nothing here.", [])])
+    train, held_out = gold_docbin(tmp_path / "train.spacy", TRAIN), gold_docbin(tmp_path / "eval.spacy", [("He has asthma.", [("asthma", "DISEASE")])])
+    with pytest.raises(ValueError, match=r"none.spacy holds 1 docs and no gold mention in doc.ents"):
+        run_adapt(student, no_gold, held_out, tmp_path / "out", TRAIN_CFG, tmp_path / "ck")
+    with pytest.raises(ValueError, match=r"eval.spacy has no gold mention of \['CHEM'\]"):
+        run_adapt(student, train, held_out, tmp_path / "out", TRAIN_CFG, tmp_path / "ck")
+    spacy.blank("en").to_disk(tmp_path / "blank")
+    with pytest.raises(ValueError, match="has no uniner component"):
+        run_adapt(tmp_path / "blank", train, held_out, tmp_path / "out", TRAIN_CFG, tmp_path / "ck")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "ck").exists()
+
+
+@pytest.mark.skipif(not (MIRROR / "benchmarks").is_dir(), reason="needs the data mirror ../shared/data")
+def test_a_benchmark_set_splits_into_gold_docbins_by_seed(tmp_path):
+    counts = split_benchmark("NCBI-disease", MIRROR, tmp_path / "train.spacy", tmp_path / "eval.spacy", 50, 20, seed=0)
+    assert counts == {"sentences": 940, "train": 50, "eval": 20}
+    train, held_out = read_gold(tmp_path / "train.spacy", "ncbi"), read_gold(tmp_path / "eval.spacy", "ncbi")
+    assert train.types == ["disease"] and len(train.sentences) == 50 and len(held_out.sentences) == 20
+    assert not {s.text for s in train.sentences} & {s.text for s in held_out.sentences}
+    split_benchmark("NCBI-disease", MIRROR, tmp_path / "again.spacy", tmp_path / "again-eval.spacy", 50, 20, seed=0)
+    assert [s.text for s in read_gold(tmp_path / "again.spacy", "ncbi").sentences] == [s.text for s in train.sentences]
