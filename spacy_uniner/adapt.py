@@ -16,12 +16,9 @@ from spacy.vocab import Vocab
 from .component import pipeline_model, uniner_of
 from .data import conversation, read_conversations
 from .evaluate.datasets import Benchmark, Sentence, load_benchmark
-from .evaluate.run import evaluate_benchmark
+from .evaluate.run import evaluate_benchmark, sentence_doc
 from .files import atomic_file, check_output_file, check_output_folder, write_json
 from .train import run_training
-
-# The span group of the gold docs `split_benchmark` writes (every mention, nested ones included).
-GOLD_KEY = "gold"
 
 
 def gold_spans(doc: Doc, spans_key: Optional[str]) -> List[Span]:
@@ -90,7 +87,7 @@ def run_adapt(
     spans_key: Optional[str] = None,
     label_names: Optional[Dict[str, str]] = None,
     distilled: Optional[Path] = None,
-    distilled_share: float = 1.0,
+    distilled_share: float = 0.5,
     seed: int = 0,
     overrides: Optional[Dict[str, Any]] = None,
     report_path: Optional[Path] = None,
@@ -114,7 +111,7 @@ def run_adapt(
     eval_gold.types = train_gold.types
     uniner.dataset = dataset
     before = score_gold(nlp, eval_gold)
-    del nlp, uniner
+    del nlp, uniner  # the student's weights are not held in memory while it trains
 
     conversations, mixed = mixed_conversations(gold_conversations(train_gold, dataset), distilled, distilled_share, seed)
     data = Path(checkpoints) / "adapt-conversations.json"
@@ -143,20 +140,6 @@ def run_adapt(
     return report
 
 
-def benchmark_docs(nlp: spacy.Language, sentences: List[Sentence]) -> List[Doc]:
-    """Benchmark sentences as gold docs: every mention in doc.spans["gold"], and in doc.ents too
-    where none overlap (nested sets)."""
-    docs = []
-    for sentence in sentences:
-        doc = Doc(nlp.vocab, words=sentence.tokens, spaces=sentence.spaces or [True] * (len(sentence.tokens) - 1) + [False])
-        doc.spans[GOLD_KEY] = [Span(doc, start, end, label=label) for start, end, label in sentence.spans]
-        covered = [i for start, end, _ in sentence.spans for i in range(start, end)]
-        if len(covered) == len(set(covered)):
-            doc.ents = list(doc.spans[GOLD_KEY])
-        docs.append(doc)
-    return docs
-
-
 def split_benchmark(name: str, mirror: Path, train_output: Path, eval_output: Path, train_size: int, eval_size: Optional[int], seed: int = 0) -> Dict[str, int]:
     """A benchmark set of the mirror split by `seed` into gold-train (`train_size` sentences) and
     gold-eval (`eval_size` of the rest, or all of them) DocBins, as a user's own gold data would
@@ -171,5 +154,5 @@ def split_benchmark(name: str, mirror: Path, train_output: Path, eval_output: Pa
     nlp = spacy.blank("en")
     for path, part in ((train_output, train_part), (eval_output, eval_part)):
         with atomic_file(path) as partial:
-            DocBin(docs=benchmark_docs(nlp, [sentences[i] for i in part])).to_disk(partial)
+            DocBin(docs=[sentence_doc(nlp, sentences[i], gold=True) for i in part]).to_disk(partial)
     return {"sentences": len(sentences), "train": len(train_part), "eval": len(eval_part)}

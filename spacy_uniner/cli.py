@@ -337,7 +337,7 @@ def adapt_cli(
     spans_key: Optional[str] = typer.Option(None, "--spans-key", help="Read the gold mentions from doc.spans[KEY] instead of doc.ents."),
     label_names: Optional[Path] = typer.Option(None, "--label-names", help='A JSON file mapping the data\'s labels to the types asked, e.g. {"ORG": "organization"}; labels not in it are asked as written.', exists=True, dir_okay=False),
     distilled: Optional[Path] = typer.Option(None, "--distilled", help="The student's distilled conversations (from `build-data`), a share of which is mixed in so that it keeps the types it knew.", exists=True, dir_okay=False),
-    distilled_share: float = typer.Option(1.0, "--distilled-share", help="Distilled conversations mixed in per gold conversation."),
+    distilled_share: float = typer.Option(0.5, "--distilled-share", help="Distilled conversations mixed in per gold conversation (0.5: as measured in docs/training.md)."),
     config: Path = typer.Option(Path("configs/train.cfg"), "--config", "-c", help="The training config (\\[training] hyperparameters); the base is the student itself.", exists=True, dir_okay=False),
     checkpoints: Optional[Path] = typer.Option(None, "--checkpoints", help="Folder of the run's checkpoints and conversations (default: OUTPUT-checkpoints); a killed run resumes from it."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the report (before and after, labels, docs, minutes) to this JSON file."),
@@ -365,9 +365,9 @@ def gold_split_cli(
     seed: int = typer.Option(0, "--seed", help="Seed of the split."),
     mirror: Path = typer.Option(Path("../shared/data"), "--mirror", help="The folder holding the benchmark files."),
 ):
-    """Split a benchmark set into gold-train and gold-eval DocBins (gold in doc.ents and
-    doc.spans["gold"]), as a user's own annotated data would come: the stand-in for it in the
-    project's `adapt` workflow."""
+    """Split a benchmark set into gold-train and gold-eval DocBins (gold in doc.ents, and every
+    mention, nested ones too, in doc.spans["benchmark_gold"]), as a user's own annotated data would
+    come: the stand-in for it in the project's `adapt` workflow."""
     typer.echo(json.dumps(split_benchmark(name, mirror, train_output, eval_output, train_size, eval_size, seed)))
 
 
