@@ -11,10 +11,9 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy
 import spacy
 from spacy.tokens import Doc, DocBin, Span
-from spacy.vocab import Vocab
 
 from .component import pipeline_model, uniner_of
-from .data import conversation, read_conversations
+from .data import conversation, read_conversations, read_docs
 from .evaluate.datasets import Benchmark, Sentence, load_benchmark
 from .evaluate.run import evaluate_benchmark, sentence_doc
 from .files import atomic_file, check_output_file, check_output_folder, write_json
@@ -31,10 +30,7 @@ def read_gold(path: Path, name: str, spans_key: Optional[str] = None, label_name
     """A gold DocBin as a benchmark: each doc a sentence with its own spacing, its gold `doc.ents`
     (or `doc.spans[spans_key]`) the mentions, their labels as written or mapped by `label_names`.
     A DocBin that holds no gold mention at all is an error."""
-    try:
-        docs = list(DocBin().from_disk(path).get_docs(Vocab()))
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: not a readable .spacy DocBin ({err})") from err
+    docs = read_docs(path)
     names = label_names or {}
     sentences = []
     for index, doc in enumerate(docs):

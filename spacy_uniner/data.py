@@ -106,12 +106,17 @@ def build_conversations(
     return conversations, dict(report, sources=dict(sources))
 
 
-def read_annotations(path: Path) -> List[Doc]:
-    """The docs that distillation wrote (a .spacy DocBin with the teacher's answers in user_data)."""
+def read_docs(path: Path) -> List[Doc]:
+    """The docs of a .spacy DocBin, with their user_data; a file that is not one is an error naming it."""
     try:
-        docs = list(DocBin().from_disk(path).get_docs(Vocab()))
+        return list(DocBin().from_disk(path).get_docs(Vocab()))
     except (OSError, ValueError) as err:
         raise ValueError(f"{path}: not a readable .spacy DocBin ({err})") from err
+
+
+def read_annotations(path: Path) -> List[Doc]:
+    """The docs that distillation wrote (a .spacy DocBin with the teacher's answers in user_data)."""
+    docs = read_docs(path)
     if not docs:
         raise ValueError(f"{path} holds no annotated passages: nothing to build conversations from")
     missing = [i for i, doc in enumerate(docs) if ANSWER_KEY not in doc.user_data]

@@ -74,6 +74,16 @@ def atomic_folder(path: PathLike) -> Iterator[Path]:
         shutil.rmtree(partial, ignore_errors=True)
 
 
+def drop_torn_last_line(path: PathLike) -> None:
+    """Remove a last line that ends without a newline: what a process killed while appending to a
+    line-per-record file leaves. The next record then starts a line of its own."""
+    path = Path(path)
+    data = path.read_bytes() if path.is_file() else b""
+    if data and not data.endswith(b"\n"):
+        with atomic_file(path) as partial:
+            partial.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
 def write_json(path: PathLike, data: Any) -> None:
     with atomic_file(path) as partial:
         srsly.write_json(partial, data)

@@ -105,8 +105,9 @@ def read_batch(passages: Path, results: Path, output: Path, config_path: Path, t
     nlp, teacher = batch_distiller(config_path, teacher_path, overrides)
     docs, prompts = passage_prompts(nlp, passages)
     answers, failed, repeats = read_results(results, prompts, passages)
-    changed = {passage for passage, (answer, _) in answers.items() if teacher.journal.get(prompts[passage]) != answer}
-    replaced = sum(teacher.journal.get(prompts[passage]) is not None for passage in changed)
+    earlier = {passage: teacher.journal.get(prompts[passage]) for passage in answers}
+    changed = {passage for passage, (answer, _) in answers.items() if earlier[passage] != answer}
+    replaced = sum(earlier[passage] is not None for passage in changed)
     # spacy-llm's cache sits in front of the journal: a passage annotated from another answer
     # leaves it, so that it is annotated again from this one.
     forget_cached(nlp, [doc for doc in docs if doc.user_data[PASSAGE_ID] in changed])

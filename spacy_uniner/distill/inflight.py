@@ -8,6 +8,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, Optional, Union
 
+from ..files import drop_torn_last_line
+
 COUNTS = ("requests", "retries", "rate_limited", "answered", "failed", "journaled", "prompt_tokens", "completion_tokens")
 
 
@@ -57,17 +59,13 @@ class AnswerJournal:
         self.answers: Dict[str, str] = {}
         self.lock = threading.Lock()
         if self.path is not None and self.path.is_file():
-            data = self.path.read_bytes()
-            for line in data.splitlines():
+            drop_torn_last_line(self.path)  # a run killed while writing its last answer: asked again
+            for line in self.path.read_bytes().splitlines():
                 try:
                     record = json.loads(line)
                     self.answers[record["key"]] = record["response"]
                 except (ValueError, KeyError, TypeError):
-                    continue  # the last line of a run killed while writing it: asked again
-            if data and not data.endswith(b"\n"):
-                # That torn line ends without a newline: the next answer starts on a line of its own.
-                with self.path.open("ab") as journal:
-                    journal.write(b"\n")
+                    continue  # a line that another program garbled: its answer is asked again
 
     def get(self, prompt: str) -> Optional[str]:
         return self.answers.get(prompt_key(prompt))

@@ -7,7 +7,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-import srsly
 from confection import Config
 from spacy import util
 from spacy.language import Language
@@ -15,7 +14,7 @@ from spacy.tokens import Doc, DocBin
 from spacy_llm.cache import BatchCache
 from tqdm import tqdm
 
-from ..files import atomic_file, check_output_file, write_json
+from ..files import atomic_file, check_output_file, drop_torn_last_line, write_json, write_jsonl
 from .task import ANSWER_KEY
 
 # doc.user_data keys of the passage's id and meta from the passages file.
@@ -63,19 +62,14 @@ def check_cache_index(index: Path) -> None:
     naming the file and the line."""
     if not index.is_file():
         return
-    data = index.read_bytes()
-    lines = data.split(b"\n")
-    for number, line in enumerate(lines, 1):
+    drop_torn_last_line(index)
+    for number, line in enumerate(index.read_bytes().split(b"\n"), 1):
         try:
             record = json.loads(line) if line.strip() else {}
             if isinstance(record, dict) and all(str(key).isdigit() and str(value).isdigit() for key, value in record.items()):
                 continue
         except ValueError:
             pass
-        if number == len(lines) and not data.endswith(b"\n"):
-            with atomic_file(index) as partial:
-                partial.write_bytes(data[: len(data) - len(line)])
-            return
         raise ValueError(f"{index} line {number} is not a cache index record ({line[:80]!r}): remove the line, or the cache folder, to go on")
 
 
@@ -90,9 +84,7 @@ def forget_cached(nlp: Language, docs: List[Doc]) -> None:
         cache._doc2batch.pop(int(doc_id), None)
     index = cache._path / CACHE_INDEX
     if index.is_file():
-        kept = [record for _, record in read_jsonl_lines(index) if not forgotten & set(record)]
-        with atomic_file(index) as partial:
-            srsly.write_jsonl(partial, kept)
+        write_jsonl(index, [record for _, record in read_jsonl_lines(index) if not forgotten & set(record)])
 
 
 def teacher_of(nlp: Language) -> Any:
