@@ -18,8 +18,10 @@ from .data import normalize_type, question_pairs, read_conversations
 from .decoding import SharedPrefixes
 from .distill import read_documents
 from .component import uniner_of
-from .evaluate.run import RecordingGenerator
+from .engine_benchmark import Answers, agreement, timed_answers
+from .evaluate.run import recording
 from .generation import HFGenerator, encode_texts, prompt_groups
+from .precision import Precision, decoder_layers
 from .prompts import build_prompt, label_of_question
 
 
@@ -128,12 +130,8 @@ def run_benchmark(nlp: Language, texts: List[str], labels: List[str], label_coun
     list(nlp.pipe(texts[:1]))  # loads the model and warms it up, outside the timings
     for count in label_counts:
         uniner.labels = labels[:count]
-        recorder = RecordingGenerator(generator)
-        uniner.generator = recorder
-        try:
+        with recording(uniner) as recorder:
             runs = [timed(generator, generator.device, lambda: list(nlp.pipe(texts))) for _ in range(repeats)]
-        finally:
-            uniner.generator = generator
         seconds, tokens, peak = statistics.median(run[1] for run in runs), runs[0][2], max(run[3] for run in runs)
         prompts = list(recorder.answers)
         naive, naive_seconds, naive_tokens, naive_peak = timed(generator, generator.device, lambda: generator.generate_one_by_one(prompts))
@@ -162,20 +160,50 @@ def run_benchmark(nlp: Language, texts: List[str], labels: List[str], label_coun
         yield record
 
 
+def run_precision_benchmark(load: Callable[[str], Language], dtypes: Sequence[str], texts: List[str], labels: List[str], label_counts: Sequence[int], repeats: int = 3) -> Iterator[Dict[str, Any]]:
+    """The component in each precision (`load(dtype)` gives the pipeline) over the same texts and
+    labels: docs/s (the median of `repeats` runs), the speed-up over the first precision's and the
+    share of (text, label) answers whose mentions are those of the first precision's; then one
+    record per precision with its prefix pass's GFLOP/s beside the matmul peak in that precision."""
+    reference: Dict[int, Tuple[float, Answers]] = {}
+    for dtype in dtypes:
+        nlp = load(dtype)
+        generator: HFGenerator = uniner_of(nlp).generator
+        list(nlp.pipe(texts[:1]))  # loads the model and warms it up, outside the timings
+        for count in label_counts:
+            seconds, answers = timed_answers(nlp, texts, labels[:count], repeats)
+            first_seconds, first_answers = reference.setdefault(count, (seconds, answers))
+            yield {
+                "dtype": dtype,
+                "precision": generator.precision.name,
+                "labels": count,
+                "docs": len(texts),
+                "queries": len(answers),
+                "docs_per_s": round(len(texts) / seconds, 3),
+                "speedup": round(first_seconds / seconds, 2),
+                "identical_share": round(agreement(answers, first_answers), 4),
+            }
+        yield {"dtype": dtype, "precision": generator.precision.name, "prefix_pass": prefix_pass(generator, texts, labels[0])}
+
+
 def synchronize(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
 
 
-def matmul_peak_gflops(device: str, dtype: torch.dtype = torch.float32, size: int = 2048, repeats: int = 8) -> float:
+def matmul_peak_gflops(device: str, precision: Precision = Precision("float32", torch.float32), size: int = 2048, repeats: int = 8) -> float:
     """The machine's measured rate on one large matmul, in GFLOP/s: about the most a forward pass
-    of the same dtype can reach here."""
-    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
-    a @ b  # warm-up
+    in the same precision can reach here (for int8, PyTorch's dynamic int8 Linear, as the blocks run it)."""
+    a, b = (torch.randn(size, size, device=device, dtype=precision.weights) for _ in range(2))
+    multiply: Callable[[], Any] = lambda: a @ b
+    if precision.int8:
+        linear = torch.ao.nn.quantized.dynamic.Linear(size, size, dtype=torch.qint8)
+        multiply = lambda: linear(a)
+    multiply()  # warm-up
     synchronize(device)
     started = time.perf_counter()
     for _ in range(repeats):
-        a @ b
+        multiply()
     synchronize(device)
     return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
 
@@ -183,8 +211,9 @@ def matmul_peak_gflops(device: str, dtype: torch.dtype = torch.float32, size: in
 @torch.inference_mode()
 def prefix_pass(generator: HFGenerator, texts: List[str], label: str) -> Dict[str, Any]:
     """The component's shared pass over the texts' prompt prefixes (one forward, left-padded, as in
-    `answer_prompts`): prompt tokens/s, and the GFLOP/s that is (2 per non-embedding parameter per
-    token; attention left out) beside the measured matmul peak in the model's dtype."""
+    `answer_prompts`): prompt tokens/s, and the GFLOP/s that is (2 per weight of the blocks'
+    projections per token; attention left out) beside the measured matmul peak in the model's
+    precision."""
     groups = prompt_groups(generator.tokenizer, [build_prompt(text, label) for text in texts])
     prefixes = [prefix for prefix, _, _ in groups]
     model = generator.model
@@ -195,8 +224,10 @@ def prefix_pass(generator: HFGenerator, texts: List[str], label: str) -> Dict[st
     synchronize(generator.device)
     seconds = time.perf_counter() - started
     tokens = sum(len(prefix) for prefix in prefixes)
-    gflops = 2 * model.num_parameters(exclude_embeddings=True) * tokens / seconds / 1e9
-    peak = matmul_peak_gflops(generator.device, model.dtype)
+    # The blocks' projections, float or int8 alike (an int8 Linear holds no Parameter to count).
+    weights = sum(module.in_features * module.out_features for module in decoder_layers(model, "the prefix pass counts its blocks").modules() if hasattr(module, "in_features"))
+    gflops = 2 * weights * tokens / seconds / 1e9
+    peak = matmul_peak_gflops(generator.device, generator.precision)
     return {"prompt_tokens": tokens, "tokens_per_s": round(tokens / seconds, 1), "gflops": round(gflops, 1), "matmul_peak_gflops": round(peak, 1), "share_of_peak": round(gflops / peak, 3)}
 
 

@@ -30,7 +30,9 @@ from .evaluate.run import gazetteer, run_evaluation
 from .files import check_output_file, write_json, write_jsonl, write_text
 from .generation import load_tokenizer
 from .llama_cpp import OUTTYPES, export_gguf
-from .benchmark import frequent_labels, machine, markdown_rows, markdown_table, passages, prefix_pass, run_benchmark
+from .pipelines import baseline_pipeline, uniner_pipeline
+from .precision import PRECISIONS
+from .benchmark import frequent_labels, machine, markdown_rows, markdown_table, passages, prefix_pass, run_benchmark, run_precision_benchmark
 from .train import run_training
 
 app = typer.Typer(help="Open-type NER for spaCy with UniversalNER-style LLMs.", no_args_is_help=True)
@@ -62,27 +64,6 @@ def read_texts(path: Path) -> List[str]:
     if path.suffix == ".jsonl":
         return [record["text"] for record in srsly.read_jsonl(path)]
     return [line for line in path.read_text(encoding="utf8").splitlines() if line.strip()]
-
-
-def uniner_pipeline(name: str, **settings) -> spacy.Language:
-    """A pipeline folder or package, or a causal LM's hub id or folder put in a blank pipeline; with
-    `settings` for its `uniner` component (batch_size, device, ...). A local folder is never tried
-    as a hub id: one that does not load says why (the file it lacks or cannot read)."""
-    config = {"components": {"uniner": settings}} if settings else {}
-    path = Path(name)
-    if path.exists():
-        if (path / "config.cfg").is_file():
-            return spacy.load(path, config=config)
-        if not (path / "config.json").is_file():
-            raise ValueError(f"{path} is neither a spaCy pipeline folder (no config.cfg) nor a transformers model folder (no config.json)")
-    else:
-        try:
-            return spacy.load(name, config=config)  # an installed pipeline package
-        except OSError:
-            pass  # not one: a hub id
-    nlp = spacy.blank("en")
-    nlp.add_pipe("uniner", config={"model": name, "labels": ["entity"], **settings})
-    return nlp
 
 
 def visualize(pipeline: Path, texts: List[str]) -> List[spacy.tokens.Doc]:
@@ -391,8 +372,9 @@ def evaluate_cli(
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate on this many sentences per dataset, a seeded sample (for quick runs)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the --limit sample."),
     training_data: Optional[Path] = typer.Option(None, "--training-data", help="The training conversations: adds the gazetteer baseline (an EntityRuler over the teacher's mentions) and refuses evaluation sentences found in them.", exists=True, dir_okay=False),
-    baselines: List[str] = typer.Option([], "--baseline", help="Another spaCy pipeline to score on the same sentences, e.g. en_core_web_sm (its ner labels count where they name a benchmark type). Repeatable."),
+    baselines: List[str] = typer.Option([], "--baseline", help="Another system to score on the same sentences: a spaCy pipeline, e.g. en_core_web_sm (its ner labels count where they name a benchmark type), or a causal LM's folder or hub id, e.g. the student's base as it ships, asked the student's questions with its prompt and decoding settings. Repeatable."),
     thresholds: str = typer.Option("0", "--thresholds", help="Comma-separated mention-score thresholds in [0, 1], e.g. 0,0.1,0.3,0.5: the paper metric at each (one decoding run) and a precision/recall chart, OUTPUT-pr.png. The headline stays at 0."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help=f"The arithmetic the student decodes in, instead of its pipeline's: auto, {', '.join(PRECISIONS)}."),
 ):
     """Score a pipeline on the paper's zero-shot benchmark, beside baselines: the paper's metric on
     raw answers and spaCy's span scores on doc.ents, every query's prediction saved. A stopped run
@@ -407,10 +389,12 @@ def evaluate_cli(
             names += names_in_domains([domain.strip() for domain in domains.split(",") if domain.strip()])
         except ValueError as err:
             raise typer.BadParameter(str(err), param_hint="--domains") from err
-    systems = {"student": uniner_pipeline(pipeline)}
+    if dtype is not None and dtype != "auto" and dtype not in PRECISIONS:
+        raise typer.BadParameter(f"must be auto or one of {', '.join(PRECISIONS)}, got {dtype!r}", param_hint="--dtype")
+    systems = {"student": uniner_pipeline(pipeline, **({"dtype": dtype} if dtype else {}))}
     if training_data is not None:
         systems["gazetteer"] = gazetteer(training_data)
-    systems.update((Path(name).name, spacy.load(name)) for name in baselines)
+    systems.update((Path(name).name, baseline_pipeline(name, systems["student"])) for name in baselines)
     run_evaluation(systems, list(dict.fromkeys(names or ZERO_SHOT_NAMES)), mirror, output, limit, seed, training_data, sweep or [0.0], by_domain=bool(domains))
     typer.echo(output.with_suffix(".md").read_text(encoding="utf8"))
 
@@ -451,6 +435,43 @@ def benchmark_cli(
     write_json(output, report)
     typer.echo(f"{report['machine']}; {docs} docs of {passage_tokens} tokens; batch size {generator.batch_size}{'; constrained' if constrained else ''}\n" + markdown_table(records))
     typer.echo(f"Prefix pass: {prefixes['prompt_tokens']} prompt tokens at {prefixes['tokens_per_s']:.0f} tokens/s, {prefixes['gflops']:.1f} GFLOP/s; one large matmul here: {prefixes['matmul_peak_gflops']:.1f} GFLOP/s ({100 * prefixes['share_of_peak']:.0f}% of it)")
+
+
+@app.command("benchmark-precision")
+def benchmark_precision_cli(
+    pipeline: str = typer.Argument(..., help="A spaCy pipeline folder or package with a `uniner` component, or a causal LM's hub id or folder."),
+    texts: Path = typer.Argument(..., help='Texts as `distill` reads them (a .jsonl file of {"text": ...} records, a .txt file, or a folder); the first ones long enough are used.', exists=True, dir_okay=False),
+    conversations: Path = typer.Argument(..., help="Training conversations: the benchmark asks about their most frequent entity types.", exists=True, dir_okay=False),
+    output: Path = typer.Argument(..., help="The JSON file for the results."),
+    dtypes: str = typer.Option("float32,bfloat16,int8", "--dtypes", help=f"Comma-separated precisions to run the component in (auto, {', '.join(PRECISIONS)}); the first is the one the others are compared with."),
+    label_counts: str = typer.Option("1,4,16,64", "--label-counts", help="Comma-separated numbers of labels to ask about per doc."),
+    docs: int = typer.Option(4, "--docs", help="Docs per label count."),
+    passage_tokens: int = typer.Option(256, "--passage-tokens", help="Each doc is cut to this many model tokens."),
+    repeats: int = typer.Option(3, "--repeats", help="Runs per precision and label count; the time is their median."),
+):
+    """The component in several precisions, its own settings otherwise: docs/s, the speed-up over
+    the first precision, the share of (text, label) answers identical to the first precision's, and
+    each precision's GFLOP/s beside this machine's matmul peak in it."""
+    names = [name.strip() for name in dtypes.split(",") if name.strip()]
+    unknown = [name for name in names if name != "auto" and name not in PRECISIONS]
+    if not names or unknown:
+        raise typer.BadParameter(f"must be comma-separated names among auto, {', '.join(PRECISIONS)}, got {dtypes!r}", param_hint="--dtypes")
+    counts = [int(count) for count in label_counts.split(",")]
+    first = uniner_pipeline(pipeline, dtype=names[0])
+    tokenizer = first.get_pipe("uniner").generator.tokenizer
+    chosen = passages(texts, tokenizer, docs, passage_tokens)
+    labels = frequent_labels(conversations, max(counts))
+    loads = iter([first])
+    records = []
+    for record in run_precision_benchmark(lambda dtype: next(loads, None) or uniner_pipeline(pipeline, dtype=dtype), names, chosen, labels, counts, repeats):
+        tqdm.write(json.dumps(record))
+        records.append(record)
+    report = {"machine": machine(first.get_pipe("uniner").generator.device), "model": pipeline, "docs": docs, "passage_tokens": passage_tokens, "records": records}
+    write_json(output, report)
+    speed = [record for record in records if "labels" in record]
+    peaks = [dict(record["prefix_pass"], dtype=record["dtype"], precision=record["precision"]) for record in records if "prefix_pass" in record]
+    typer.echo(f"{report['machine']}; {docs} docs of {passage_tokens} tokens\n" + markdown_rows(["dtype", "precision", "labels", "docs_per_s", "speedup", "identical_share"], speed))
+    typer.echo("\n" + markdown_rows(["dtype", "precision", "tokens_per_s", "gflops", "matmul_peak_gflops", "share_of_peak"], peaks))
 
 
 @app.command("demo")

@@ -13,7 +13,7 @@ from spacy.language import Language
 
 from .answers import parse_answer
 from .component import uniner_of
-from .evaluate.run import RecordingGenerator, run_evaluation
+from .evaluate.run import recording, run_evaluation
 from .llama_cpp import LlamaServer, export_gguf
 
 Answers = Dict[str, List[str]]
@@ -37,18 +37,13 @@ def timed_answers(nlp: Language, texts: List[str], labels: List[str], repeats: i
     """Median seconds of `repeats` runs of `nlp.pipe(texts)` asking `labels`, and the parsed answer
     to every prompt (the first run's)."""
     uniner = uniner_of(nlp)
-    generator = uniner.generator
     uniner.labels = labels
-    recorder = RecordingGenerator(generator)
-    uniner.generator = recorder
     seconds = []
-    try:
+    with recording(uniner) as recorder:
         for _ in range(repeats):
             started = time.perf_counter()
             list(nlp.pipe(texts))
             seconds.append(time.perf_counter() - started)
-    finally:
-        uniner.generator = generator
     return statistics.median(seconds), {prompt: parse_answer(answer.text).strings for prompt, answer in recorder.answers.items()}
 
 

@@ -6,6 +6,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import torch
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
     GenerationConfig,
@@ -18,27 +19,17 @@ from transformers import (
 from .attention import use_grouped_attention
 from .constraints import PassageConstraint
 from .decoding import GreedyDecoder, QuestionBatch, SharedPrefixes, token_logprobs
+from .precision import quantize_blocks, resolve_precision
 from .prompts import TURN_ENDS, prompt_context, prompt_text
 from .scores import ScoredAnswer
 
 ANSWER_END = TURN_ENDS[1]
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
-
-
-def resolve_dtype(dtype: str, device: str) -> torch.dtype:
-    if dtype == "auto":
-        if device.startswith("cuda"):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    if dtype not in DTYPES:
-        raise ValueError(f"[uniner] config key 'dtype' must be 'auto' or one of {sorted(DTYPES)}, got {dtype!r}")
-    return DTYPES[dtype]
 
 
 def load_tokenizer(source: Union[str, Path], trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
@@ -100,7 +91,8 @@ class HFGenerator:
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
+        self.precision = resolve_precision(dtype, self.device)
+        self.dtype = self.precision.weights
         self.trust_remote_code = trust_remote_code
         self.model_kwargs = dict(model_kwargs or {})
         self.constrained = constrained
@@ -138,6 +130,8 @@ class HFGenerator:
             ) from err
         if "device_map" not in kwargs:
             model.to(self.device)
+        if self.precision.int8:
+            quantize_blocks(model)
         use_grouped_attention(model)
         model.eval()
         self._model, self._tokenizer = model, tokenizer
@@ -234,7 +228,15 @@ class HFGenerator:
         return answers
 
     def save(self, path: Union[str, Path]) -> None:
-        self.model.save_pretrained(path, safe_serialization=True)
+        """The weights as the source stores them: a model decoding in a narrower precision (bf16 or
+        int8 from float32 weights) is saved from its source, so that saving loses nothing."""
+        model = self.model
+        # transformers loads weights without a recorded dtype in float32.
+        stored = getattr(AutoConfig.from_pretrained(self.source, trust_remote_code=self.trust_remote_code), "dtype", None) or torch.float32
+        stored = getattr(torch, stored) if isinstance(stored, str) else stored
+        if self.precision.int8 or self.dtype != stored:
+            model = AutoModelForCausalLM.from_pretrained(self.source, **dict(self.model_kwargs, dtype="auto", trust_remote_code=self.trust_remote_code))
+        model.save_pretrained(path, safe_serialization=True)
         self.tokenizer.save_pretrained(path)
 
 

@@ -8,7 +8,9 @@ accelerate's config): accelerate owns devices, precision, gradient accumulation 
 import hashlib
 import json
 import math
+import resource
 import shutil
+import sys
 import time
 from bisect import bisect_right
 from dataclasses import dataclass, fields
@@ -29,12 +31,15 @@ from tqdm import tqdm
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase, get_scheduler
 
 from .answers import parse_answer
+from .average import RunningMean
 from .data import question_pairs, read_conversations
 from .files import atomic_folder, check_output_folder, write_json, write_jsonl
-from .generation import encode_texts, load_tokenizer, resolve_dtype
+from .generation import encode_texts, load_tokenizer
+from .precision import decoder_layers, resolve_precision
 from .prompts import conversation_parts, render_conversation
 
 IGNORE = -100  # the label transformers and torch's cross entropy skip
+FLAT_MODEL = "set [training] freeze_layers = 0 and compile = false"  # for a model whose blocks are not found
 
 
 @dataclass
@@ -55,6 +60,7 @@ class TrainSettings:
     freeze_embeddings: bool = False
     freeze_layers: int = 0
     compile: bool = False
+    average_last: float = 0.0
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     held_out: int = 0
@@ -66,6 +72,8 @@ class TrainSettings:
                 raise ValueError(f"[training] {name} must be >= 1, got {getattr(self, name)}")
         if self.learning_rate <= 0 or not 0 <= self.warmup_ratio < 1 or self.held_out < 0 or self.freeze_layers < 0:
             raise ValueError(f"[training] needs learning_rate > 0, 0 <= warmup_ratio < 1, held_out >= 0 and freeze_layers >= 0, got {self}")
+        if not 0 <= self.average_last <= 1:
+            raise ValueError(f"[training] average_last must be a share of the steps in [0, 1], got {self.average_last}")
         if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
             raise ValueError(f"[training] mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}")
 
@@ -270,7 +278,10 @@ def load_base_model(model_config: Dict[str, Any], lora_config: Dict[str, Any], d
     # Full fine-tuning keeps fp32 master weights (accelerate autocasts); frozen LoRA bases can
     # sit in bf16 on a GPU, which is what makes a 7B base fit one.
     dtype = model_config.get("dtype", "auto")
-    kwargs["dtype"] = resolve_dtype(dtype, device) if (use_lora or dtype != "auto") else torch.float32
+    precision = resolve_precision(dtype, device)
+    if precision.int8:
+        raise ValueError("[model] dtype int8 is for inference (the component's dtype): training needs float weights")
+    kwargs["dtype"] = precision.weights if (use_lora or dtype != "auto") else torch.float32
     source = model_config["base"]
     try:
         tokenizer = load_tokenizer(source, kwargs["trust_remote_code"])
@@ -286,23 +297,13 @@ def load_base_model(model_config: Dict[str, Any], lora_config: Dict[str, Any], d
     return model, tokenizer, use_lora
 
 
-def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
-    """The transformer blocks of a causal LM, bottom first: the module list with one entry per
-    hidden layer (`model.layers` in Llama, Qwen, Gemma; `transformer.h` in GPT-2)."""
-    count = getattr(model.config, "num_hidden_layers", None)
-    for module in model.modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) == count:
-            return module
-    raise ValueError(f"Cannot find the {count} transformer blocks of {type(model).__name__}: set [training] freeze_layers = 0 and compile = false")
-
-
 def freeze_lower(model: torch.nn.Module, embeddings: bool, layers: int) -> None:
     """Keep the input embeddings and the lowest `layers` blocks as they are. With both frozen,
     nothing below the lowest trained block needs a backward pass, which is where the time goes. A
     tied output layer is the embedding matrix, so it stays frozen with it."""
     if embeddings:
         model.get_input_embeddings().requires_grad_(False)
-    blocks = decoder_layers(model) if layers else []
+    blocks = decoder_layers(model, FLAT_MODEL) if layers else []
     if layers > len(blocks):
         raise ValueError(f"[training] freeze_layers = {layers}, but the base has {len(blocks)} blocks")
     for block in list(blocks)[:layers]:
@@ -321,7 +322,7 @@ def compile_blocks(model: torch.nn.Module, device: str, attention_chosen: bool) 
         # and SmolLM2's compiled blocks around it trained at uncompiled speed (264 tokens/s on 2
         # cores). Only the training run changes: the saved config does not.
         model.set_attn_implementation("eager")
-    for block in decoder_layers(model):
+    for block in decoder_layers(model, FLAT_MODEL):
         block.compile(dynamic=True)
 
 
@@ -386,6 +387,11 @@ def train(
         num_training_steps=total_steps * accelerator.num_processes,
     )
     scheduler = accelerator.prepare(scheduler)
+    # The student saved is the mean of its weights over the last steps (average_last of them), when asked.
+    averaging = RunningMean(trainable) if settings.average_last else None
+    if averaging is not None:
+        accelerator.register_for_checkpointing(averaging)
+    average_from = total_steps - max(1, round(settings.average_last * total_steps)) + 1
     output_layer = accelerator.unwrap_model(model).get_output_embeddings()
 
     # Resume: the last complete checkpoint of this same run, and the batches after it.
@@ -428,6 +434,8 @@ def train(
         if not accelerator.sync_gradients:
             continue
         step += 1
+        if averaging is not None and step >= average_from:
+            averaging.update()
         seconds = time.perf_counter() - started
         all_tokens = int(accelerator.reduce(torch.tensor(tokens, device=accelerator.device), "sum"))
         entry = {
@@ -451,6 +459,8 @@ def train(
 
     # The student: LoRA merged into the weights, saved as a plain transformers model.
     accelerator.wait_for_everyone()
+    if averaging is not None:
+        averaging.copy_to()
     student = accelerator.unwrap_model(model)
     if use_lora:  # whole weights on each process (one device or DDP)
         student, state_dict = student.merge_and_unload(), None
@@ -468,6 +478,9 @@ def train(
         last_loss=log[-1]["loss"] if log else None,
         lora=use_lora,
         trained_parameters=sum(p.numel() for p in trainable),
+        averaged_steps=averaging.count if averaging is not None else 0,
+        # This process's high-water mark of resident memory, loading included (KiB on Linux, bytes on macOS).
+        peak_resident_gb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**30 if sys.platform == "darwin" else 2**20), 2),
         mixed_precision=mixed_precision,
         processes=accelerator.num_processes,
     )

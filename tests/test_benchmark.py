@@ -1,6 +1,7 @@
 """The speed benchmark: the component against one generate per query, on the same prompts."""
 import pytest
 import srsly
+import torch
 from transformers import AutoModelForCausalLM
 from typer.testing import CliRunner
 
@@ -41,7 +42,8 @@ def test_the_benchmark_writes_one_record_per_label_count_with_identical_answers(
     assert "| 6 |" in result.output and "(3 docs)" in result.output and "CPU cores" in report["machine"]
     # The prefix pass against the matmul peak: one doc's prompt prefix, its 24 tokens and the template's.
     prefixes = report["prefix_pass"]
-    parameters = AutoModelForCausalLM.from_pretrained(tiny_llama_path).num_parameters(exclude_embeddings=True)
+    blocks = AutoModelForCausalLM.from_pretrained(tiny_llama_path).model.layers
+    parameters = sum(module.weight.numel() for module in blocks.modules() if isinstance(module, torch.nn.Linear))
     assert 24 < prefixes["prompt_tokens"] < 24 + 60 and prefixes["tokens_per_s"] > 0 and prefixes["matmul_peak_gflops"] > 0
     assert prefixes["gflops"] == pytest.approx(2 * parameters * prefixes["tokens_per_s"] / 1e9, rel=0.01, abs=0.06)
     assert prefixes["share_of_peak"] == pytest.approx(prefixes["gflops"] / prefixes["matmul_peak_gflops"], rel=0.01, abs=0.001)
@@ -56,3 +58,21 @@ def test_too_few_long_texts_or_types_is_a_clear_error(tiny_llama_path, tmp_path)
     assert "has 0 texts of at least 64 tokens" in str(result.exception)
     result = CliRunner().invoke(app, arguments + ["--docs", "1", "--more-docs", "1", "--passage-tokens", "2", "--label-counts", "1,4"])
     assert "has 1 entity types; the benchmark asks about up to 4" in str(result.exception)
+
+
+def test_the_precision_benchmark_compares_each_precision_with_the_first(tiny_llama_path, tmp_path):
+    srsly.write_jsonl(tmp_path / "texts.jsonl", [{"text": text} for text in TEXTS])
+    srsly.write_json(tmp_path / "conversations.json", [conversation(f"c{i}", "Some text.", [(t, []) for t in ["person", "city", "drug", "country"][: 4 - i]]) for i in range(4)])
+    arguments = ["benchmark-precision", str(tiny_llama_path), str(tmp_path / "texts.jsonl"), str(tmp_path / "conversations.json"), str(tmp_path / "precision.json")]
+    result = CliRunner().invoke(app, arguments + ["--dtypes", "float32,bfloat16,int8", "--label-counts", "1,4", "--docs", "2", "--passage-tokens", "24", "--repeats", "1"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    records = srsly.read_json(tmp_path / "precision.json")["records"]
+    speed = [record for record in records if "labels" in record]
+    assert [(r["dtype"], r["labels"]) for r in speed] == [(d, n) for d in ("float32", "bfloat16", "int8") for n in (1, 4)]
+    assert all(r["queries"] == 2 * r["labels"] and r["docs_per_s"] > 0 and 0 <= r["identical_share"] <= 1 for r in speed)
+    assert all(r["identical_share"] == 1.0 and r["speedup"] == 1.0 for r in speed if r["dtype"] == "float32")
+    peaks = [record["prefix_pass"] for record in records if "prefix_pass" in record]
+    assert len(peaks) == 3 and all(peak["gflops"] > 0 and peak["matmul_peak_gflops"] > 0 for peak in peaks)
+    assert "| int8 | int8 | 4 |" in result.output
+    result = CliRunner().invoke(app, arguments + ["--dtypes", "float32,int4"])
+    assert result.exit_code == 2 and "int4" in result.output

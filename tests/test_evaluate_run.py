@@ -13,6 +13,7 @@ from spacy_uniner.evaluate.datasets import load_benchmark
 from spacy_uniner.prompts import build_prompt
 from spacy_uniner.data import conversation
 from spacy_uniner.cli import app
+from spacy_uniner.pipelines import baseline_pipeline
 from spacy_uniner.evaluate.report import bar_chart
 from spacy_uniner.evaluate.run import gazetteer, paper_golds, run_evaluation, sample, sentence_doc, zero_shot_check
 
@@ -158,6 +159,23 @@ def test_a_spacy_ner_pipeline_runs_as_a_baseline_from_the_cli(tiny_llama_path, t
     assert set(scores) == {"student", "spacy_ner"}
     assert scores["spacy_ner"]["mit-movie"]["spans"]["f"] > 0.5 and "actor" in scores["spacy_ner"]["mit-movie"]["spans"]["per_type"]
     assert "| mit-movie |" in result.output and (tmp_path / "run.png").exists()
+
+
+def test_a_causal_lm_baseline_is_asked_with_the_students_prompt_and_settings(tiny_llama_path, tmp_path):
+    """`evaluate --baseline MODEL`: a causal LM (the student's base as it ships) in the student's
+    component settings; here the student's own weights, so both answer every query alike."""
+    student = spacy.blank("en")
+    student.add_pipe("uniner", config={"model": str(tiny_llama_path), "labels": ["x"], "max_new_tokens": 3, "batch_size": 5, "constrained": True, "threshold": 0.2})
+    student.to_disk(tmp_path / "student")
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "student"), str(tmp_path / "run"), "--datasets", "mit-movie", "--mirror", str(MIRROR), "--limit", "4", "--baseline", str(tiny_llama_path)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    baseline = tiny_llama_path.name
+    assert set(srsly.read_json(tmp_path / "run.json")["systems"]) == {"student", baseline}
+    records = {system: list(srsly.read_jsonl(tmp_path / "run" / system / "mit-movie.jsonl")) for system in ("student", baseline)}
+    assert len(records["student"]) == 4 * len(load_benchmark("mit-movie", MIRROR).types)
+    assert [r["answer"] for r in records[baseline]] == [r["answer"] for r in records["student"]]
+    settings = baseline_pipeline(str(tiny_llama_path), spacy.load(tmp_path / "student")).config["components"]["uniner"]
+    assert (settings["model"], settings["max_new_tokens"], settings["batch_size"], settings["constrained"], settings["threshold"]) == (str(tiny_llama_path), 3, 5, True, 0.2)
 
 
 def gold_and_one_wrong_mention(limit: int) -> dict:

