@@ -3,9 +3,8 @@ student over the last steps of its own training (tail averaging, as in stochasti
 
 Students fine-tuned from one base on the same teacher answers, each with its own draws of negative
 types or number of passes, end near one another in weight space, and the mean of their weights
-can answer better than either: on the CrossNER dev splits the mean of the three- and four-pass
-SmolLM2 students scored 41.4 paper F1 against their 39.3 and 39.5 (docs/training.md). The averaged
-student is one model, so it decodes as fast as each of them. Inside one run, the mean of the weights
+can answer better than either (measured in docs/training.md). The averaged student is one model,
+so it decodes as fast as each of them. Inside one run, the mean of the weights
 over its last steps costs one copy of the trained weights and no time."""
 import shutil
 from pathlib import Path

@@ -4,15 +4,15 @@ its answer, a batch of rows at a time (`AnswerRows`).
 
 On a CPU the questions' pass reads each text's prefix in place (`attention.PrefixedQuestions`), and
 only the rows still answering after it, a quarter of them or fewer with most answers `[]`, get a copy
-of their prefix (`AskedQuestions`): copying the prefix to all 64 rows of a SmolLM2 batch took 0.24 s
-of a 1.3 s pass. Elsewhere (a GPU, where copies are cheap) every row gets its copy before the pass.
+of their prefix (`AskedQuestions`): copying the prefix to every row was a sixth of the pass's time
+(docs/speed.md). Elsewhere (a GPU, where copies are cheap) every row gets its copy before the pass.
 
 Two things keep the steps few and cheap. Keys and values sit at the start of buffers with room to
 grow (`ReservedLayer`): a step writes its position in place, where transformers' `DynamicLayer`
 copies the whole cache (`torch.cat`) at every step. And the rows still answering when the rest of
 their batch is done join the next batch's rows instead of decoding alone (`GreedyDecoder.answers`):
 most answers are `[]`, written at the question pass, and a step costs about as much with 3 rows as
-with 16 (on a CPU: 118 ms and 115 ms for SmolLM2), so the long answers of many batches share one
+with 16 on a CPU (docs/speed.md), so the long answers of many batches share one
 tail of steps rather than one tail each. On a CPU, answered rows also pad a step to a multiple of 4
 rows (see `GreedyDecoder`).
 """

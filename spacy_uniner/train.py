@@ -319,8 +319,8 @@ def compile_blocks(model: torch.nn.Module, device: str, attention_chosen: bool) 
         raise ValueError("[training] compile = true needs a C++ compiler on a CPU (torch.compile's inductor builds C++ kernels): install g++, or set compile = false")
     if device == "cpu" and not attention_chosen:
         # Inductor fuses eager attention's matmuls and softmax; SDPA's CPU kernel is opaque to it,
-        # and SmolLM2's compiled blocks around it trained at uncompiled speed (264 tokens/s on 2
-        # cores). Only the training run changes: the saved config does not.
+        # and compiled blocks around it trained at uncompiled speed (docs/training.md). Only the
+        # training run changes: the saved config does not.
         model.set_attn_implementation("eager")
     for block in decoder_layers(model, FLAT_MODEL):
         block.compile(dynamic=True)
