@@ -1,9 +1,11 @@
 import json
 from pathlib import Path
 
+import click
 import pytest
 import spacy
 import srsly
+import typer
 from typer.testing import CliRunner
 
 from spacy_uniner.cli import app
@@ -98,3 +100,28 @@ def test_the_project_file_is_valid_and_its_workflows_name_its_commands():
     commands = {command["name"] for command in config["commands"]}
     assert config["workflows"]["all"][-5:] == ["train", "evaluate", "benchmark", "package", "visualize"]
     assert all(step in commands for steps in config["workflows"].values() for step in steps)
+
+
+def registered_commands():
+    group = typer.main.get_command(app)
+    return sorted(group.commands.items())
+
+
+@pytest.mark.parametrize("name,command", registered_commands(), ids=[name for name, _ in registered_commands()])
+def test_every_registered_command_renders_its_help_names_its_arguments_and_refuses_bad_values(name, command):
+    """Every command, as the CLI registers it: its help renders with every parameter described, a
+    call without its required arguments names the first one missing, and a value of the wrong type is
+    a usage error (exit code 2), not a traceback."""
+    runner = CliRunner()
+    result = runner.invoke(app, [name, "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    for param in command.params:
+        assert getattr(param, "help", None), f"{name}: {param.name} has no help"
+    required = [param for param in command.params if isinstance(param, click.Argument) and param.required]
+    if required:
+        result = runner.invoke(app, [name])
+        assert result.exit_code == 2 and "Missing argument" in result.output and required[0].human_readable_name in result.output
+    numeric = next((param for param in command.params if isinstance(param, click.Option) and isinstance(param.type, (click.types.IntParamType, click.types.FloatParamType))), None)
+    if numeric is not None:
+        result = runner.invoke(app, [name, *["no-such-file"] * len(required), numeric.opts[0], "not-a-number"])
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
