@@ -66,6 +66,13 @@ def read_texts(path: Path) -> List[str]:
     return [line for line in path.read_text(encoding="utf8").splitlines() if line.strip()]
 
 
+def checked_dtype(name: str, option: str) -> str:
+    """A precision the component takes (auto, or one of PRECISIONS), or a usage error naming `option`."""
+    if name != "auto" and name not in PRECISIONS:
+        raise typer.BadParameter(f"must be auto or one of {', '.join(PRECISIONS)}, got {name!r}", param_hint=option)
+    return name
+
+
 def visualize(pipeline: Path, texts: List[str]) -> List[spacy.tokens.Doc]:
     nlp = spacy.load(pipeline)
     docs = list(nlp.pipe(texts))
@@ -389,9 +396,7 @@ def evaluate_cli(
             names += names_in_domains([domain.strip() for domain in domains.split(",") if domain.strip()])
         except ValueError as err:
             raise typer.BadParameter(str(err), param_hint="--domains") from err
-    if dtype is not None and dtype != "auto" and dtype not in PRECISIONS:
-        raise typer.BadParameter(f"must be auto or one of {', '.join(PRECISIONS)}, got {dtype!r}", param_hint="--dtype")
-    systems = {"student": uniner_pipeline(pipeline, **({"dtype": dtype} if dtype else {}))}
+    systems = {"student": uniner_pipeline(pipeline, **({"dtype": checked_dtype(dtype, "--dtype")} if dtype else {}))}
     if training_data is not None:
         systems["gazetteer"] = gazetteer(training_data)
     systems.update((Path(name).name, baseline_pipeline(name, systems["student"])) for name in baselines)
@@ -452,18 +457,17 @@ def benchmark_precision_cli(
     """The component in several precisions, its own settings otherwise: docs/s, the speed-up over
     the first precision, the share of (text, label) answers identical to the first precision's, and
     each precision's GFLOP/s beside this machine's matmul peak in it."""
-    names = [name.strip() for name in dtypes.split(",") if name.strip()]
-    unknown = [name for name in names if name != "auto" and name not in PRECISIONS]
-    if not names or unknown:
-        raise typer.BadParameter(f"must be comma-separated names among auto, {', '.join(PRECISIONS)}, got {dtypes!r}", param_hint="--dtypes")
+    names = [checked_dtype(name.strip(), "--dtypes") for name in dtypes.split(",") if name.strip()]
+    if not names:
+        raise typer.BadParameter("names no precision", param_hint="--dtypes")
     counts = [int(count) for count in label_counts.split(",")]
     first = uniner_pipeline(pipeline, dtype=names[0])
     tokenizer = first.get_pipe("uniner").generator.tokenizer
     chosen = passages(texts, tokenizer, docs, passage_tokens)
     labels = frequent_labels(conversations, max(counts))
-    loads = iter([first])
+    loaded = {names[0]: first}  # the first precision's pipeline, already loaded for its tokenizer
     records = []
-    for record in run_precision_benchmark(lambda dtype: next(loads, None) or uniner_pipeline(pipeline, dtype=dtype), names, chosen, labels, counts, repeats):
+    for record in run_precision_benchmark(lambda dtype: loaded.pop(dtype, None) or uniner_pipeline(pipeline, dtype=dtype), names, chosen, labels, counts, repeats):
         tqdm.write(json.dumps(record))
         records.append(record)
     report = {"machine": machine(first.get_pipe("uniner").generator.device), "model": pipeline, "docs": docs, "passage_tokens": passage_tokens, "records": records}

@@ -41,10 +41,11 @@ BASELINE_SETTINGS = ("batch_size", "max_new_tokens", "device", "dtype", "window_
 
 def baseline_pipeline(name: str, student: spacy.Language) -> spacy.Language:
     """A spaCy pipeline as it is, or a causal LM (e.g. the student's base as it ships) asked the
-    student's questions with its prompt and its component's decoding settings."""
+    student's questions with its prompt and its component's decoding settings (the component's
+    defaults when the student has no `uniner`)."""
     nlp = load_pipeline(name)
     if nlp is not None:
         return nlp
-    uniner_name = next(pipe_name for pipe_name, pipe in student.pipeline if pipe is uniner_of(student))
-    student_settings = student.config["components"][uniner_name]
+    uniner = uniner_of(student)
+    student_settings = next((student.config["components"][pipe_name] for pipe_name, pipe in student.pipeline if pipe is uniner), {})
     return uniner_pipeline(name, **{key: student_settings[key] for key in BASELINE_SETTINGS if key in student_settings})

@@ -30,8 +30,9 @@ class Precision:
     int8: bool = False
 
 
+@lru_cache(maxsize=None)
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> FrozenSet[str]:
-    """The flags the CPU reports (Linux); none where there is no /proc/cpuinfo."""
+    """The flags the CPU reports (Linux), read once; none where there is no /proc/cpuinfo."""
     try:
         text = cpuinfo.read_text(encoding="utf8", errors="replace")
     except OSError:
@@ -39,21 +40,17 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> FrozenSet[str]:
     return frozenset(word for line in text.splitlines() if line.startswith("flags") for word in line.split(":", 1)[-1].split())
 
 
-@lru_cache(maxsize=1)
-def this_cpus_flags() -> FrozenSet[str]:
-    return cpu_flags()
-
-
 def resolve_precision(dtype: str, device: str, flags: Optional[FrozenSet[str]] = None) -> Precision:
     """The config's `dtype` for `device`: "auto", or one of PRECISIONS. On a CPU, "auto" picks by
     `flags` (this CPU's when not given)."""
     if dtype == "auto":
         if device.startswith("cuda"):
-            return Precision("bfloat16" if torch.cuda.is_bf16_supported() else "float16", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-        if device != "cpu":
-            return Precision("float32", torch.float32)
-        flags = this_cpus_flags() if flags is None else flags
-        dtype = next((name for name, flag in CPU_AUTO if flag in flags), "float32")
+            dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        elif device == "cpu":
+            flags = cpu_flags() if flags is None else flags
+            dtype = next((name for name, flag in CPU_AUTO if flag in flags), "float32")
+        else:
+            dtype = "float32"
     if dtype == INT8:
         if device != "cpu":
             raise ValueError(f"[uniner] config key 'dtype' int8 runs on a CPU (PyTorch's dynamic int8 kernels), not on {device!r}")

@@ -39,7 +39,7 @@ from .precision import decoder_layers, resolve_precision
 from .prompts import conversation_parts, render_conversation
 
 IGNORE = -100  # the label transformers and torch's cross entropy skip
-FLAT_MODEL = "set [training] freeze_layers = 0 and compile = false"  # for a model whose blocks are not found
+BLOCKS_REMEDY = "set [training] freeze_layers = 0 and compile = false"  # for a model whose blocks are not found
 
 
 @dataclass
@@ -278,7 +278,8 @@ def load_base_model(model_config: Dict[str, Any], lora_config: Dict[str, Any], d
     # Full fine-tuning keeps fp32 master weights (accelerate autocasts); frozen LoRA bases can
     # sit in bf16 on a GPU, which is what makes a 7B base fit one.
     dtype = model_config.get("dtype", "auto")
-    precision = resolve_precision(dtype, device)
+    # No flags: "auto" on a CPU is float32 for training, whatever the component would decode in there.
+    precision = resolve_precision(dtype, device, flags=frozenset())
     if precision.int8:
         raise ValueError("[model] dtype int8 is for inference (the component's dtype): training needs float weights")
     kwargs["dtype"] = precision.weights if (use_lora or dtype != "auto") else torch.float32
@@ -303,7 +304,7 @@ def freeze_lower(model: torch.nn.Module, embeddings: bool, layers: int) -> None:
     tied output layer is the embedding matrix, so it stays frozen with it."""
     if embeddings:
         model.get_input_embeddings().requires_grad_(False)
-    blocks = decoder_layers(model, FLAT_MODEL) if layers else []
+    blocks = decoder_layers(model, BLOCKS_REMEDY) if layers else []
     if layers > len(blocks):
         raise ValueError(f"[training] freeze_layers = {layers}, but the base has {len(blocks)} blocks")
     for block in list(blocks)[:layers]:
@@ -322,7 +323,7 @@ def compile_blocks(model: torch.nn.Module, device: str, attention_chosen: bool) 
         # and compiled blocks around it trained at uncompiled speed (docs/training.md). Only the
         # training run changes: the saved config does not.
         model.set_attn_implementation("eager")
-    for block in decoder_layers(model, FLAT_MODEL):
+    for block in decoder_layers(model, BLOCKS_REMEDY):
         block.compile(dynamic=True)
 
 

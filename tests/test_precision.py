@@ -6,6 +6,7 @@ import torch
 from safetensors.torch import load_file
 
 from spacy_uniner.generation import HFGenerator
+from spacy_uniner import precision
 from spacy_uniner.precision import CPU_AUTO, INT8, cpu_flags, resolve_precision
 from spacy_uniner.prompts import build_prompt
 
@@ -61,6 +62,15 @@ def test_auto_on_a_cpu_picks_by_its_flags():
         assert resolve_precision("auto", "cpu", flags).name == expected
     assert resolve_precision("auto", "cpu", OLD_CPU).name == "float32"
     assert resolve_precision("auto", "cpu", frozenset()).weights == torch.float32
+
+
+def test_auto_follows_the_cpu_table_where_it_names_a_setting(monkeypatch):
+    """With a measured entry in the table, a CPU with its flag gets it and one without stays
+    float32; training asks with no flags, so its "auto" stays float32 on any CPU."""
+    monkeypatch.setattr(precision, "CPU_AUTO", (("bfloat16", "avx512_bf16"),))
+    assert resolve_precision("auto", "cpu", THIS_MACHINE).name == "bfloat16"
+    assert resolve_precision("auto", "cpu", OLD_CPU).name == "float32"
+    assert resolve_precision("auto", "cpu", frozenset()).name == "float32"
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path):

@@ -24,9 +24,10 @@ from ..prompts import build_prompt, label_of_question
 from ..scores import ScoredAnswer, scored_answers
 from .datasets import BENCHMARKS, Benchmark, Sentence, benchmark_spec, load_benchmark, paper_queries
 from .metrics import paper_parse, paper_parse_scored, threshold_scores
+from .report import bar_chart, domain_chart, domain_table, markdown_table, precision_recall_chart, sets_table
+
 if TYPE_CHECKING:
     from ..component import UniNER
-from .report import bar_chart, domain_chart, domain_table, markdown_table, precision_recall_chart, sets_table
 
 
 class RecordingGenerator:
