@@ -17,6 +17,7 @@ from .data import conversation, read_conversations, read_docs
 from .evaluate.datasets import Benchmark, Sentence, load_benchmark
 from .evaluate.run import evaluate_benchmark, sentence_doc
 from .files import atomic_file, check_output_file, check_output_folder, write_json
+from .pipelines import load_pipeline
 from .train import run_training
 
 
@@ -94,7 +95,9 @@ def run_adapt(
     takes them); the student's own pipeline settings are kept, with the gold labels."""
     check_output_folder(output)
     started = time.perf_counter()
-    nlp = spacy.load(student)
+    nlp = load_pipeline(str(student))
+    if nlp is None:
+        raise ValueError(f"{student} is not a spaCy pipeline (no config.cfg): give a student pipeline from `train`")
     uniner = uniner_of(nlp)
     if uniner is None:
         raise ValueError(f"{student} has no uniner component (it has {nlp.pipe_names}): give a student pipeline from `train`")

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from .adapt import run_adapt, split_benchmark
 from .average import average_students
+from .backends import OPENAI_COMPATIBLE
 from .base_model import PACKAGED_BASES, export_base_model
 from .component import pipeline_model, validate_fraction
 from .data import run_build_data
@@ -30,10 +31,11 @@ from .evaluate.run import gazetteer, run_evaluation
 from .files import check_output_file, write_json, write_jsonl, write_text
 from .generation import load_tokenizer
 from .llama_cpp import OUTTYPES, export_gguf
-from .pipelines import baseline_pipeline, uniner_pipeline
+from .pipelines import baseline_pipeline, load_pipeline, uniner_pipeline
 from .precision import PRECISIONS
 from .benchmark import frequent_labels, machine, markdown_rows, markdown_table, passages, prefix_pass, run_benchmark, run_precision_benchmark
 from .train import run_training
+from .upgrade import upgrade_pipeline
 
 app = typer.Typer(help="Open-type NER for spaCy with UniversalNER-style LLMs.", no_args_is_help=True)
 # Set to 1 to see the traceback of a user error (a bad file, value or folder) as well as its message.
@@ -74,7 +76,9 @@ def checked_dtype(name: str, option: str) -> str:
 
 
 def visualize(pipeline: Path, texts: List[str]) -> List[spacy.tokens.Doc]:
-    nlp = spacy.load(pipeline)
+    nlp = load_pipeline(str(pipeline))
+    if nlp is None:
+        raise typer.BadParameter(f"{pipeline} is not a spaCy pipeline folder", param_hint="PIPELINE")
     docs = list(nlp.pipe(texts))
     for doc in docs:
         typer.echo(f"{doc.text[:60]!r}: {[(ent.text, ent.label_) for ent in doc.ents]}")
@@ -95,6 +99,18 @@ def visualize_cli(
     docs = visualize(pipeline, read_texts(texts))
     write_text(output, displacy.render(docs, style="ent", page=True))
     typer.echo(f"Wrote {output}")
+
+
+@app.command("upgrade")
+def upgrade_cli(
+    pipeline: Path = typer.Argument(..., help="A spaCy pipeline folder saved with the `uniner` component's flat backend keys (before the model block)."),
+):
+    """Rewrite a pipeline folder's config.cfg with its `uniner` backend's keys in the model block, so
+    that plain `spacy.load` reads it (spacy-uniner's own commands read either shape)."""
+    if not (pipeline / "config.cfg").is_file():
+        raise typer.BadParameter(f"{pipeline} is not a spaCy pipeline folder (no config.cfg)", param_hint="PIPELINE")
+    moved = upgrade_pipeline(pipeline)
+    typer.echo(f"{pipeline}: moved {', '.join(moved)} into the model block" if moved else f"{pipeline}: already in today's shape")
 
 
 @app.command("pile-ner-records")
@@ -396,12 +412,15 @@ def evaluate_cli(
             names += names_in_domains([domain.strip() for domain in domains.split(",") if domain.strip()])
         except ValueError as err:
             raise typer.BadParameter(str(err), param_hint="--domains") from err
-    systems = {"student": uniner_pipeline(pipeline, **({"dtype": checked_dtype(dtype, "--dtype")} if dtype else {}))}
+    systems = {"student": uniner_pipeline(pipeline, {"dtype": checked_dtype(dtype, "--dtype")} if dtype else None)}
     if training_data is not None:
         systems["gazetteer"] = gazetteer(training_data)
     systems.update((Path(name).name, baseline_pipeline(name, systems["student"])) for name in baselines)
-    run_evaluation(systems, list(dict.fromkeys(names or ZERO_SHOT_NAMES)), mirror, output, limit, seed, training_data, sweep or [0.0], by_domain=bool(domains))
+    summary = run_evaluation(systems, list(dict.fromkeys(names or ZERO_SHOT_NAMES)), mirror, output, limit, seed, training_data, sweep or [0.0], by_domain=bool(domains))
     typer.echo(output.with_suffix(".md").read_text(encoding="utf8"))
+    for system, timings in summary["seconds"].items():
+        timed = [value for value in timings.values() if value is not None]
+        typer.echo(f"{system}: {sum(timed) / 60:.1f} minutes for {len(timed)} sets")
 
 
 @app.command("benchmark")
@@ -416,6 +435,7 @@ def benchmark_cli(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="The component's rows per forward pass (default: the pipeline's own batch_size)."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Longest answer, in tokens."),
     device: str = typer.Option("auto", "--device", help="auto (a GPU when there is one), cpu, cuda or cuda:N."),
+    dtype: str = typer.Option("float32", "--dtype", help="The precision both decode in: float32, where batching cannot change an answer; `benchmark-precision` compares precisions."),
     constrained: bool = typer.Option(False, "--constrained", help="Run the component with constrained decoding (answers limited to lists of passage strings); `identical` then says whether that changed any answer."),
     more_docs: int = typer.Option(4, "--more-docs", help="Also measure the component's peak memory on this many times --docs in one nlp.pipe batch (1: skip)."),
     repeats: int = typer.Option(3, "--repeats", help="Runs of the component per label count; its time is their median (the reference loop runs once)."),
@@ -423,10 +443,10 @@ def benchmark_cli(
     """The component against the reference loop (one generate per (text, label) query) on the same
     model, texts and prompts: docs/s, tokens/s, peak memory and whether every answer is the same."""
     counts = [int(count) for count in label_counts.split(",")]
-    settings = {"max_new_tokens": max_new_tokens, "device": device, "constrained": constrained}
+    settings = {"max_new_tokens": max_new_tokens, "device": device, "dtype": checked_dtype(dtype, "--dtype"), "constrained": constrained}
     if batch_size is not None:
         settings["batch_size"] = batch_size
-    nlp = uniner_pipeline(pipeline, **settings)
+    nlp = uniner_pipeline(pipeline, settings)
     generator = nlp.get_pipe("uniner").generator
     chosen = passages(texts, generator.tokenizer, docs * more_docs, passage_tokens)
     labels = frequent_labels(conversations, max(counts))
@@ -448,7 +468,7 @@ def benchmark_precision_cli(
     texts: Path = typer.Argument(..., help='Texts as `distill` reads them (a .jsonl file of {"text": ...} records, a .txt file, or a folder); the first ones long enough are used.', exists=True, dir_okay=False),
     conversations: Path = typer.Argument(..., help="Training conversations: the benchmark asks about their most frequent entity types.", exists=True, dir_okay=False),
     output: Path = typer.Argument(..., help="The JSON file for the results."),
-    dtypes: str = typer.Option("float32,bfloat16,int8", "--dtypes", help=f"Comma-separated precisions to run the component in (auto, {', '.join(PRECISIONS)}); the first is the one the others are compared with."),
+    dtypes: str = typer.Option("float32,bfloat16-float32-logits,bfloat16,int8", "--dtypes", help=f"Comma-separated precisions to run the component in (auto, {', '.join(PRECISIONS)}); the first is the one the others are compared with."),
     label_counts: str = typer.Option("1,4,16,64", "--label-counts", help="Comma-separated numbers of labels to ask about per doc."),
     docs: int = typer.Option(4, "--docs", help="Docs per label count."),
     passage_tokens: int = typer.Option(256, "--passage-tokens", help="Each doc is cut to this many model tokens."),
@@ -461,13 +481,13 @@ def benchmark_precision_cli(
     if not names:
         raise typer.BadParameter("names no precision", param_hint="--dtypes")
     counts = [int(count) for count in label_counts.split(",")]
-    first = uniner_pipeline(pipeline, dtype=names[0])
+    first = uniner_pipeline(pipeline, {"dtype": names[0]})
     tokenizer = first.get_pipe("uniner").generator.tokenizer
     chosen = passages(texts, tokenizer, docs, passage_tokens)
     labels = frequent_labels(conversations, max(counts))
     loaded = {names[0]: first}  # the first precision's pipeline, already loaded for its tokenizer
     records = []
-    for record in run_precision_benchmark(lambda dtype: loaded.pop(dtype, None) or uniner_pipeline(pipeline, dtype=dtype), names, chosen, labels, counts, repeats):
+    for record in run_precision_benchmark(lambda dtype: loaded.pop(dtype, None) or uniner_pipeline(pipeline, {"dtype": dtype}), names, chosen, labels, counts, repeats):
         tqdm.write(json.dumps(record))
         records.append(record)
     report = {"machine": machine(first.get_pipe("uniner").generator.device), "model": pipeline, "docs": docs, "passage_tokens": passage_tokens, "records": records}
@@ -484,7 +504,7 @@ def demo_cli(
     port: int = typer.Option(8000, "--port", help="The port on 127.0.0.1 (or --host) to serve the page on."),
     host: str = typer.Option("127.0.0.1", "--host", help="The address to listen on; 127.0.0.1 keeps the page on this machine."),
     server: Optional[str] = typer.Option(None, "--server", help="Ask this OpenAI-compatible server (e.g. http://127.0.0.1:8080/v1) instead of loading the weights here."),
-    served_model: Optional[str] = typer.Option(None, "--served-model", help="With --server: the name the server knows the model by (default: the pipeline's `model`)."),
+    served_model: Optional[str] = typer.Option(None, "--served-model", help="With --server: the name the server knows the model by (default: PIPELINE as given)."),
     allowed_hosts: str = typer.Option("", "--allowed-hosts", help="Comma-separated host names the page also answers to (it answers to 127.0.0.1, localhost and --host): e.g. the machine's name when --host 0.0.0.0 shares it on a network."),
 ):
     """A page to try the pipeline on: type a text and any labels, see the entities, their scores and
@@ -494,10 +514,7 @@ def demo_cli(
     except ImportError as err:
         raise typer.BadParameter(f"The demo needs FastAPI and uvicorn: pip install 'spacy-uniner\\[demo]' ({err})") from err
 
-    # A server decodes without the passage constraint, which needs the model in this process.
-    settings = {"server": server, "constrained": False} if server else {}
-    if served_model:
-        settings["model"] = served_model
-    nlp = uniner_pipeline(pipeline, **settings)
+    backend = {"@uniner_models": OPENAI_COMPATIBLE, "url": server, "name": served_model or pipeline} if server else None
+    nlp = uniner_pipeline(pipeline, backend)
     typer.echo(f"spacy-uniner demo of {pipeline}{f' served by {server}' if server else ''}: http://{host}:{port}")
     serve(nlp, host=host, port=port, title=Path(pipeline).name, allowed_hosts=[name.strip() for name in allowed_hosts.split(",") if name.strip()])

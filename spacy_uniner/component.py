@@ -3,7 +3,7 @@ per (text window, label), and writing the answers back as spans."""
 from collections import Counter
 from pathlib import Path
 from numbers import Real
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Protocol, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 import srsly
 from spacy.language import Language
@@ -14,14 +14,14 @@ from spacy.vocab import Vocab
 
 from .align import mention_spans, resolve_ents
 from .answers import parse_answer
+from .backends import TRANSFORMERS, Generator, transformers_model
 from .display import register_labels
-from .generation import HFGenerator
 from .prompts import build_prompt
 from .scores import ScoredAnswer, scored_answers, within_label_margin
-from .server import ServerError, ServerGenerator
+from .server import ServerError
+from .upgrade import upgrade_config
 from .windows import check_window_settings, doc_windows
 
-DEFAULT_MODEL = "Universal-NER/UniNER-7B-type"
 SCORE_EXTENSION = "uniner_score"
 # The folder, inside the component's own, that holds the student's weights and tokenizer.
 MODEL_FOLDER = "model"
@@ -32,43 +32,19 @@ if not Span.has_extension(SCORE_EXTENSION):
     Span.set_extension(SCORE_EXTENSION, default=None)
 
 
-class Generator(Protocol):
-    """What the component needs from a model: one answer per prompt, and a way to be saved. A
-    generator that also has `generate_scored` (prompts -> `ScoredAnswer`s) gives spans their
-    scores; without it every span scores 1.0."""
-
-    def generate(self, prompts: List[str]) -> List[str]: ...
-
-    def load(self, source: Any = None) -> None: ...
-
-    def save(self, path: Path) -> None: ...
-
-
 @Language.factory(
     "uniner",
     default_config={
-        "model": DEFAULT_MODEL,
+        "model": {"@uniner_models": TRANSFORMERS},
         "labels": [],
-        "batch_size": 16,
-        "max_new_tokens": 256,
-        "device": "auto",
-        "dtype": "auto",
         "window_size": 256,
         "window_overlap": 32,
         "spans_key": "uniner",
         "overwrite_ents": False,
-        "trust_remote_code": False,
-        "model_kwargs": {},
-        "constrained": False,
         "threshold": 0.0,
         "label_margin": 1.0,
         "dataset": None,
-        "server": None,
-        "concurrency": 8,
-        "timeout": 60.0,
-        "max_tries": 4,
         "on_error": "raise",
-        "api_key_env": "OPENAI_API_KEY",
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
     },
     assigns=["doc.ents", "doc.spans"],
@@ -77,46 +53,21 @@ class Generator(Protocol):
 def make_uniner(
     nlp: Language,
     name: str,
-    model: str,
+    model: Union[str, Generator],
     labels: List[Any],
-    batch_size: int,
-    max_new_tokens: int,
-    device: str,
-    dtype: str,
     window_size: int,
     window_overlap: int,
     spans_key: str,
     overwrite_ents: bool,
-    trust_remote_code: bool,
-    model_kwargs: Dict[str, Any],
-    constrained: bool,
     threshold: float,
     label_margin: float,
     dataset: Optional[str],
-    server: Optional[str],
-    concurrency: int,
-    timeout: float,
-    max_tries: int,
     on_error: str,
-    api_key_env: Optional[str],
     scorer: Optional[Callable],
 ) -> "UniNER":
-    generator: Generator
-    if server is not None:
-        if constrained:
-            raise ValueError("[uniner] config key 'constrained' needs the model in this process: it cannot be used with 'server'")
-        generator = ServerGenerator(server, model, max_new_tokens=max_new_tokens, concurrency=concurrency, timeout=timeout, max_tries=max_tries, api_key_env=api_key_env)
-    else:
-        generator = HFGenerator(
-            model,
-            batch_size=batch_size,
-            max_new_tokens=max_new_tokens,
-            device=device,
-            dtype=dtype,
-            trust_remote_code=trust_remote_code,
-            model_kwargs=model_kwargs,
-            constrained=constrained,
-        )
+    """`model` is a `[components.uniner.model]` block (see `backends`), or a hub id or folder as
+    shorthand for the in-process backend with its defaults."""
+    generator = transformers_model(model) if isinstance(model, str) else model
     return UniNER(
         nlp.vocab,
         generator,
@@ -176,12 +127,14 @@ def pipeline_model(pipeline: Union[str, Path]) -> Path:
     config_path = pipeline / "config.cfg"
     if not config_path.is_file():
         raise ValueError(f"{pipeline} is not a spaCy pipeline folder (no config.cfg)")
-    config = load_config(config_path, interpolate=False)
+    config, _ = upgrade_config(load_config(config_path, interpolate=False))
     names = [name for name, block in config["components"].items() if block.get("factory") == "uniner"]
     if not names:
         raise ValueError(f"{pipeline} has no uniner component")
-    if config["components"][names[0]].get("server"):
-        raise ValueError(f"{pipeline}'s {names[0]} asks the server at {config['components'][names[0]]['server']}: it holds no weights; give the pipeline the model was trained into")
+    backend = config["components"][names[0]]["model"]
+    if isinstance(backend, dict) and backend.get("@uniner_models", TRANSFORMERS) != TRANSFORMERS:
+        where = f"the server at {backend['url']}" if "url" in backend else backend["@uniner_models"]
+        raise ValueError(f"{pipeline}'s {names[0]} asks {where}: it holds no weights; give the pipeline the model was trained into")
     model = pipeline / names[0] / MODEL_FOLDER
     if not (model / "config.json").is_file():
         raise ValueError(f"{pipeline} holds no student weights at {model} (no config.json)")

@@ -7,30 +7,28 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-import spacy
 import srsly
 from spacy.language import Language
 
 from .answers import parse_answer
+from .backends import OPENAI_COMPATIBLE
 from .component import uniner_of
 from .evaluate.run import recording, run_evaluation
 from .llama_cpp import LlamaServer, export_gguf
+from .pipelines import uniner_pipeline
 
 Answers = Dict[str, List[str]]
 
 
 # A server decodes greedily, without the passage constraint (which needs the model in the process);
 # the in-process side of the comparison decodes the same way, so that answers compare.
-GREEDY = {"constrained": False}
-
-
 def local_pipeline(pipeline: Path) -> Language:
-    return spacy.load(pipeline, config={"components": {"uniner": GREEDY}})
+    return uniner_pipeline(str(pipeline), {"constrained": False})
 
 
 def served_pipeline(pipeline: Path, url: str, concurrency: int) -> Language:
     """The pipeline with its component asking the server at `url` instead of its own weights."""
-    return spacy.load(pipeline, config={"components": {"uniner": {"server": url, "concurrency": concurrency, **GREEDY}}})
+    return uniner_pipeline(str(pipeline), {"@uniner_models": OPENAI_COMPATIBLE, "url": url, "name": pipeline.name, "concurrency": concurrency})
 
 
 def timed_answers(nlp: Language, texts: List[str], labels: List[str], repeats: int) -> Tuple[float, Answers]:

@@ -19,7 +19,7 @@ from transformers import (
 from .attention import use_grouped_attention
 from .constraints import PassageConstraint
 from .decoding import GreedyDecoder, QuestionBatch, SharedPrefixes, token_logprobs
-from .precision import quantize_blocks, resolve_precision
+from .precision import narrow, resolve_precision
 from .prompts import TURN_ENDS, prompt_context, prompt_text
 from .scores import ScoredAnswer
 
@@ -116,7 +116,7 @@ class HFGenerator:
     def load(self, source: Optional[Union[str, Path]] = None) -> None:
         if source is not None:
             self.source = str(source)
-        kwargs = dict(self.model_kwargs, dtype=self.dtype, trust_remote_code=self.trust_remote_code)
+        kwargs = dict(self.model_kwargs, dtype=self.precision.load_dtype, trust_remote_code=self.trust_remote_code)
         # Several GPUs: let accelerate place the layers; one device: put the model on it.
         if self.device == "cuda" and torch.cuda.device_count() > 1:
             kwargs.setdefault("device_map", "auto")
@@ -130,8 +130,7 @@ class HFGenerator:
             ) from err
         if "device_map" not in kwargs:
             model.to(self.device)
-        if self.precision.int8:
-            quantize_blocks(model)
+        narrow(model, self.precision)
         use_grouped_attention(model)
         model.eval()
         self._model, self._tokenizer = model, tokenizer
@@ -229,12 +228,13 @@ class HFGenerator:
 
     def save(self, path: Union[str, Path]) -> None:
         """The weights as the source stores them: a model decoding in a narrower precision (bf16 or
-        int8 from float32 weights) is saved from its source, so that saving loses nothing."""
+        int8 from float32 weights, a float32 output layer over bf16) is saved from its source, so
+        that saving loses nothing."""
         model = self.model
         # transformers loads weights without a recorded dtype in float32.
         stored = getattr(AutoConfig.from_pretrained(self.source, trust_remote_code=self.trust_remote_code), "dtype", None) or torch.float32
         stored = getattr(torch, stored) if isinstance(stored, str) else stored
-        if self.precision.int8 or self.dtype != stored:
+        if self.precision.alters_model or self.dtype != stored:
             model = AutoModelForCausalLM.from_pretrained(self.source, **dict(self.model_kwargs, dtype="auto", trust_remote_code=self.trust_remote_code))
         model.save_pretrained(path, safe_serialization=True)
         self.tokenizer.save_pretrained(path)

@@ -1,5 +1,5 @@
-"""The arithmetic a causal LM runs in: its weights' dtype, and whether its blocks' projections are
-int8.
+"""The arithmetic a causal LM runs in: its weights' dtype, whether its blocks' projections are
+int8, and whether its leading logits are computed again in float32.
 
 On a GPU, bf16 (or fp16 where bf16 is missing). On a CPU the choice depends on the units it has:
 AVX512-BF16 runs bf16 matmuls, VNNI runs int8 ones; "auto" reads the CPU's flags once and picks
@@ -17,10 +17,13 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 # activations quantized on the fly): the embeddings and the output layer, whose errors reach every
 # answer token directly, stay float32.
 INT8 = "int8"
-PRECISIONS = (*DTYPES, INT8)
+# The model in bf16 but its top logits in float32 (see Float32TopLogits): logits in bf16 keep 8
+# bits of mantissa, so near ties between tokens fall otherwise than in float32.
+BF16_FLOAT32_LOGITS = "bfloat16-float32-logits"
+PRECISIONS = (*DTYPES, BF16_FLOAT32_LOGITS, INT8)
 # The CPU flag each setting needs, most wanted first; "auto" on a CPU takes the first the CPU has,
 # float32 where it has none.
-CPU_AUTO = ()
+CPU_AUTO = ((BF16_FLOAT32_LOGITS, "avx512_bf16"),)
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,17 @@ class Precision:
     name: str
     weights: torch.dtype
     int8: bool = False
+    float32_logits: bool = False
+
+    @property
+    def alters_model(self) -> bool:
+        """Whether the model in memory is no longer the source's modules in another dtype."""
+        return self.int8 or self.float32_logits
+
+    @property
+    def load_dtype(self) -> torch.dtype:
+        """The dtype to load in: float32 where a part stays float32."""
+        return torch.float32 if self.alters_model else self.weights
 
 
 @lru_cache(maxsize=None)
@@ -55,6 +69,8 @@ def resolve_precision(dtype: str, device: str, flags: Optional[FrozenSet[str]] =
         if device != "cpu":
             raise ValueError(f"[uniner] config key 'dtype' int8 runs on a CPU (PyTorch's dynamic int8 kernels), not on {device!r}")
         return Precision(INT8, torch.float32, int8=True)
+    if dtype == BF16_FLOAT32_LOGITS:
+        return Precision(BF16_FLOAT32_LOGITS, torch.bfloat16, float32_logits=True)
     if dtype not in DTYPES:
         raise ValueError(f"[uniner] config key 'dtype' must be 'auto' or one of {list(PRECISIONS)}, got {dtype!r}")
     return Precision(dtype, DTYPES[dtype])
@@ -78,3 +94,36 @@ def quantize_blocks(model: torch.nn.Module) -> None:
 
     for block in decoder_layers(model, "give it another dtype than int8"):
         quantize_dynamic(block, {torch.nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
+
+
+class Float32TopLogits(torch.nn.Module):
+    """A bf16 model's output layer whose `top` highest logits of each row are computed again in
+    float32, from a float32 copy of its weights: the choice among the leading tokens (greedy, or
+    constrained decoding's best allowed one) is float32's, at the cost of a gather, not of a
+    float32 pass over the whole vocabulary."""
+
+    def __init__(self, head: torch.nn.Module, exact: torch.Tensor, top: int = 64):
+        super().__init__()
+        self.head = head
+        self.exact = torch.nn.Parameter(exact, requires_grad=False)
+        self.top = top
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.head.weight
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = self.head(hidden).to(torch.float32)
+        top = logits.topk(min(self.top, logits.shape[-1]), dim=-1).indices
+        exact = (self.exact[top] @ hidden.to(torch.float32).unsqueeze(-1)).squeeze(-1)
+        return logits.scatter(-1, top, exact)
+
+
+def narrow(model: torch.nn.Module, precision: Precision) -> None:
+    """A model loaded in `precision.load_dtype`, put in `precision` in place."""
+    if precision.int8:
+        quantize_blocks(model)
+    if precision.float32_logits:
+        exact = model.get_output_embeddings().weight.detach().to(torch.float32, copy=True)
+        model.to(precision.weights)
+        model.set_output_embeddings(Float32TopLogits(model.get_output_embeddings(), exact))

@@ -37,6 +37,7 @@ from .files import atomic_folder, check_output_folder, write_json, write_jsonl
 from .generation import encode_texts, load_tokenizer
 from .precision import decoder_layers, resolve_precision
 from .prompts import conversation_parts, render_conversation
+from .upgrade import read_config
 
 IGNORE = -100  # the label transformers and torch's cross entropy skip
 BLOCKS_REMEDY = "set [training] freeze_layers = 0 and compile = false"  # for a model whose blocks are not found
@@ -280,8 +281,8 @@ def load_base_model(model_config: Dict[str, Any], lora_config: Dict[str, Any], d
     dtype = model_config.get("dtype", "auto")
     # No flags: "auto" on a CPU is float32 for training, whatever the component would decode in there.
     precision = resolve_precision(dtype, device, flags=frozenset())
-    if precision.int8:
-        raise ValueError("[model] dtype int8 is for inference (the component's dtype): training needs float weights")
+    if precision.alters_model:
+        raise ValueError(f"[model] dtype {precision.name} is for inference (the component's dtype): training needs one float dtype")
     kwargs["dtype"] = precision.weights if (use_lora or dtype != "auto") else torch.float32
     source = model_config["base"]
     try:
@@ -521,8 +522,8 @@ def run_training(
     result = train(conversations, student_dir, config, checkpoints, log_path)
     if not PartialState().is_main_process:
         return result["report"]
-    pipeline_overrides["components.uniner.model"] = str(student_dir)
-    nlp = util.load_model_from_config(util.load_config(pipeline_config, overrides=pipeline_overrides), auto_fill=True)
+    pipeline_overrides["components.uniner.model.name"] = str(student_dir)
+    nlp = util.load_model_from_config(read_config(pipeline_config, pipeline_overrides)[0], auto_fill=True)
     with atomic_folder(output) as partial:
         nlp.to_disk(partial)
     for finished in checkpoints.glob("step-*"):  # they were for resuming this run, whose pipeline is on disk

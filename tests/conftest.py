@@ -9,6 +9,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from spacy_uniner import precision
 from spacy_uniner.prompts import build_prompt
 from spacy_uniner.scores import ScoredAnswer
 
@@ -18,6 +19,15 @@ CORPUS = [
     '["Barack Obama", "Michelle Obama"] [] ["Paris"] ["aspirin"]</s>',
     "Python and Rust are programming languages used at Google and in Zürich by Ana María.",
 ]
+
+
+@pytest.fixture(autouse=True)
+def cpu_without_narrow_units(monkeypatch):
+    """`dtype: auto` in float32 on any CPU: the suite's exactness checks (batched decoding against
+    one `generate` per prompt, grouped attention against repeated heads, a server against the
+    process) are float32's; on a CPU with bf16 units "auto" decodes in bf16 with float32 top logits
+    (docs/speed.md), which tests/test_precision.py tests from recorded flag lists."""
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset())
 
 
 @pytest.fixture(scope="session")

@@ -39,7 +39,7 @@ EVAL = [("Ibuprofen treats arthritis.", [("arthritis", "DISEASE"), ("Ibuprofen",
 def student(tiny_llama_path, tmp_path_factory):
     path = tmp_path_factory.mktemp("student") / "pipeline"
     nlp = spacy.blank("en")
-    nlp.add_pipe("uniner", config={"model": str(tiny_llama_path), "labels": ["person"], "device": "cpu", "max_new_tokens": 8, "threshold": 0.1})
+    nlp.add_pipe("uniner", config={"model": {"name": str(tiny_llama_path), "device": "cpu", "max_new_tokens": 8}, "labels": ["person"], "threshold": 0.1})
     nlp.to_disk(path)
     return path
 

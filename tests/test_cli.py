@@ -15,7 +15,7 @@ ROOT = Path(__file__).parent.parent
 
 def test_visualize_writes_displacy_html_for_a_saved_pipeline(tiny_llama_path, tmp_path):
     nlp = spacy.blank("en")
-    nlp.add_pipe("uniner", config={"model": str(tiny_llama_path), "labels": ["person"], "max_new_tokens": 4})
+    nlp.add_pipe("uniner", config={"model": {"name": str(tiny_llama_path), "max_new_tokens": 4}, "labels": ["person"]})
     nlp.to_disk(tmp_path / "pipeline")
     srsly.write_jsonl(tmp_path / "texts.jsonl", [{"text": "Ada Lovelace wrote notes."}, {"text": "Paris."}])
     result = CliRunner().invoke(
@@ -75,7 +75,7 @@ def test_the_workflow_commands_chain(tmp_path, monkeypatch, tiny_llama_path):
          "--pipeline-config", str(ROOT / "configs/uniner.cfg"), "--checkpoints", "training/checkpoints",
          "--log", "metrics/train_log.jsonl", "--report", "metrics/train.json", "--model.base", str(tiny_llama_path),
          "--training.epochs", "2", "--training.batch_size", "1", "--training.gradient_accumulation", "1", "--training.checkpoint_every", "1",
-         "--components.uniner.labels", '["city"]', "--components.uniner.max_new_tokens", "4"],
+         "--components.uniner.labels", '["city"]', "--components.uniner.model.max_new_tokens", "4"],
     ]
     for step in steps:
         result = runner.invoke(app, step)

@@ -157,9 +157,9 @@ def test_bad_labels_name_the_config_key(labels, message):
 def test_bad_numbers_name_the_config_key():
     nlp = spacy.blank("en")
     with pytest.raises(ValueError, match="batch_size"):
-        nlp.add_pipe("uniner", config={"model": "unused", "labels": ["x"], "batch_size": 0})
+        nlp.add_pipe("uniner", config={"model": {"name": "unused", "batch_size": 0}, "labels": ["x"]})
     with pytest.raises(ValueError, match="dtype"):
-        nlp.add_pipe("uniner", config={"model": "unused", "labels": ["x"], "dtype": "int3"})
+        nlp.add_pipe("uniner", config={"model": {"name": "unused", "dtype": "int3"}, "labels": ["x"]})
     with pytest.raises(ValueError, match="window_overlap"):
         nlp.add_pipe("uniner", config={"model": "unused", "labels": ["x"], "window_overlap": 999})
 

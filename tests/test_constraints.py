@@ -47,7 +47,7 @@ def test_constrained_answers_are_lists_of_passage_strings(tiny_llama_path, const
     nlp = spacy.blank("en")
     texts = ["Barack Obama visited Paris with Michelle Obama in 2009.", "Python and Rust are programming languages used at Google."]
     labels = ["person", "location", "organization", "programming language"]
-    uniner = nlp.add_pipe("uniner", config={"model": str(tiny_llama_path), "labels": labels, "max_new_tokens": 12, "device": "cpu", "constrained": constrained})
+    uniner = nlp.add_pipe("uniner", config={"model": {"name": str(tiny_llama_path), "max_new_tokens": 12, "device": "cpu", "constrained": constrained}, "labels": labels})
     prompts = [build_prompt(text, label) for text in texts for label in labels]
     answers = uniner.generator.generate(prompts)
     parsed = []

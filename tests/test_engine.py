@@ -9,6 +9,7 @@ import pytest
 import spacy
 import srsly
 
+from spacy_uniner.backends import OPENAI_COMPATIBLE
 from spacy_uniner.base_model import export_base_model, packaged_smollm2
 from spacy_uniner.distill import run_distillation
 from spacy_uniner.distill.benchmark import teacher_config
@@ -39,7 +40,7 @@ def student_pipeline(tmp_path_factory):
     folder = tmp_path_factory.mktemp("engine")
     base = export_base_model(folder / "smollm2", packaged_smollm2())
     nlp = spacy.blank("en")
-    nlp.add_pipe("uniner", config={"model": str(base), "labels": LABELS, "max_new_tokens": 24})
+    nlp.add_pipe("uniner", config={"model": {"name": str(base), "max_new_tokens": 24}, "labels": LABELS})
     nlp.to_disk(folder / "pipeline")
     return folder / "pipeline"
 
@@ -72,7 +73,7 @@ def test_the_demo_page_answers_through_llama_server(student_pipeline, served_f16
 
     from spacy_uniner.demo import create_app
 
-    nlp = spacy.load(student_pipeline, config={"components": {"uniner": {"server": served_f16.url, "model": "student"}}})
+    nlp = spacy.load(student_pipeline, config={"components": {"uniner": {"model": {"@uniner_models": OPENAI_COMPATIBLE, "url": served_f16.url, "name": "student"}}}})
     client = TestClient(create_app(nlp), base_url="http://127.0.0.1")
     result = client.post("/api/annotate", json={"text": TEXTS[0], "labels": "person, location"}).json()
     assert result["questions"] == 2 and "error" not in result

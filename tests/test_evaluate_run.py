@@ -70,7 +70,8 @@ def test_finished_datasets_are_not_run_again(scripted_nlp, tmp_path):
     generator = nlp.get_pipe("uniner").generator
     calls = len(generator.calls)
     again = run_evaluation({"student": nlp}, SETS[:2], MIRROR, tmp_path / "run", limit=5)
-    assert len(generator.calls) == calls and again == first
+    assert len(generator.calls) == calls and again == first  # the seconds each set took, as recorded
+    assert set(first["seconds"]["student"]) == set(SETS[:2]) and all(seconds >= 0 for seconds in first["seconds"]["student"].values())
     run_evaluation({"student": nlp}, SETS[:1], MIRROR, tmp_path / "run", limit=6)  # other settings: run again
     assert len(generator.calls) > calls
 
@@ -151,7 +152,7 @@ def test_a_spacy_ner_pipeline_runs_as_a_baseline_from_the_cli(tiny_llama_path, t
         ner_nlp.update(examples, sgd=optimizer, drop=0.0)
     ner_nlp.to_disk(tmp_path / "spacy_ner")
     student = spacy.blank("en")
-    student.add_pipe("uniner", config={"model": str(tiny_llama_path), "labels": ["x"], "max_new_tokens": 2})
+    student.add_pipe("uniner", config={"model": {"name": str(tiny_llama_path), "max_new_tokens": 2}, "labels": ["x"]})
     student.to_disk(tmp_path / "student")
     result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "student"), str(tmp_path / "run"), "--datasets", "mit-movie", "--mirror", str(MIRROR), "--limit", "8", "--baseline", str(tmp_path / "spacy_ner")])
     assert result.exit_code == 0, (result.output, result.exception)
@@ -165,7 +166,7 @@ def test_a_causal_lm_baseline_is_asked_with_the_students_prompt_and_settings(tin
     """`evaluate --baseline MODEL`: a causal LM (the student's base as it ships) in the student's
     component settings; here the student's own weights, so both answer every query alike."""
     student = spacy.blank("en")
-    student.add_pipe("uniner", config={"model": str(tiny_llama_path), "labels": ["x"], "max_new_tokens": 3, "batch_size": 5, "constrained": True, "threshold": 0.2})
+    student.add_pipe("uniner", config={"model": {"name": str(tiny_llama_path), "max_new_tokens": 3, "batch_size": 5, "constrained": True}, "labels": ["x"], "threshold": 0.2})
     student.to_disk(tmp_path / "student")
     result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "student"), str(tmp_path / "run"), "--datasets", "mit-movie", "--mirror", str(MIRROR), "--limit", "4", "--baseline", str(tiny_llama_path)])
     assert result.exit_code == 0, (result.output, result.exception)
@@ -175,7 +176,8 @@ def test_a_causal_lm_baseline_is_asked_with_the_students_prompt_and_settings(tin
     assert len(records["student"]) == 4 * len(load_benchmark("mit-movie", MIRROR).types)
     assert [r["answer"] for r in records[baseline]] == [r["answer"] for r in records["student"]]
     settings = baseline_pipeline(str(tiny_llama_path), spacy.load(tmp_path / "student")).config["components"]["uniner"]
-    assert (settings["model"], settings["max_new_tokens"], settings["batch_size"], settings["constrained"], settings["threshold"]) == (str(tiny_llama_path), 3, 5, True, 0.2)
+    model = settings["model"]
+    assert (model["name"], model["max_new_tokens"], model["batch_size"], model["constrained"], settings["threshold"]) == (str(tiny_llama_path), 3, 5, True, 0.2)
 
 
 def gold_and_one_wrong_mention(limit: int) -> dict:

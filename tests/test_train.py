@@ -180,7 +180,7 @@ def train_overfit_student(base: Path, folder: Path) -> dict:
         data, folder / "pipeline", TRAIN_CFG, PIPELINE_CFG, folder / "checkpoints",
         overrides={"model.base": str(base), "training.batch_size": 4, "training.gradient_accumulation": 1, "training.learning_rate": 3e-3,
                    "training.epochs": 150, "training.lr_scheduler": "constant_with_warmup", "training.warmup_ratio": 0.0,
-                   "components.uniner.max_new_tokens": 24, "components.uniner.labels": LABELS},
+                   "components.uniner.model.max_new_tokens": 24, "components.uniner.labels": LABELS},
     )
 
 
@@ -192,7 +192,7 @@ def test_overfit_round_trip_the_component_answers_the_training_questions(llama_b
     report = train_overfit_student(llama_base, tmp_path)
     assert report["last_loss"] < 0.05
     nlp = spacy.blank("en")
-    nlp.add_pipe("uniner", config={"model": str(tmp_path / "pipeline" / "uniner" / "model"), "labels": labels, "max_new_tokens": 24, "device": "cpu"})
+    nlp.add_pipe("uniner", config={"model": {"name": str(tmp_path / "pipeline" / "uniner" / "model"), "max_new_tokens": 24, "device": "cpu"}, "labels": labels})
     loaded = spacy.load(tmp_path / "pipeline")
     for pipeline in (nlp, loaded):
         for doc, (text, questions) in zip(pipeline.pipe(text for text, _ in PASSAGES), PASSAGES):
@@ -353,7 +353,7 @@ def test_the_same_command_runs_data_parallel_under_accelerate_launch(tiny_llama_
         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "spacy_uniner", "train", str(data), str(tmp_path / "pipeline"),
         "--config", str(TRAIN_CFG), "--pipeline-config", str(PIPELINE_CFG), "--checkpoints", str(tmp_path / "ck"),
         "--report", str(tmp_path / "report.json"), "--model.base", str(tiny_llama_path), "--training.batch_size", "2",
-        "--training.gradient_accumulation", "1", "--training.epochs", "2", "--components.uniner.max_new_tokens", "4",
+        "--training.gradient_accumulation", "1", "--training.epochs", "2", "--components.uniner.model.max_new_tokens", "4",
     ]
     env = dict(os.environ, ACCELERATE_USE_CPU="true")
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)

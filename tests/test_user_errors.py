@@ -20,7 +20,7 @@ def broken_pipeline(tiny_llama_path, tmp_path_factory):
     """A saved pipeline whose student lost its weights file."""
     path = tmp_path_factory.mktemp("broken") / "pipeline"
     nlp = spacy.blank("en")
-    nlp.add_pipe("uniner", config={"model": str(tiny_llama_path), "labels": ["person"], "device": "cpu"})
+    nlp.add_pipe("uniner", config={"model": {"name": str(tiny_llama_path), "device": "cpu"}, "labels": ["person"]})
     nlp.to_disk(path)
     (path / "uniner" / "model" / "model.safetensors").unlink()
     return path

@@ -247,6 +247,7 @@ def run_evaluation(
             left_out.setdefault(sentence.dataset, []).append(sentence.index)
     chosen = {name: sample([s for s in benchmark.sentences if s.index not in left_out.get(name, ())], limit, seed) for name, benchmark in benchmarks.items()}
     results: Dict[str, Dict[str, Any]] = {}
+    seconds: Dict[str, Dict[str, float]] = {}
     mention_thresholds: Dict[str, float] = {}
     label_margins: Dict[str, float] = {}
     for system, nlp in systems.items():
@@ -254,18 +255,21 @@ def run_evaluation(
     for system, nlp in systems.items():
         folder = output / system
         folder.mkdir(parents=True, exist_ok=True)
-        results[system] = {}
+        results[system], seconds[system] = {}, {}
         for name, benchmark in benchmarks.items():
             done = folder / f"{name}.json"
             run_settings = dict(settings, threshold=mention_thresholds[system], label_margin=label_margins[system])
             if not (done.exists() and srsly.read_json(done).get("settings") == run_settings):
+                started = time.perf_counter()
                 result = evaluate_benchmark(nlp, benchmark, chosen[name], paper_golds(name, mirror))
                 write_jsonl(folder / f"{name}.jsonl", result["records"])
-                write_json(done, {"settings": run_settings, "scores": result["scores"]})  # last: marks it done
-            results[system][name] = srsly.read_json(done)["scores"]  # as a resumed run reads it
+                # Last: marks it done.
+                write_json(done, {"settings": run_settings, "scores": result["scores"], "seconds": round(time.perf_counter() - started, 1)})
+            record = srsly.read_json(done)  # as a resumed run reads it
+            results[system][name], seconds[system][name] = record["scores"], record.get("seconds")
             results[system][name]["thresholds"] = threshold_scores(srsly.read_jsonl(folder / f"{name}.jsonl"), thresholds, label_margins[system])
     domains = {name: specs[name]["domain"] for name in benchmarks}
-    summary = {"settings": dict(settings, thresholds=list(thresholds)), "mention_thresholds": mention_thresholds, "label_margins": label_margins, "systems": results, "domains": domains, "skipped": skipped, "left_out": left_out}
+    summary = {"settings": dict(settings, thresholds=list(thresholds)), "mention_thresholds": mention_thresholds, "label_margins": label_margins, "systems": results, "seconds": seconds, "domains": domains, "skipped": skipped, "left_out": left_out}
     write_json(output.with_suffix(".json"), summary)
     sections = [markdown_table(results, mention_thresholds, label_margins)]
     if by_domain:
