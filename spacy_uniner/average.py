@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
-from transformers import AutoModelForCausalLM
 
 from .component import pipeline_model
 from .files import atomic_folder
-from .generation import load_tokenizer
+from .loading import load_causal_lm
 
 
 def average_students(pipelines: Sequence[Union[str, Path]], output: Union[str, Path]) -> Path:
@@ -29,13 +28,14 @@ def average_students(pipelines: Sequence[Union[str, Path]], output: Union[str, P
     if output.exists():
         raise ValueError(f"{output} exists: give a new folder for the averaged pipeline, so that no student is overwritten")
     folders = [pipeline_model(pipeline) for pipeline in pipelines]
-    vocab = load_tokenizer(folders[0]).get_vocab()
-    student = AutoModelForCausalLM.from_pretrained(folders[0], dtype="auto")
+    student, tokenizer = load_causal_lm(folders[0], f"{pipelines[0]}'s student", dtype="auto")
+    vocab = tokenizer.get_vocab()
     total: Dict[str, torch.Tensor] = {name: tensor.detach().float().clone() for name, tensor in student.state_dict().items()}
     for pipeline, folder in zip(pipelines[1:], folders[1:]):
-        if load_tokenizer(folder).get_vocab() != vocab:
+        model, tokenizer = load_causal_lm(folder, f"{pipeline}'s student", dtype="auto")
+        if tokenizer.get_vocab() != vocab:
             raise ValueError(f"{pipeline}'s student has another vocabulary than {pipelines[0]}'s: only students of one base can be averaged")
-        weights = AutoModelForCausalLM.from_pretrained(folder, dtype="auto").state_dict()
+        weights = model.state_dict()
         mismatched = sorted(
             set(total) ^ set(weights) | {name for name in set(total) & set(weights) if total[name].shape != weights[name].shape}
         )

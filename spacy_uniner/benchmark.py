@@ -8,21 +8,25 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple, Union
 
 import psutil
 import torch
 from spacy.language import Language
+from transformers import GenerationConfig, StoppingCriteriaList
 
 from .data import normalize_type, question_pairs, read_conversations
-from .decoding import SharedPrefixes
+from .decoding import SharedPrefixes, token_logprobs
 from .distill import read_documents
 from .component import uniner_of
 from .engine_benchmark import Answers, agreement, timed_answers
 from .evaluate.run import recording
-from .generation import HFGenerator, encode_texts, prompt_groups
+from .generation import HFGenerator, prompt_groups
 from .precision import Precision, decoder_layers
 from .prompts import build_prompt, label_of_question
+from .scores import ScoredAnswer
+from .stopping import AnswerEnded
+from .tokens import encode_texts
 
 
 def frequent_labels(conversations: Path, count: int) -> List[str]:
@@ -113,6 +117,36 @@ def token_bound(generator: HFGenerator, prompts: Sequence[str], answer_tokens: f
     return (prompt_tokens + answers) / (shared_tokens + answers)
 
 
+@torch.inference_mode()
+def reference_answers(generator: HFGenerator, prompts: List[str], scored: bool = False) -> Union[List[str], List[ScoredAnswer]]:
+    """The reference implementation's loop: one unpadded `model.generate` per prompt, stopping where
+    the component's decoding stops. The baseline that `HFGenerator.generate` (and, `scored`,
+    `generate_scored`) must match answer for answer. Plain greedy decoding, as the reference's vLLM
+    call (temperature 0): a fresh generation config, so no processor from the model's own (a
+    repetition penalty, say) applies."""
+    model, tokenizer, stop = generator.model, generator.tokenizer, generator.stop
+    greedy = GenerationConfig(
+        do_sample=False,
+        max_new_tokens=generator.max_new_tokens,
+        eos_token_id=stop.stop_ids.tolist(),
+        pad_token_id=tokenizer.pad_token_id,
+        output_logits=scored,
+        return_dict_in_generate=True,
+    )
+    answers = []
+    for ids in encode_texts(tokenizer, prompts)[0]:
+        input_ids = torch.tensor([ids], device=model.device)
+        output = model.generate(input_ids, attention_mask=torch.ones_like(input_ids), generation_config=greedy, stopping_criteria=StoppingCriteriaList([AnswerEnded(stop, len(ids))]))
+        answer = output.sequences[0, len(ids) :]
+        answer_ids = answer.tolist()
+        if scored:
+            answers.append(stop.scored(answer_ids, token_logprobs(torch.cat(output.logits), answer).tolist()))
+        else:
+            answers.append(stop.answer(answer_ids))
+        generator.generated_tokens += len(answer_ids)
+    return answers
+
+
 def run_benchmark(nlp: Language, texts: List[str], labels: List[str], label_counts: Sequence[int], more_texts: Sequence[str] = (), repeats: int = 3) -> Iterator[Dict[str, Any]]:
     """For each label count: the component over `texts` (its prompts recorded), then the reference
     loop over exactly those prompts; docs/s, generated tokens/s, peak memory and whether every
@@ -134,7 +168,7 @@ def run_benchmark(nlp: Language, texts: List[str], labels: List[str], label_coun
             runs = [timed(generator, generator.device, lambda: list(nlp.pipe(texts))) for _ in range(repeats)]
         seconds, tokens, peak = statistics.median(run[1] for run in runs), runs[0][2], max(run[3] for run in runs)
         prompts = list(recorder.answers)
-        naive, naive_seconds, naive_tokens, naive_peak = timed(generator, generator.device, lambda: generator.generate_one_by_one(prompts))
+        naive, naive_seconds, naive_tokens, naive_peak = timed(generator, generator.device, lambda: reference_answers(generator, prompts))
         # The cost of scores: the same prompts through the same batched decoding, without them.
         unscored_seconds = statistics.median(timed(generator, generator.device, lambda: generator.generate(prompts))[1] for _ in range(repeats))
         record = {

@@ -29,11 +29,11 @@ from .evaluate.datasets import DOMAINS, ZERO_SHOT_NAMES, names_in_domains
 from .engine_benchmark import engine_evaluation, engine_speed, export_ggufs
 from .evaluate.run import gazetteer, run_evaluation
 from .files import check_output_file, write_json, write_jsonl, write_text
-from .generation import load_tokenizer
 from .llama_cpp import OUTTYPES, export_gguf
 from .pipelines import baseline_pipeline, load_pipeline, uniner_pipeline
 from .precision import PRECISIONS
 from .benchmark import frequent_labels, machine, markdown_rows, markdown_table, passages, prefix_pass, run_benchmark, run_precision_benchmark
+from .tokens import load_tokenizer
 from .train import run_training
 from .upgrade import upgrade_pipeline
 

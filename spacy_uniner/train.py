@@ -12,13 +12,11 @@ import resource
 import shutil
 import sys
 import time
-from bisect import bisect_right
 from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
-import numpy
 import srsly
 import torch
 import torch.nn.functional as F
@@ -28,18 +26,18 @@ from spacy import util
 from thinc.api import Config
 from torch.utils.data import DataLoader
 from tqdm import tqdm
-from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase, get_scheduler
+from transformers import PreTrainedTokenizerBase, get_scheduler
 
 from .answers import parse_answer
 from .average import RunningMean
 from .data import question_pairs, read_conversations
 from .files import atomic_folder, check_output_folder, write_json, write_jsonl
-from .generation import encode_texts, load_tokenizer
+from .loading import load_causal_lm
 from .precision import decoder_layers, resolve_precision
-from .prompts import conversation_parts, render_conversation
+from .examples import IGNORE, collate, epochs_of_examples, hold_out, padding_share
+from .prompts import render_conversation
 from .upgrade import read_config
 
-IGNORE = -100  # the label transformers and torch's cross entropy skip
 BLOCKS_REMEDY = "set [training] freeze_layers = 0 and compile = false"  # for a model whose blocks are not found
 
 
@@ -90,130 +88,6 @@ def load_train_config(path: Path, overrides: Optional[Dict[str, Any]] = None) ->
     except TypeError as err:
         raise ValueError(f"{path}: [training] {err}; known settings: {[f.name for f in fields(TrainSettings)]}") from err
     return config
-
-
-# ----------------------------------------------------------------------------------------------
-# Conversations -> supervised token sequences
-
-
-def supervised_tokens(tokenizer: PreTrainedTokenizerBase, chunks: Sequence[Sequence[str]]) -> List[Tuple[List[int], List[int]]]:
-    """(input ids, labels) per conversation: a token is supervised (label = its id) when it starts
-    inside what the assistant writes (`conversation_parts`), every other label is IGNORE."""
-    texts, regions = [], []
-    for messages in chunks:
-        text, spans = "", []
-        for part, written in conversation_parts(messages):
-            if written:
-                spans += [len(text), len(text) + len(part)]
-            text += part
-        texts.append(text)
-        regions.append(spans)
-    examples = []
-    for ids, offsets, spans in zip(*encode_texts(tokenizer, texts), regions):
-        # Region boundaries alternate start, end: an odd insertion point means inside a region.
-        labels = [token if bisect_right(spans, start) % 2 else IGNORE for token, (start, _) in zip(ids, offsets)]
-        examples.append((ids, labels))
-    return examples
-
-
-def split_conversation(tokenizer: PreTrainedTokenizerBase, messages: List[str], max_length: int) -> Tuple[List[List[str]], int]:
-    """A conversation too long for `max_length` tokens as several that fit, each keeping the text
-    turn and its reply, with the question/answer pairs in order; and how many pairs fit nowhere (the
-    text alone leaves no room for them)."""
-    head = messages[:2]
-
-    def fits(candidate: List[List[str]]) -> bool:
-        ids, _ = encode_texts(tokenizer, [render_conversation(head + sum(candidate, []))])
-        return len(ids[0]) <= max_length
-
-    chunks: List[List[List[str]]] = []
-    dropped = 0
-    for pair in question_pairs(messages):
-        if chunks and fits(chunks[-1] + [pair]):
-            chunks[-1].append(pair)
-        elif fits([pair]):
-            chunks.append([pair])
-        else:
-            dropped += 1
-    return [head + sum(chunk, []) for chunk in chunks], dropped
-
-
-def shuffled_questions(messages: List[str], rng: numpy.random.Generator) -> List[str]:
-    """The question/answer pairs in a new order: answers do not depend on the order of the
-    questions, and a fixed order would let a model answer by position instead of by type."""
-    pairs = question_pairs(messages)
-    return messages[:2] + [message for i in rng.permutation(len(pairs)) for message in pairs[i]]
-
-
-def training_examples(tokenizer, conversations: List[Tuple[str, List[str]]], max_length: int) -> Tuple[List[Tuple[List[int], List[int]]], Dict[str, int]]:
-    """The supervised sequences of the conversations: whole where they fit (almost all; tokenized
-    once, in one batch), split where they do not."""
-    report = {"conversations": len(conversations), "split_conversations": 0, "questions_too_long": 0}
-    examples = []
-    for (_, messages), example in zip(conversations, supervised_tokens(tokenizer, [messages for _, messages in conversations])):
-        if len(example[0]) <= max_length:
-            examples.append(example)
-            continue
-        parts, dropped = split_conversation(tokenizer, messages, max_length)
-        if parts:  # none when no question fits beside the text
-            examples += supervised_tokens(tokenizer, parts)
-        report["split_conversations"] += len(parts) > 1
-        report["questions_too_long"] += dropped
-    if not examples:
-        raise ValueError(f"No conversation fits max_length = {max_length} tokens, not even with one question: raise [training] max_length or cut the passages shorter")
-    report.update(
-        examples=len(examples),
-        tokens=sum(len(ids) for ids, _ in examples),
-        supervised_tokens=sum(label != IGNORE for _, labels in examples for label in labels),
-    )
-    return examples, report
-
-
-def length_batches(lengths: Sequence[int], batch_size: int, rng: numpy.random.Generator) -> List[List[int]]:
-    """One epoch's micro-batches: the examples shuffled, sorted by length within pools of 64
-    batches so a batch holds similar lengths (little padding), the batch order shuffled."""
-    order = rng.permutation(len(lengths)).tolist()
-    pool = batch_size * 64
-    batches: List[List[int]] = []
-    for start in range(0, len(order), pool):
-        by_length = sorted(order[start : start + pool], key=lambda i: lengths[i])
-        batches += [by_length[i : i + batch_size] for i in range(0, len(by_length), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
-def epochs_of_examples(tokenizer, conversations, settings: "TrainSettings", max_length: int):
-    """Every epoch's examples (questions reshuffled, as the paper's training code does) and
-    micro-batches, seeded, so a resumed run sees the same ones; and epoch 1's report."""
-    examples: List[Tuple[List[int], List[int]]] = []
-    batches: List[List[int]] = []
-    for epoch in range(settings.epochs):
-        rng = numpy.random.default_rng([settings.seed, epoch])
-        epoch_examples, epoch_report = training_examples(tokenizer, [(i, shuffled_questions(m, rng)) for i, m in conversations], max_length)
-        batches += [[len(examples) + i for i in batch] for batch in length_batches([len(ids) for ids, _ in epoch_examples], settings.batch_size, rng)]
-        examples += epoch_examples
-        if epoch == 0:
-            report = epoch_report
-    return examples, batches, report
-
-
-def padding_share(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:
-    padded = sum(max(lengths[i] for i in batch) * len(batch) for batch in batches)
-    return 1 - sum(lengths[i] for batch in batches for i in batch) / padded
-
-
-def collate(examples: List[Tuple[List[int], List[int]]], pad_id: int) -> Dict[str, torch.Tensor]:
-    """Right padding: positions then count from 0 in every row, as in generation."""
-    width = max(len(ids) for ids, _ in examples)
-    batch = {
-        "input_ids": torch.full((len(examples), width), pad_id),
-        "labels": torch.full((len(examples), width), IGNORE),
-        "attention_mask": torch.zeros((len(examples), width), dtype=torch.long),
-    }
-    for row, (ids, labels) in enumerate(examples):
-        batch["input_ids"][row, : len(ids)] = torch.tensor(ids)
-        batch["labels"][row, : len(ids)] = torch.tensor(labels)
-        batch["attention_mask"][row, : len(ids)] = 1
-    return batch
 
 
 # ----------------------------------------------------------------------------------------------
@@ -285,11 +159,7 @@ def load_base_model(model_config: Dict[str, Any], lora_config: Dict[str, Any], d
         raise ValueError(f"[model] dtype {precision.name} is for inference (the component's dtype): training needs one float dtype")
     kwargs["dtype"] = precision.weights if (use_lora or dtype != "auto") else torch.float32
     source = model_config["base"]
-    try:
-        tokenizer = load_tokenizer(source, kwargs["trust_remote_code"])
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    except (OSError, ValueError, KeyError) as err:
-        raise OSError(f"Could not load the base model {source!r} ([model] base): give a causal LM's hub id or local folder. Cause: {err}") from err
+    model, tokenizer = load_causal_lm(source, f"the base model {source!r} ([model] base)", **kwargs)
     if use_lora:
         try:
             from peft import LoraConfig, get_peft_model
@@ -328,6 +198,76 @@ def compile_blocks(model: torch.nn.Module, device: str, attention_chosen: bool) 
         block.compile(dynamic=True)
 
 
+def prepare_model(model: torch.nn.Module, settings: TrainSettings, use_lora: bool, device: str, attention_chosen: bool) -> List[torch.nn.Parameter]:
+    """Freezing, compiling and gradient checkpointing as `settings` ask; the parameters to train."""
+    if settings.freeze_embeddings or settings.freeze_layers:
+        if use_lora:
+            raise ValueError("[training] freeze_embeddings and freeze_layers are for full fine-tuning; LoRA already trains only its adapters")
+        freeze_lower(model, settings.freeze_embeddings, settings.freeze_layers)
+    if settings.compile:
+        compile_blocks(model, device, attention_chosen)
+    if settings.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        if use_lora:
+            model.enable_input_require_grads()
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def resume(accelerator: Accelerator, checkpoints: Path, run_id: str, total_steps: int) -> Tuple[int, List[Dict[str, Any]]]:
+    """The step and log of the last complete checkpoint of this same run, its state loaded; (0, [])
+    without one. Checkpoints a killed save left half-written are removed."""
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    for stale in checkpoints.glob("step-*.partial"):
+        shutil.rmtree(stale, ignore_errors=True)
+    resume_from = last_checkpoint(checkpoints)
+    if resume_from is None:
+        return 0, []
+    state = srsly.read_json(resume_from / "state.json")
+    if state["run"] != run_id:
+        raise ValueError(f"{checkpoints} holds checkpoints of another run (other data or settings). Delete it, or give another checkpoint folder, to train from the start.")
+    accelerator.load_state(str(resume_from))
+    accelerator.print(f"Resuming from {resume_from} (step {state['step']} of {total_steps})")
+    return state["step"], state["log"]
+
+
+def save_student(accelerator: Accelerator, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, use_lora: bool, averaging: Optional[RunningMean], student_dir: Path) -> None:
+    """The student (its running mean when averaging; LoRA merged into the weights) as a plain
+    transformers model."""
+    accelerator.wait_for_everyone()
+    if averaging is not None:
+        averaging.copy_to()
+    student = accelerator.unwrap_model(model)
+    if use_lora:  # whole weights on each process (one device or DDP)
+        student, state_dict = student.merge_and_unload(), None
+    else:
+        state_dict = accelerator.get_state_dict(model)  # gathers FSDP shards
+    if accelerator.is_main_process:
+        student.save_pretrained(student_dir, state_dict=state_dict, safe_serialization=True)
+        tokenizer.save_pretrained(student_dir)
+    accelerator.wait_for_everyone()
+
+
+def optimization(accelerator: Accelerator, model: torch.nn.Module, trainable: List[torch.nn.Parameter], loader: DataLoader, settings: TrainSettings):
+    """AdamW over `trainable` and the learning-rate schedule, prepared by accelerate with the model
+    and the loader; and the number of optimizer steps."""
+    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    total_steps = math.ceil(len(loader) / settings.gradient_accumulation)
+    # accelerate steps a prepared scheduler once per process per optimizer step.
+    scheduler = get_scheduler(
+        settings.lr_scheduler,
+        optimizer,
+        num_warmup_steps=round(settings.warmup_ratio * total_steps) * accelerator.num_processes,
+        num_training_steps=total_steps * accelerator.num_processes,
+    )
+    return model, optimizer, loader, accelerator.prepare(scheduler), total_steps
+
+
+def peak_resident_gb() -> float:
+    """This process's high-water mark of resident memory, loading included."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**30 if sys.platform == "darwin" else 2**20), 2)  # KiB on Linux, bytes on macOS
+
+
 def train(
     conversations_path: Path,
     student_dir: Path,
@@ -347,17 +287,8 @@ def train(
     accelerator = Accelerator(gradient_accumulation_steps=settings.gradient_accumulation, mixed_precision=mixed_precision)
     set_seed(settings.seed)
 
-    # Data: hold some passages back, split the long ones, batch by length. Held out by id: a passage
-    # written several times (build-data --draws) is held out whole.
-    rng = numpy.random.default_rng(settings.seed)
-    ids = list(dict.fromkeys(conversation_id for conversation_id, _ in conversations))
-    held_ids = {ids[i] for i in rng.permutation(len(ids))[: settings.held_out]}
-    first_of_held: Dict[str, Tuple[str, List[str]]] = {}
-    for conversation in conversations:  # each held-out passage once, as its first conversation asks it
-        if conversation[0] in held_ids:
-            first_of_held.setdefault(conversation[0], conversation)
-    held_out = list(first_of_held.values())
-    train_set = [conversation for conversation in conversations if conversation[0] not in held_ids]
+    # Data: hold some passages back, split the long ones, batch by length.
+    train_set, held_out = hold_out(conversations, settings.held_out, settings.seed)
     if not train_set:
         raise ValueError(f"{conversations_path}: all {len(conversations)} conversations are held out ([training] held_out = {settings.held_out})")
     model, tokenizer, use_lora = load_base_model(config["model"], config["lora"], accelerator.device.type)
@@ -367,28 +298,8 @@ def train(
     report.update(max_length=max_length, held_out=len(held_out), padding_share=round(padding_share(lengths, batches), 4))
     loader = DataLoader(examples, batch_sampler=batches, collate_fn=partial(collate, pad_id=tokenizer.pad_token_id))
 
-    if settings.freeze_embeddings or settings.freeze_layers:
-        if use_lora:
-            raise ValueError("[training] freeze_embeddings and freeze_layers are for full fine-tuning; LoRA already trains only its adapters")
-        freeze_lower(model, settings.freeze_embeddings, settings.freeze_layers)
-    if settings.compile:
-        compile_blocks(model, accelerator.device.type, "attn_implementation" in config["model"].get("kwargs", {}))
-    if settings.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-        if use_lora:
-            model.enable_input_require_grads()
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    total_steps = math.ceil(len(loader) / settings.gradient_accumulation)
-    # accelerate steps a prepared scheduler once per process per optimizer step.
-    scheduler = get_scheduler(
-        settings.lr_scheduler,
-        optimizer,
-        num_warmup_steps=round(settings.warmup_ratio * total_steps) * accelerator.num_processes,
-        num_training_steps=total_steps * accelerator.num_processes,
-    )
-    scheduler = accelerator.prepare(scheduler)
+    trainable = prepare_model(model, settings, use_lora, accelerator.device.type, "attn_implementation" in config["model"].get("kwargs", {}))
+    model, optimizer, loader, scheduler, total_steps = optimization(accelerator, model, trainable, loader, settings)
     # The student saved is the mean of its weights over the last steps (average_last of them), when asked.
     averaging = RunningMean(trainable) if settings.average_last else None
     if averaging is not None:
@@ -396,22 +307,7 @@ def train(
     average_from = total_steps - max(1, round(settings.average_last * total_steps)) + 1
     output_layer = accelerator.unwrap_model(model).get_output_embeddings()
 
-    # Resume: the last complete checkpoint of this same run, and the batches after it.
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    for stale in checkpoints.glob("step-*.partial"):
-        shutil.rmtree(stale, ignore_errors=True)
-    step, log = 0, []
-    resume_from = last_checkpoint(checkpoints)
-    if resume_from is not None:
-        state = srsly.read_json(resume_from / "state.json")
-        if state["run"] != run_id:
-            raise ValueError(
-                f"{checkpoints} holds checkpoints of another run (other data or settings). Delete it, or "
-                f"give another checkpoint folder, to train from the start."
-            )
-        accelerator.load_state(str(resume_from))
-        step, log = state["step"], state["log"]
-        accelerator.print(f"Resuming from {resume_from} (step {step} of {total_steps})")
+    step, log = resume(accelerator, checkpoints, run_id, total_steps)
     if log_path is not None and accelerator.is_main_process:
         # The log as of the checkpoint: steps a killed run did after it are done again.
         write_jsonl(log_path, log)
@@ -438,14 +334,13 @@ def train(
         step += 1
         if averaging is not None and step >= average_from:
             averaging.update()
-        seconds = time.perf_counter() - started
         all_tokens = int(accelerator.reduce(torch.tensor(tokens, device=accelerator.device), "sum"))
         entry = {
             "step": step,
             "epoch": round(step * settings.gradient_accumulation * accelerator.num_processes * settings.epochs / len(batches), 3),
             "loss": round(float(accelerator.reduce(torch.stack(losses).mean(), "mean")), 4),
             "lr": scheduler.get_last_lr()[0],
-            "tokens_per_s": round(all_tokens / seconds, 1),
+            "tokens_per_s": round(all_tokens / (time.perf_counter() - started), 1),
         }
         log.append(entry)
         losses = []
@@ -459,19 +354,7 @@ def train(
     progress.close()
     seconds = time.perf_counter() - started
 
-    # The student: LoRA merged into the weights, saved as a plain transformers model.
-    accelerator.wait_for_everyone()
-    if averaging is not None:
-        averaging.copy_to()
-    student = accelerator.unwrap_model(model)
-    if use_lora:  # whole weights on each process (one device or DDP)
-        student, state_dict = student.merge_and_unload(), None
-    else:
-        state_dict = accelerator.get_state_dict(model)  # gathers FSDP shards
-    if accelerator.is_main_process:
-        student.save_pretrained(student_dir, state_dict=state_dict, safe_serialization=True)
-        tokenizer.save_pretrained(student_dir)
-    accelerator.wait_for_everyone()
+    save_student(accelerator, model, tokenizer, use_lora, averaging, student_dir)
     report.update(
         steps=step,
         seconds_this_run=round(seconds, 1),
@@ -481,8 +364,7 @@ def train(
         lora=use_lora,
         trained_parameters=sum(p.numel() for p in trainable),
         averaged_steps=averaging.count if averaging is not None else 0,
-        # This process's high-water mark of resident memory, loading included (KiB on Linux, bytes on macOS).
-        peak_resident_gb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**30 if sys.platform == "darwin" else 2**20), 2),
+        peak_resident_gb=peak_resident_gb(),
         mixed_precision=mixed_precision,
         processes=accelerator.num_processes,
     )

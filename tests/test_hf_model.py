@@ -6,7 +6,8 @@ import srsly
 import torch
 from transformers import AutoModelForCausalLM
 
-from spacy_uniner.generation import HFGenerator, load_tokenizer
+from spacy_uniner.generation import HFGenerator
+from spacy_uniner.tokens import load_tokenizer
 from spacy_uniner.prompts import build_prompt
 
 TEXTS = [
