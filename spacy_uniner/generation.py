@@ -138,17 +138,20 @@ class HFGenerator:
             )
 
     def save(self, path: Union[str, Path]) -> None:
-        """The weights as the source stores them: a model decoding in a narrower precision (bf16 or
-        int8 from float32 weights, a float32 output layer over bf16) is saved from its source, so
-        that saving loses nothing."""
-        model = self.model
+        """The weights as the source stores them: a model not loaded yet, or decoding in a narrower
+        precision (bf16 or int8 from float32 weights, float32 logits over bf16), is saved from its
+        source, so that saving loses nothing and loads no model twice."""
+        if self._model is not None and not self.precision.alters_model and self.dtype == self.stored_dtype():
+            model, tokenizer = self._model, self._tokenizer
+        else:
+            model, tokenizer = load_causal_lm(self.source, f"the model {self.source!r} ([uniner] model)", trust_remote_code=self.trust_remote_code, **dict(self.model_kwargs, dtype="auto"))
+        model.save_pretrained(path, safe_serialization=True)
+        tokenizer.save_pretrained(path)
+
+    def stored_dtype(self) -> torch.dtype:
         # transformers loads weights without a recorded dtype in float32.
         stored = getattr(AutoConfig.from_pretrained(self.source, trust_remote_code=self.trust_remote_code), "dtype", None) or torch.float32
-        stored = getattr(torch, stored) if isinstance(stored, str) else stored
-        if self.precision.alters_model or self.dtype != stored:
-            model, _ = load_causal_lm(self.source, f"the model {self.source!r} ([uniner] model)", trust_remote_code=self.trust_remote_code, **dict(self.model_kwargs, dtype="auto"))
-        model.save_pretrained(path, safe_serialization=True)
-        self.tokenizer.save_pretrained(path)
+        return getattr(torch, stored) if isinstance(stored, str) else stored
 
 
 def prompt_groups(tokenizer: PreTrainedTokenizerBase, prompts: List[str]) -> List[Tuple[List[int], List[List[int]], List[int]]]:
