@@ -17,7 +17,7 @@ def load_folder(path: Path, overrides: Dict[str, Any]) -> spacy.Language:
     dot = dict_to_dot(upgrade_overrides(overrides), for_overrides=True)
     config, _ = read_config(path / "config.cfg", dot)
     nlp = load_model_from_config(config, meta=get_model_meta(path))
-    return nlp.from_disk(path, exclude=["config"], overrides=dot)  # config.cfg was read above
+    return nlp.from_disk(path, exclude=["config"])  # config.cfg was read above, with the overrides
 
 
 def load_pipeline(name: str, config: Optional[Dict[str, Any]] = None) -> Optional[spacy.Language]:

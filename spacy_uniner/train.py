@@ -31,10 +31,10 @@ from transformers import PreTrainedTokenizerBase, get_scheduler
 from .answers import parse_answer
 from .average import RunningMean
 from .data import question_pairs, read_conversations
+from .examples import IGNORE, collate, epochs_of_examples, hold_out, padding_share
 from .files import atomic_folder, check_output_folder, write_json, write_jsonl
 from .loading import load_causal_lm
 from .precision import decoder_layers, resolve_precision
-from .examples import IGNORE, collate, epochs_of_examples, hold_out, padding_share
 from .prompts import render_conversation
 from .upgrade import read_config
 

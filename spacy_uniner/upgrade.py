@@ -70,19 +70,24 @@ def upgrade_overrides(overrides: Dict[str, Any]) -> Dict[str, Any]:
     return dict(overrides, components=dict(components, **moved))
 
 
+def upgraded_text(path: Path) -> Tuple[str, List[str]]:
+    """A config.cfg's text in today's shape (its sections in their order), and the keys moved."""
+    saved = load_config(path, interpolate=False)
+    upgraded, moved = upgrade_config(saved)
+    return Config(upgraded, section_order=saved.section_order).to_str(), moved
+
+
 def read_config(path: Path, overrides: Dict[str, Any] = SimpleFrozenDict()) -> Tuple[Config, List[str]]:
     """A pipeline's config.cfg in today's shape with `overrides` (dot keys, as `spacy.load` takes
     them) applied after the upgrade, and the keys moved."""
-    saved = load_config(path, interpolate=False)
-    upgraded, moved = upgrade_config(saved)
-    return Config().from_str(Config(upgraded, section_order=saved.section_order).to_str(), overrides=dict(overrides)), moved
+    text, moved = upgraded_text(path)
+    return Config().from_str(text, overrides=dict(overrides)), moved
 
 
 def upgrade_pipeline(path: Path) -> List[str]:
     """Rewrite a pipeline folder's config.cfg in today's shape (in one rename); the keys moved."""
     config_path = Path(path) / "config.cfg"
-    saved = load_config(config_path, interpolate=False)
-    upgraded, moved = upgrade_config(saved)
+    text, moved = upgraded_text(config_path)
     if moved:
-        write_text(config_path, Config(upgraded, section_order=saved.section_order).to_str())
+        write_text(config_path, text)
     return moved
