@@ -63,31 +63,34 @@ def upgrade_overrides(overrides: Dict[str, Any]) -> Dict[str, Any]:
                 f"[uniner] {', '.join(server_only)} moved into the component's model block: give "
                 f'{{"model": {{"@uniner_models": "{OPENAI_COMPATIBLE}", "url": ..., "name": ...}}}} with its keys'
             )
-        model = dict(block.get("model") or {}, **flat)
+        given = block.get("model") or {}
+        model = dict({"name": given} if isinstance(given, str) else given, **flat)
         moved[name] = dict({key: value for key, value in block.items() if key not in FLAT_KEYS}, model=model)
     if not moved:
         return overrides
     return dict(overrides, components=dict(components, **moved))
 
 
-def upgraded_text(path: Path) -> Tuple[str, List[str]]:
-    """A config.cfg's text in today's shape (its sections in their order), and the keys moved."""
+def upgraded(path: Path) -> Tuple[Config, List[str]]:
+    """A config.cfg, uninterpolated, in today's shape (its sections in their order), and the keys moved."""
     saved = load_config(path, interpolate=False)
-    upgraded, moved = upgrade_config(saved)
-    return Config(upgraded, section_order=saved.section_order).to_str(), moved
+    config, moved = upgrade_config(saved)
+    return Config(config, section_order=saved.section_order), moved
 
 
 def read_config(path: Path, overrides: Dict[str, Any] = SimpleFrozenDict()) -> Tuple[Config, List[str]]:
     """A pipeline's config.cfg in today's shape with `overrides` (dot keys, as `spacy.load` takes
     them) applied after the upgrade, and the keys moved."""
-    text, moved = upgraded_text(path)
-    return Config().from_str(text, overrides=dict(overrides)), moved
+    config, moved = upgraded(path)
+    return Config().from_str(config.to_str(), overrides=dict(overrides)), moved
 
 
 def upgrade_pipeline(path: Path) -> List[str]:
     """Rewrite a pipeline folder's config.cfg in today's shape (in one rename); the keys moved."""
     config_path = Path(path) / "config.cfg"
-    text, moved = upgraded_text(config_path)
+    config, moved = upgraded(config_path)
+    if not any(isinstance(block, dict) and block.get("factory") == "uniner" for block in config.get("components", {}).values()):
+        raise ValueError(f"{config_path} has no uniner component: nothing to upgrade")
     if moved:
-        write_text(config_path, text)
+        write_text(config_path, config.to_str())
     return moved

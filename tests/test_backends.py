@@ -84,6 +84,16 @@ def test_a_pipeline_saved_with_flat_keys_loads_and_answers_as_before(flat_pipeli
     assert "already in today's shape" in CliRunner().invoke(app, ["upgrade", str(path)]).output
 
 
+def test_upgrade_refuses_a_config_without_the_component_and_old_overrides_beside_a_string_model(flat_pipeline, tmp_path):
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.cfg").write_text("")
+    result = CliRunner().invoke(app, ["upgrade", str(tmp_path / "other")])
+    assert result.exit_code != 0 and "has no uniner component" in str(result.exception)
+    path, _ = flat_pipeline
+    nlp = load_pipeline(str(path), {"components": {"uniner": {"model": "elsewhere", "batch_size": 3}}})
+    assert nlp.config["components"]["uniner"]["model"]["name"] == "elsewhere" and nlp.get_pipe("uniner").generator.batch_size == 3
+
+
 def test_a_flat_server_block_becomes_the_servers_backend():
     block, moved = upgrade_block(dict(FLAT_BLOCK, server="http://gpu:8000/v1", constrained=False, concurrency=32))
     assert block["model"] == {"@uniner_models": OPENAI_COMPATIBLE, "url": "http://gpu:8000/v1", "name": "training/checkpoints/student", "max_new_tokens": 6,
