@@ -13,27 +13,26 @@ import typer
 from accelerate import PartialState
 from spacy import displacy
 from spacy.cli._util import parse_config_overrides
-from tqdm import tqdm
 
+from . import options
 from .adapt import run_adapt, split_benchmark
 from .average import average_students
 from .backends import OPENAI_COMPATIBLE
 from .base_model import PACKAGED_BASES, export_base_model
-from .component import pipeline_model, validate_fraction
+from .benchmarks.component import benchmark_component, benchmark_precisions
+from .benchmarks.engines import benchmark_engines
+from .benchmarks.teacher import benchmark_teacher
 from .data import run_build_data
 from .distill import make_passages, read_documents, read_records, run_distillation
+from .distill.pile_ner import recorded_responses
 from .distill.batch import read_batch, write_batch
-from .distill.benchmark import LOOPBACK_MODEL, LoopbackTeacher, benchmark_concurrency, kill_and_resume
 from .distill.passages import MAX_WORDS
 from .evaluate.datasets import DOMAINS, ZERO_SHOT_NAMES, names_in_domains
-from .engine_benchmark import engine_evaluation, engine_speed, export_ggufs
 from .evaluate.run import gazetteer, run_evaluation
-from .files import check_output_file, write_json, write_jsonl, write_text
+from .files import check_output_file, write_jsonl, write_text
 from .llama_cpp import OUTTYPES, export_gguf
 from .pipelines import baseline_pipeline, load_pipeline, uniner_pipeline
 from .precision import PRECISIONS
-from .benchmark import frequent_labels, machine, markdown_rows, markdown_table, passages, prefix_pass, run_benchmark, run_precision_benchmark
-from .tokens import load_tokenizer
 from .train import run_training
 from .upgrade import upgrade_pipeline
 
@@ -66,13 +65,6 @@ def read_texts(path: Path) -> List[str]:
     if path.suffix == ".jsonl":
         return [record["text"] for record in srsly.read_jsonl(path)]
     return [line for line in path.read_text(encoding="utf8").splitlines() if line.strip()]
-
-
-def checked_dtype(name: str, option: str) -> str:
-    """A precision the component takes (auto, or one of PRECISIONS), or a usage error naming `option`."""
-    if name != "auto" and name not in PRECISIONS:
-        raise typer.BadParameter(f"must be auto or one of {', '.join(PRECISIONS)}, got {name!r}", param_hint=option)
-    return name
 
 
 def visualize(pipeline: Path, texts: List[str]) -> List[spacy.tokens.Doc]:
@@ -116,13 +108,16 @@ def upgrade_cli(
 @app.command("pile-ner-records")
 def pile_ner_records_cli(
     sources: List[Path] = typer.Argument(..., help="Pile-NER-type train.json (JSON list of conversations), a SLIMER-style .jsonl sample of it (one (passage, type) question a line), SLIMER's type definitions (.json keyed by type) or GLiNER's sample (.json of tokenized_text and ner); several are joined.", exists=True, dir_okay=False),
-    output: Path = typer.Option(..., "--output", "-o", help="The .jsonl file of recorded responses to write: {id, text, response, meta: {negative_types}} a line; it is both the replay teacher's file and a passage source."),
+    output: Path = typer.Argument(..., help="The .jsonl file of recorded responses to write: {id, text, response, meta: {negative_types}} a line; it is both the replay teacher's file and a passage source."),
 ):
     """Turn real LLM answers (Pile-NER's ChatGPT answers, and the sources that read like them) into
     the recorded-response file that the offline teacher (spacy_uniner.RecordedTeacher.v1) replays:
     each passage's answers joined into the teacher's ("entity", "type") tuple list, its
     asked-but-empty types kept as negatives; a text in several sources is one record."""
     check_output_file(output)
+    if output.is_file() and output.stat().st_size and not recorded_responses(output):
+        # The last path is the output: a forgotten OUTPUT would make the last source the output.
+        raise typer.BadParameter(f"{output} exists and is not a recorded-response file (no 'response' in its first line): is it a source, with OUTPUT left out?", param_hint="OUTPUT")
     records = read_records(sources)
     write_jsonl(output, records)
     negatives = sum(len(record["meta"]["negative_types"]) for record in records)
@@ -146,36 +141,20 @@ def benchmark_engines_cli(
     texts: Path = typer.Argument(..., help="Texts as `benchmark` reads them; the first long enough are used.", exists=True, dir_okay=False),
     conversations: Path = typer.Argument(..., help="Training conversations: their most frequent entity types are asked.", exists=True, dir_okay=False),
     output: Path = typer.Argument(..., help="The JSON file for the results; the GGUF files and server logs go beside it, in OUTPUT without its suffix."),
-    label_counts: str = typer.Option("4,16,64", "--label-counts", help="Comma-separated numbers of labels per doc."),
-    docs: int = typer.Option(4, "--docs", help="Docs per label count."),
-    passage_tokens: int = typer.Option(256, "--passage-tokens", help="Each doc is cut to this many model tokens."),
-    outtypes: str = typer.Option("q8_0,f16", "--outtypes", help="Comma-separated GGUF weight types to serve."),
-    parallels: str = typer.Option("1,4", "--parallel", help="Comma-separated llama-server slot counts."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="llama-server's CPU threads (default: every core)."),
-    evaluate_limit: int = typer.Option(0, "--evaluate-limit", help="Also run the paper's evaluation on this many sentences of each of the 7 zero-shot sets, in process and served (0: skip)."),
+    label_counts: options.Items = typer.Option("4,16,64", "--label-counts", parser=options.counts, metavar="N,N,...", help="Numbers of labels per doc."),
+    docs: int = typer.Option(4, "--docs", min=1, help="Docs per label count."),
+    passage_tokens: int = typer.Option(256, "--passage-tokens", min=1, help="Each doc is cut to this many model tokens."),
+    outtypes: options.Items = typer.Option("q8_0,f16", "--outtypes", parser=options.names, metavar="TYPE,TYPE,...", help=f"GGUF weight types to serve ({', '.join(OUTTYPES)})."),
+    parallels: options.Items = typer.Option("1,4", "--parallel", parser=options.counts, metavar="N,N,...", help="llama-server slot counts."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="llama-server's CPU threads (default: every core)."),
+    evaluate_limit: int = typer.Option(0, "--evaluate-limit", min=0, help="Also run the paper's evaluation on this many sentences of each of the 7 zero-shot sets, in process and served (0: skip)."),
     mirror: Path = typer.Option(Path("../shared/data"), "--mirror", help="The folder holding the benchmark files."),
     training_data: Optional[Path] = typer.Option(None, "--training-data", help="The training conversations, for the evaluation's zero-shot rule.", exists=True, dir_okay=False),
 ):
     """The peer benchmark: the in-process component against llama.cpp's llama-server serving the same
     student (exported with llama.cpp's converter), on the same docs and labels: docs/s, the share of
     answers that agree, and the share of prompt tokens the server read from its cache."""
-    work = output.with_suffix("")
-    work.mkdir(parents=True, exist_ok=True)
-    counts = [int(value) for value in label_counts.split(",")]
-    slots = [int(value) for value in parallels.split(",")]
-    chosen = passages(texts, load_tokenizer(pipeline_model(pipeline)), docs, passage_tokens)
-    labels = frequent_labels(conversations, max(counts))
-    ggufs = export_ggufs(pipeline, work, outtypes.split(","))
-    result: dict = {"machine": machine("cpu"), "pipeline": str(pipeline), "docs": docs, "passage_tokens": passage_tokens, "records": []}
-    for record in engine_speed(pipeline, chosen, labels, counts, work, ggufs, slots, threads):
-        typer.echo(json.dumps(record))
-        result["records"].append(record)
-        write_json(output, result)
-    if evaluate_limit:
-        result["evaluation"] = engine_evaluation(pipeline, work, ggufs, max(slots), threads, mirror, list(ZERO_SHOT_NAMES), evaluate_limit, training_data)
-        typer.echo(json.dumps(result["evaluation"]))
-        write_json(output, result)
-    typer.echo(markdown_rows(["system", "labels", "docs", "docs_per_s", "agreement", "cached_prompt_share"], result["records"]))
+    typer.echo(benchmark_engines(pipeline, texts, conversations, output, label_counts, docs, passage_tokens, outtypes, parallels, threads, evaluate_limit, mirror, training_data))
 
 
 @app.command("export-gguf")
@@ -213,13 +192,13 @@ def distill_cli(
     config: Path = typer.Option(Path("configs/distill.cfg"), "--config", "-c", help="The distillation pipeline config (spacy-llm task and cache).", exists=True, dir_okay=False),
     teacher: Path = typer.Option(Path("configs/teachers/recorded.cfg"), "--teacher", "-t", help="A config file whose \\[model] block is the teacher: any spacy-llm model (see configs/teachers/: recorded, openai, anthropic, local).", exists=True, dir_okay=False),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the report (passages, parse failures, mentions, drops, types) to this JSON file."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Passages per spacy-llm batch: a live teacher has up to its `concurrency` of them in flight at once, so a few times that keeps them busy."),
+    passages_per_batch: int = typer.Option(64, "--passages-per-batch", min=1, help="Passages per spacy-llm batch: a live teacher has up to its `concurrency` of them in flight at once, so a few times that keeps them busy."),
 ):
     """Ask the teacher for every entity and type in each passage (spacy-llm; every answer is kept the
     moment it arrives, so a stopped run resumes where it stopped). Extra --section.key value options
     override the config, for example --components.llm.model.name gpt-4o,
     --components.llm.model.concurrency 32 or --components.llm.cache.path other/cache."""
-    result = run_distillation(passages, output, config, teacher, report, batch_size, parse_config_overrides(ctx.args))
+    result = run_distillation(passages, output, config, teacher, report, passages_per_batch, parse_config_overrides(ctx.args))
     typer.echo(json.dumps(result, indent=2))
 
 
@@ -262,33 +241,18 @@ def benchmark_teacher_cli(
     passages: Path = typer.Argument(..., help="A passages .jsonl file (from `passages`); the first --passages are used.", exists=True, dir_okay=False),
     output: Path = typer.Argument(..., help="The JSON file for the results."),
     config: Path = typer.Option(Path("configs/distill.cfg"), "--config", "-c", help="The distillation pipeline config.", exists=True, dir_okay=False),
-    concurrencies: str = typer.Option("1,4,16,64", "--concurrency", help="Comma-separated requests in flight to measure."),
-    count: int = typer.Option(64, "--passages", help="Passages per run."),
-    latency: float = typer.Option(0.5, "--latency", help="The loopback teacher's seconds per answer."),
-    error_rate: float = typer.Option(0.15, "--error-rate", help="The share of the loopback teacher's answers that are a 500 instead."),
+    concurrencies: options.Items = typer.Option("1,4,16,64", "--concurrency", parser=options.counts, metavar="N,N,...", help="Requests in flight to measure."),
+    count: int = typer.Option(64, "--passages", min=1, help="Passages per run."),
+    latency: float = typer.Option(0.5, "--latency", min=0.0, help="The loopback teacher's seconds per answer."),
+    error_rate: float = typer.Option(0.15, "--error-rate", min=0.0, max=1.0, help="The share of the loopback teacher's answers that are a 500 instead."),
     endpoint: Optional[str] = typer.Option(None, "--endpoint", help="A real chat-completions endpoint to measure instead of the loopback teacher (e.g. llama-server's http://127.0.0.1:8080/v1/chat/completions)."),
     model: str = typer.Option("teacher", "--model", help="The model name to send with --endpoint."),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Longest answer with --endpoint (a small stand-in teacher may never stop)."),
-    kill_after: int = typer.Option(0, "--kill-after", help="Also kill a run once the loopback teacher has answered this many passages, resume it, and count the answered passages asked again (0: skip)."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Longest answer with --endpoint (a small stand-in teacher may never stop)."),
+    kill_after: int = typer.Option(0, "--kill-after", min=0, help="Also kill a run once the loopback teacher has answered this many passages, resume it, and count the answered passages asked again (0: skip)."),
 ):
     """Distillation throughput: passages/s through the distillation pipeline at each concurrency, with
     requests, retries and tokens, and the hours the paper's 45,889 passages would take at that rate."""
-    work = output.with_suffix("")
-    counts = [int(value) for value in concurrencies.split(",")]
-    result: dict = {"passages": count}
-    if endpoint is not None:
-        result.update(endpoint=endpoint, records=benchmark_concurrency(passages, config, work, counts, count, endpoint, model, max_tokens))
-    else:
-        with LoopbackTeacher(latency, error_rate) as teacher:
-            result.update(latency_s=latency, error_rate=error_rate, records=benchmark_concurrency(passages, config, work, counts, count, teacher.endpoint, LOOPBACK_MODEL, teacher=teacher))
-            if kill_after:
-                result["kill_and_resume"] = kill_and_resume(work / "passages.jsonl", config, work, teacher, max(counts), kill_after)
-    write_json(output, result)
-    columns = ["concurrency", "passages", "wall_s", "passages_per_s", "speedup", "requests", "retries", "answered", "failed", "paper_hours"]
-    columns += [column for column in ("lost", "asked_twice", "most_in_flight") if column in result["records"][0]]
-    typer.echo(markdown_rows(columns, result["records"]))
-    if "kill_and_resume" in result:
-        typer.echo(json.dumps(result["kill_and_resume"]))
+    typer.echo(benchmark_teacher(passages, output, config, concurrencies, count, latency, error_rate, endpoint, model, max_tokens, kill_after))
 
 
 @app.command("build-data")
@@ -378,7 +342,7 @@ def gold_split_cli(
 @app.command("average")
 def average_cli(
     pipelines: List[Path] = typer.Argument(..., help="Two or more student pipelines trained from one base (each from `train`).", exists=True, file_okay=False),
-    output: Path = typer.Option(..., "--output", "-o", help="The averaged pipeline's folder to write: the first pipeline's settings with the mean of the students' weights."),
+    output: Path = typer.Argument(..., help="The averaged pipeline's folder to write: the first pipeline's settings with the mean of the students' weights."),
 ):
     """Average the students' weights (a uniform model soup): students of one base trained on other
     draws of negatives or for other numbers of passes can answer better as their mean (docs/training.md)."""
@@ -389,34 +353,30 @@ def average_cli(
 def evaluate_cli(
     pipeline: str = typer.Argument(..., help="A spaCy pipeline folder or package with a `uniner` component, or a causal LM's hub id or folder (put in a blank pipeline)."),
     output: Path = typer.Argument(..., help="Folder for each system's per-dataset predictions (.jsonl) and scores (.json); the summary goes to OUTPUT.json and the tables to OUTPUT.md."),
-    datasets: Optional[str] = typer.Option(None, "--datasets", help=f"Comma-separated benchmark names, as in assets/benchmarks.json (NAME-dev: a set's dev split). Default, without --domains: the paper's zero-shot sets, {','.join(ZERO_SHOT_NAMES)}."),
-    domains: Optional[str] = typer.Option(None, "--domains", help=f"Comma-separated domains of assets/benchmarks.json ({', '.join(DOMAINS)}), or all: every set of them, and a table and chart by domain (OUTPUT-domains.png)."),
+    datasets: Optional[options.Items] = typer.Option(None, "--datasets", parser=options.names, metavar="NAME,NAME,...", help=f"Benchmark names, as in assets/benchmarks.json (NAME-dev: a set's dev split). Default, without --domains: the paper's zero-shot sets, {','.join(ZERO_SHOT_NAMES)}."),
+    domains: Optional[options.Items] = typer.Option(None, "--domains", parser=options.names, metavar="DOMAIN,DOMAIN,...", help=f"Domains of assets/benchmarks.json ({', '.join(DOMAINS)}), or all: every set of them, and a table and chart by domain (OUTPUT-domains.png)."),
     mirror: Path = typer.Option(Path("../shared/data"), "--mirror", help="The folder holding the benchmark files (the project's `mirror` variable)."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate on this many sentences per dataset, a seeded sample (for quick runs)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate on this many sentences per dataset, a seeded sample (for quick runs)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the --limit sample."),
     training_data: Optional[Path] = typer.Option(None, "--training-data", help="The training conversations: adds the gazetteer baseline (an EntityRuler over the teacher's mentions) and refuses evaluation sentences found in them.", exists=True, dir_okay=False),
-    baselines: List[str] = typer.Option([], "--baseline", help="Another system to score on the same sentences: a spaCy pipeline, e.g. en_core_web_sm (its ner labels count where they name a benchmark type), or a causal LM's folder or hub id, e.g. the student's base as it ships, asked the student's questions with its prompt and decoding settings. Repeatable."),
-    thresholds: str = typer.Option("0", "--thresholds", help="Comma-separated mention-score thresholds in [0, 1], e.g. 0,0.1,0.3,0.5: the paper metric at each (one decoding run) and a precision/recall chart, OUTPUT-pr.png. The headline stays at 0."),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help=f"The arithmetic the student decodes in, instead of its pipeline's: auto, {', '.join(PRECISIONS)}."),
+    baselines: Optional[options.Items] = typer.Option(None, "--baselines", parser=options.names, metavar="SYSTEM,SYSTEM,...", help="Other systems to score on the same sentences: spaCy pipelines, e.g. en_core_web_sm (its ner labels count where they name a benchmark type), or causal LMs' folders or hub ids, e.g. the student's base as it ships, asked the student's questions with its prompt and decoding settings."),
+    thresholds: options.Items = typer.Option("0", "--thresholds", parser=options.fractions, metavar="T,T,...", help="Mention-score thresholds in [0, 1], e.g. 0,0.1,0.3,0.5: the paper metric at each (one decoding run) and a precision/recall chart, OUTPUT-pr.png. The headline stays at 0."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", parser=options.precision, help=f"The arithmetic the student decodes in, instead of its pipeline's: auto, {', '.join(PRECISIONS)}."),
 ):
     """Score a pipeline on the paper's zero-shot benchmark, beside baselines: the paper's metric on
     raw answers and spaCy's span scores on doc.ents, every query's prediction saved. A stopped run
     keeps the datasets it finished."""
-    try:
-        sweep = sorted({validate_fraction(float(value)) for value in thresholds.split(",") if value.strip()})
-    except ValueError as err:
-        raise typer.BadParameter(f"--thresholds must be numbers in [0, 1] separated by commas, got {thresholds!r} ({err})") from err
-    names = [name.strip() for name in datasets.split(",") if name.strip()] if datasets else []
+    names = list(datasets or [])
     if domains:
         try:
-            names += names_in_domains([domain.strip() for domain in domains.split(",") if domain.strip()])
+            names += names_in_domains(domains)
         except ValueError as err:
             raise typer.BadParameter(str(err), param_hint="--domains") from err
-    systems = {"student": uniner_pipeline(pipeline, {"dtype": checked_dtype(dtype, "--dtype")} if dtype else None)}
+    systems = {"student": uniner_pipeline(pipeline, {"dtype": dtype} if dtype else None)}
     if training_data is not None:
         systems["gazetteer"] = gazetteer(training_data)
-    systems.update((Path(name).name, baseline_pipeline(name, systems["student"])) for name in baselines)
-    summary = run_evaluation(systems, list(dict.fromkeys(names or ZERO_SHOT_NAMES)), mirror, output, limit, seed, training_data, sweep or [0.0], by_domain=bool(domains))
+    systems.update((Path(name).name, baseline_pipeline(name, systems["student"])) for name in baselines or [])
+    summary = run_evaluation(systems, list(dict.fromkeys(names or ZERO_SHOT_NAMES)), mirror, output, limit, seed, training_data, sorted(set(thresholds)), by_domain=bool(domains))
     typer.echo(output.with_suffix(".md").read_text(encoding="utf8"))
     for system, timings in summary["seconds"].items():
         timed = [value for value in timings.values() if value is not None]
@@ -429,37 +389,23 @@ def benchmark_cli(
     texts: Path = typer.Argument(..., help='Texts as `distill` reads them (a .jsonl file of {"text": ...} records, a .txt file, or a folder); the first ones long enough are used.', exists=True, dir_okay=False),
     conversations: Path = typer.Argument(..., help="Training conversations: the benchmark asks about their most frequent entity types.", exists=True, dir_okay=False),
     output: Path = typer.Argument(..., help="The JSON file for the results (one record per label count)."),
-    label_counts: str = typer.Option("1,4,16,64", "--label-counts", help="Comma-separated numbers of labels to ask about per doc."),
-    docs: int = typer.Option(8, "--docs", help="Docs per label count."),
-    passage_tokens: int = typer.Option(256, "--passage-tokens", help="Each doc is cut to this many model tokens."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="The component's rows per forward pass (default: the pipeline's own batch_size)."),
-    max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Longest answer, in tokens."),
+    label_counts: options.Items = typer.Option("1,4,16,64", "--label-counts", parser=options.counts, metavar="N,N,...", help="Numbers of labels to ask about per doc."),
+    docs: int = typer.Option(8, "--docs", min=1, help="Docs per label count."),
+    passage_tokens: int = typer.Option(256, "--passage-tokens", min=1, help="Each doc is cut to this many model tokens."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="The component's rows per forward pass (its model block's batch_size; default: the pipeline's own)."),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1, help="Longest answer, in tokens."),
     device: str = typer.Option("auto", "--device", help="auto (a GPU when there is one), cpu, cuda or cuda:N."),
-    dtype: str = typer.Option("float32", "--dtype", help="The precision both decode in: float32, where batching cannot change an answer; `benchmark-precision` compares precisions."),
+    dtype: str = typer.Option("float32", "--dtype", parser=options.precision, help="The precision both decode in: float32, where batching cannot change an answer; `benchmark-precision` compares precisions."),
     constrained: bool = typer.Option(False, "--constrained", help="Run the component with constrained decoding (answers limited to lists of passage strings); `identical` then says whether that changed any answer."),
-    more_docs: int = typer.Option(4, "--more-docs", help="Also measure the component's peak memory on this many times --docs in one nlp.pipe batch (1: skip)."),
-    repeats: int = typer.Option(3, "--repeats", help="Runs of the component per label count; its time is their median (the reference loop runs once)."),
+    more_docs: int = typer.Option(4, "--more-docs", min=1, help="Also measure the component's peak memory on this many times --docs in one nlp.pipe batch (1: skip)."),
+    repeats: int = typer.Option(3, "--repeats", min=1, help="Runs of the component per label count; its time is their median (the reference loop runs once)."),
 ):
     """The component against the reference loop (one generate per (text, label) query) on the same
     model, texts and prompts: docs/s, tokens/s, peak memory and whether every answer is the same."""
-    counts = [int(count) for count in label_counts.split(",")]
-    settings = {"max_new_tokens": max_new_tokens, "device": device, "dtype": checked_dtype(dtype, "--dtype"), "constrained": constrained}
+    settings = {"max_new_tokens": max_new_tokens, "device": device, "dtype": dtype, "constrained": constrained}
     if batch_size is not None:
         settings["batch_size"] = batch_size
-    nlp = uniner_pipeline(pipeline, settings)
-    generator = nlp.get_pipe("uniner").generator
-    chosen = passages(texts, generator.tokenizer, docs * more_docs, passage_tokens)
-    labels = frequent_labels(conversations, max(counts))
-    records = []
-    runs = run_benchmark(nlp, chosen[:docs], labels, counts, chosen if more_docs > 1 else (), repeats)
-    for record in tqdm(runs, total=len(counts), desc="benchmark", unit="label count"):
-        tqdm.write(json.dumps(record))
-        records.append(record)
-    prefixes = prefix_pass(generator, chosen[:docs], labels[0])
-    report = {"machine": machine(generator.device), "device": generator.device, "model": pipeline, "docs": docs, "passage_tokens": passage_tokens, "batch_size": generator.batch_size, "constrained": constrained, "records": records, "prefix_pass": prefixes}
-    write_json(output, report)
-    typer.echo(f"{report['machine']}; {docs} docs of {passage_tokens} tokens; batch size {generator.batch_size}{'; constrained' if constrained else ''}\n" + markdown_table(records))
-    typer.echo(f"Prefix pass: {prefixes['prompt_tokens']} prompt tokens at {prefixes['tokens_per_s']:.0f} tokens/s, {prefixes['gflops']:.1f} GFLOP/s; one large matmul here: {prefixes['matmul_peak_gflops']:.1f} GFLOP/s ({100 * prefixes['share_of_peak']:.0f}% of it)")
+    typer.echo(benchmark_component(pipeline, texts, conversations, output, label_counts, docs, passage_tokens, settings, more_docs, repeats))
 
 
 @app.command("benchmark-precision")
@@ -468,34 +414,16 @@ def benchmark_precision_cli(
     texts: Path = typer.Argument(..., help='Texts as `distill` reads them (a .jsonl file of {"text": ...} records, a .txt file, or a folder); the first ones long enough are used.', exists=True, dir_okay=False),
     conversations: Path = typer.Argument(..., help="Training conversations: the benchmark asks about their most frequent entity types.", exists=True, dir_okay=False),
     output: Path = typer.Argument(..., help="The JSON file for the results."),
-    dtypes: str = typer.Option("float32,bfloat16-float32-logits,bfloat16,int8", "--dtypes", help=f"Comma-separated precisions to run the component in (auto, {', '.join(PRECISIONS)}); the first is the one the others are compared with."),
-    label_counts: str = typer.Option("1,4,16,64", "--label-counts", help="Comma-separated numbers of labels to ask about per doc."),
-    docs: int = typer.Option(4, "--docs", help="Docs per label count."),
-    passage_tokens: int = typer.Option(256, "--passage-tokens", help="Each doc is cut to this many model tokens."),
-    repeats: int = typer.Option(3, "--repeats", help="Runs per precision and label count; the time is their median."),
+    dtypes: options.Items = typer.Option("float32,bfloat16-float32-logits,bfloat16,int8", "--dtypes", parser=options.precisions, metavar="DTYPE,DTYPE,...", help=f"Precisions to run the component in (auto, {', '.join(PRECISIONS)}); the first is the one the others are compared with."),
+    label_counts: options.Items = typer.Option("1,4,16,64", "--label-counts", parser=options.counts, metavar="N,N,...", help="Numbers of labels to ask about per doc."),
+    docs: int = typer.Option(4, "--docs", min=1, help="Docs per label count."),
+    passage_tokens: int = typer.Option(256, "--passage-tokens", min=1, help="Each doc is cut to this many model tokens."),
+    repeats: int = typer.Option(3, "--repeats", min=1, help="Runs per precision and label count; the time is their median."),
 ):
     """The component in several precisions, its own settings otherwise: docs/s, the speed-up over
     the first precision, the share of (text, label) answers identical to the first precision's, and
     each precision's GFLOP/s beside this machine's matmul peak in it."""
-    names = [checked_dtype(name.strip(), "--dtypes") for name in dtypes.split(",") if name.strip()]
-    if not names:
-        raise typer.BadParameter("names no precision", param_hint="--dtypes")
-    counts = [int(count) for count in label_counts.split(",")]
-    first = uniner_pipeline(pipeline, {"dtype": names[0]})
-    tokenizer = first.get_pipe("uniner").generator.tokenizer
-    chosen = passages(texts, tokenizer, docs, passage_tokens)
-    labels = frequent_labels(conversations, max(counts))
-    loaded = {names[0]: first}  # the first precision's pipeline, already loaded for its tokenizer
-    records = []
-    for record in run_precision_benchmark(lambda dtype: loaded.pop(dtype, None) or uniner_pipeline(pipeline, {"dtype": dtype}), names, chosen, labels, counts, repeats):
-        tqdm.write(json.dumps(record))
-        records.append(record)
-    report = {"machine": machine(first.get_pipe("uniner").generator.device), "model": pipeline, "docs": docs, "passage_tokens": passage_tokens, "records": records}
-    write_json(output, report)
-    speed = [record for record in records if "labels" in record]
-    peaks = [dict(record["prefix_pass"], dtype=record["dtype"], precision=record["precision"]) for record in records if "prefix_pass" in record]
-    typer.echo(f"{report['machine']}; {docs} docs of {passage_tokens} tokens\n" + markdown_rows(["dtype", "precision", "labels", "docs_per_s", "speedup", "identical_share"], speed))
-    typer.echo("\n" + markdown_rows(["dtype", "precision", "tokens_per_s", "gflops", "matmul_peak_gflops", "share_of_peak"], peaks))
+    typer.echo(benchmark_precisions(pipeline, texts, conversations, output, dtypes, label_counts, docs, passage_tokens, repeats))
 
 
 @app.command("demo")
@@ -505,7 +433,7 @@ def demo_cli(
     host: str = typer.Option("127.0.0.1", "--host", help="The address to listen on; 127.0.0.1 keeps the page on this machine."),
     server: Optional[str] = typer.Option(None, "--server", help="Ask this OpenAI-compatible server (e.g. http://127.0.0.1:8080/v1) instead of loading the weights here."),
     served_model: Optional[str] = typer.Option(None, "--served-model", help="With --server: the name the server knows the model by (default: PIPELINE as given)."),
-    allowed_hosts: str = typer.Option("", "--allowed-hosts", help="Comma-separated host names the page also answers to (it answers to 127.0.0.1, localhost and --host): e.g. the machine's name when --host 0.0.0.0 shares it on a network."),
+    allowed_hosts: Optional[options.Items] = typer.Option(None, "--allowed-hosts", parser=options.names, metavar="HOST,HOST,...", help="Host names the page also answers to (it answers to 127.0.0.1, localhost and --host): e.g. the machine's name when --host 0.0.0.0 shares it on a network."),
 ):
     """A page to try the pipeline on: type a text and any labels, see the entities, their scores and
     a threshold slider. The model is loaded once; Ctrl-C stops the page."""
@@ -517,4 +445,4 @@ def demo_cli(
     backend = {"@uniner_models": OPENAI_COMPATIBLE, "url": server, "name": served_model or pipeline} if server else None
     nlp = uniner_pipeline(pipeline, backend)
     typer.echo(f"spacy-uniner demo of {pipeline}{f' served by {server}' if server else ''}: http://{host}:{port}")
-    serve(nlp, host=host, port=port, title=Path(pipeline).name, allowed_hosts=[name.strip() for name in allowed_hosts.split(",") if name.strip()])
+    serve(nlp, host=host, port=port, title=Path(pipeline).name, allowed_hosts=list(allowed_hosts or []))

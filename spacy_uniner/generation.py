@@ -88,7 +88,7 @@ class HFGenerator:
 
     def generate(self, prompts: List[str]) -> List[str]:
         """One answer per prompt, in order, each exactly as the reference loop
-        (`benchmark.reference_answers`) gives it.
+        (`benchmarks.component.reference_answers`) gives it.
 
         Prompts that share their text (one per label, as the component asks) are answered from one
         pass over the shared tokens: its key/value cache is copied to each label's row, so an extra

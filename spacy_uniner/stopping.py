@@ -1,5 +1,5 @@
 """Where an answer ends: the same rule for batched decoding (`decoding`) and for the reference loop
-(`benchmark.reference_answers`, through transformers' stopping criteria)."""
+(`benchmarks.component.reference_answers`, through transformers' stopping criteria)."""
 import json
 from typing import List
 

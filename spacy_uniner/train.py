@@ -8,9 +8,7 @@ accelerate's config): accelerate owns devices, precision, gradient accumulation 
 import hashlib
 import json
 import math
-import resource
 import shutil
-import sys
 import time
 from dataclasses import dataclass, fields
 from functools import partial
@@ -34,6 +32,7 @@ from .data import question_pairs, read_conversations
 from .examples import IGNORE, collate, epochs_of_examples, hold_out, padding_share
 from .files import atomic_folder, check_output_folder, write_json, write_jsonl
 from .loading import load_causal_lm
+from .memory import peak_resident_gb
 from .precision import decoder_layers, resolve_precision
 from .prompts import render_conversation
 from .upgrade import read_config
@@ -263,9 +262,20 @@ def optimization(accelerator: Accelerator, model: torch.nn.Module, trainable: Li
     return model, optimizer, loader, accelerator.prepare(scheduler), total_steps
 
 
-def peak_resident_gb() -> float:
-    """This process's high-water mark of resident memory, loading included."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**30 if sys.platform == "darwin" else 2**20), 2)  # KiB on Linux, bytes on macOS
+def training_batches(tokenizer: PreTrainedTokenizerBase, train_set: List[Tuple[str, List[str]]], settings: TrainSettings, positions: Optional[int]) -> Tuple[DataLoader, List[List[int]], Dict[str, Any]]:
+    """Every epoch's examples (long conversations split at max_length, capped at the base's
+    `positions`) in length batches, as a loader; the batches, and the data's report."""
+    max_length = min(settings.max_length, positions or settings.max_length)
+    examples, batches, report = epochs_of_examples(tokenizer, train_set, settings, max_length)
+    report.update(max_length=max_length, padding_share=round(padding_share([len(ids) for ids, _ in examples], batches), 4))
+    return DataLoader(examples, batch_sampler=batches, collate_fn=partial(collate, pad_id=tokenizer.pad_token_id)), batches, report
+
+
+def log_entry(accelerator: Accelerator, step: int, epoch: float, losses: List[torch.Tensor], lr: float, tokens: int, started: float) -> Dict[str, Any]:
+    """One optimizer step's log line: the mean loss of its batches and tokens/s since the start, over every process."""
+    all_tokens = int(accelerator.reduce(torch.tensor(tokens, device=accelerator.device), "sum"))
+    loss = float(accelerator.reduce(torch.stack(losses).mean(), "mean"))
+    return {"step": step, "epoch": round(epoch, 3), "loss": round(loss, 4), "lr": lr, "tokens_per_s": round(all_tokens / (time.perf_counter() - started), 1)}
 
 
 def train(
@@ -292,11 +302,8 @@ def train(
     if not train_set:
         raise ValueError(f"{conversations_path}: all {len(conversations)} conversations are held out ([training] held_out = {settings.held_out})")
     model, tokenizer, use_lora = load_base_model(config["model"], config["lora"], accelerator.device.type)
-    max_length = min(settings.max_length, getattr(model.config, "max_position_embeddings", None) or settings.max_length)
-    examples, batches, report = epochs_of_examples(tokenizer, train_set, settings, max_length)
-    lengths = [len(ids) for ids, _ in examples]
-    report.update(max_length=max_length, held_out=len(held_out), padding_share=round(padding_share(lengths, batches), 4))
-    loader = DataLoader(examples, batch_sampler=batches, collate_fn=partial(collate, pad_id=tokenizer.pad_token_id))
+    loader, batches, report = training_batches(tokenizer, train_set, settings, getattr(model.config, "max_position_embeddings", None))
+    report["held_out"] = len(held_out)
 
     trainable = prepare_model(model, settings, use_lora, accelerator.device.type, "attn_implementation" in config["model"].get("kwargs", {}))
     model, optimizer, loader, scheduler, total_steps = optimization(accelerator, model, trainable, loader, settings)
@@ -334,14 +341,8 @@ def train(
         step += 1
         if averaging is not None and step >= average_from:
             averaging.update()
-        all_tokens = int(accelerator.reduce(torch.tensor(tokens, device=accelerator.device), "sum"))
-        entry = {
-            "step": step,
-            "epoch": round(step * settings.gradient_accumulation * accelerator.num_processes * settings.epochs / len(batches), 3),
-            "loss": round(float(accelerator.reduce(torch.stack(losses).mean(), "mean")), 4),
-            "lr": scheduler.get_last_lr()[0],
-            "tokens_per_s": round(all_tokens / (time.perf_counter() - started), 1),
-        }
+        epoch = step * settings.gradient_accumulation * accelerator.num_processes * settings.epochs / len(batches)
+        entry = log_entry(accelerator, step, epoch, losses, scheduler.get_last_lr()[0], tokens, started)
         log.append(entry)
         losses = []
         progress.update(1)

@@ -36,7 +36,7 @@ def test_the_averaged_pipeline_holds_the_mean_weights_and_the_first_ones_setting
     first = student_pipeline(tiny_llama_path, tmp_path / "first", threshold=0.3)
     second = student_pipeline(other_student(tiny_llama_path, tmp_path / "model-2", seed=1), tmp_path / "second")
     third = student_pipeline(other_student(tiny_llama_path, tmp_path / "model-3", seed=2), tmp_path / "third")
-    result = CliRunner().invoke(app, ["average", str(first), str(second), str(third), "--output", str(tmp_path / "mean")])
+    result = CliRunner().invoke(app, ["average", str(first), str(second), str(third), str(tmp_path / "mean")])
     assert result.exit_code == 0, result.output
     assert "the mean of 3 students" in result.output
 

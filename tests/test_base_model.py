@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM
 from spacy_uniner import base_model
 from spacy_uniner.base_model import convert_gguf, export_base_model, packaged_gemma3, packaged_smollm2
 from spacy_uniner.cli import app
-from spacy_uniner.benchmark import reference_answers
+from spacy_uniner.benchmarks.component import reference_answers
 from spacy_uniner.generation import HFGenerator
 from spacy_uniner.tokens import load_tokenizer
 from spacy_uniner.prompts import build_prompt

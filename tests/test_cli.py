@@ -8,6 +8,7 @@ import srsly
 import typer
 from typer.testing import CliRunner
 
+from spacy_uniner import options
 from spacy_uniner.cli import app
 
 ROOT = Path(__file__).parent.parent
@@ -37,13 +38,12 @@ def test_help_lists_the_commands():
     "command,options",
     [
         ("passages", ["--max-words"]),
-        ("distill", ["--config", "--teacher", "--report", "--batch-size"]),
+        ("distill", ["--config", "--teacher", "--report", "--passages-per-batch"]),
         ("build-data", ["--negative-rate", "--min-type-count", "--dataset", "--seed", "--report"]),
         ("train", ["--config", "--pipeline-config", "--checkpoints", "--log", "--report"]),
-        ("average", ["--output"]),
         ("adapt", ["--dataset", "--spans-key", "--label-names", "--distilled", "--distilled-share", "--checkpoints", "--report"]),
         ("gold-split", ["--train", "--eval", "--seed", "--mirror"]),
-        ("evaluate", ["--datasets", "--domains", "--mirror", "--limit", "--seed", "--training-data", "--baseline"]),
+        ("evaluate", ["--datasets", "--domains", "--mirror", "--limit", "--seed", "--training-data", "--baselines", "--thresholds", "--dtype"]),
         ("benchmark", ["--label-counts", "--docs", "--passage-tokens", "--batch-size", "--max-new-tokens", "--device", "--more-docs", "--constrained"]),
     ],
 )
@@ -51,7 +51,7 @@ def test_every_option_has_help(command, options):
     result = CliRunner().invoke(app, [command, "--help"], terminal_width=200)
     assert result.exit_code == 0
     for option in options:
-        line = next(line for line in result.output.splitlines() if option in line)
+        line = next(line for line in result.output.splitlines() if line.strip(" │").startswith(option))
         assert len(line.split(option, 1)[1].strip(" │")) > 20, line
 
 
@@ -66,7 +66,7 @@ def test_the_workflow_commands_chain(tmp_path, monkeypatch, tiny_llama_path):
     ])
     runner = CliRunner()
     steps = [
-        ["pile-ner-records", "sample.jsonl", "--output", "corpus/recorded_teacher.jsonl"],
+        ["pile-ner-records", "sample.jsonl", "corpus/recorded_teacher.jsonl"],
         ["passages", "corpus/recorded_teacher.jsonl", "corpus/passages.jsonl"],
         ["distill", "corpus/passages.jsonl", "corpus/annotations.spacy", "--config", str(ROOT / "configs/distill.cfg"),
          "--teacher", str(ROOT / "configs/teachers/recorded.cfg"), "--report", "metrics/distill.json"],
@@ -125,3 +125,32 @@ def test_every_registered_command_renders_its_help_names_its_arguments_and_refus
     if numeric is not None:
         result = runner.invoke(app, [name, *["no-such-file"] * len(required), numeric.opts[0], "not-a-number"])
         assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    # Lists are comma-separated and parsed by one parser: a bad item is a usage error naming the option.
+    validated = (options.counts, options.fractions, options.precisions, options.precision)
+    listed = next((param for param in command.params if isinstance(param, click.Option) and getattr(param.type, "func", None) in validated), None)
+    if listed is not None:
+        result = runner.invoke(app, [name, *["no-such-file"] * len(required), listed.opts[0], "1,-2,x"], terminal_width=200)
+        assert result.exit_code == 2 and listed.opts[0] in result.output and "Traceback" not in result.output, result.output
+
+
+def test_a_list_option_reads_comma_separated_items_once_for_every_command():
+    assert options.counts("4, 16,64") == [4, 16, 64] and options.fractions("0,0.15") == [0.0, 0.15]
+    assert options.precisions("auto,float32") == ["auto", "float32"] and options.names("a,,b") == ["a", "b"]
+    for parse, value in ((options.counts, "4,0"), (options.counts, "4.5"), (options.fractions, "1.5"), (options.precisions, "float64"), (options.names, " , ")):
+        with pytest.raises(typer.BadParameter):
+            parse(value)
+
+
+def test_pile_ner_records_refuses_to_overwrite_a_source_left_as_the_output(tmp_path):
+    """The output is the last path: with it forgotten, the last source would be overwritten."""
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    for path in (first, second):
+        srsly.write_jsonl(path, [{"doc_question_pairID": "1:0", "tagName": "city", "input": "Kobe.", "instruction": "", "output": '["Kobe"]'}])
+    before = second.read_text()
+    result = CliRunner().invoke(app, ["pile-ner-records", str(first), str(second)])
+    assert result.exit_code == 2 and "not a recorded-response file" in result.output
+    assert second.read_text() == before
+    result = CliRunner().invoke(app, ["pile-ner-records", str(first), str(second), str(tmp_path / "records.jsonl")])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(app, ["pile-ner-records", str(first), str(tmp_path / "records.jsonl")])  # a rerun may overwrite its own output
+    assert result.exit_code == 0, result.output

@@ -12,7 +12,7 @@ import srsly
 from spacy_uniner.backends import OPENAI_COMPATIBLE
 from spacy_uniner.base_model import export_base_model, packaged_smollm2
 from spacy_uniner.distill import run_distillation
-from spacy_uniner.distill.benchmark import teacher_config
+from spacy_uniner.benchmarks.teacher import teacher_config
 from spacy_uniner.generation import HFGenerator
 from spacy_uniner.llama_cpp import HOW_TO_BUILD, LlamaServer, export_gguf, llama_cpp_dir, llama_server_binary
 from spacy_uniner.prompts import build_prompt

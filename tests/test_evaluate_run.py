@@ -136,7 +136,7 @@ def test_the_chart_shows_each_systems_f1_per_dataset_and_average(scripted_nlp, t
 
 
 def test_a_spacy_ner_pipeline_runs_as_a_baseline_from_the_cli(tiny_llama_path, tmp_path):
-    """`evaluate --baseline PATH`: a trained spaCy ner's labels count where they name a benchmark type."""
+    """`evaluate --baselines PATH`: a trained spaCy ner's labels count where they name a benchmark type."""
     benchmark = load_benchmark("mit-movie", MIRROR)
     sentences = sample(benchmark.sentences, 8, 0)
     ner_nlp = spacy.blank("en")
@@ -154,7 +154,7 @@ def test_a_spacy_ner_pipeline_runs_as_a_baseline_from_the_cli(tiny_llama_path, t
     student = spacy.blank("en")
     student.add_pipe("uniner", config={"model": {"name": str(tiny_llama_path), "max_new_tokens": 2}, "labels": ["x"]})
     student.to_disk(tmp_path / "student")
-    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "student"), str(tmp_path / "run"), "--datasets", "mit-movie", "--mirror", str(MIRROR), "--limit", "8", "--baseline", str(tmp_path / "spacy_ner")])
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "student"), str(tmp_path / "run"), "--datasets", "mit-movie", "--mirror", str(MIRROR), "--limit", "8", "--baselines", str(tmp_path / "spacy_ner")])
     assert result.exit_code == 0, (result.output, result.exception)
     scores = srsly.read_json(tmp_path / "run.json")["systems"]
     assert set(scores) == {"student", "spacy_ner"}
@@ -163,12 +163,12 @@ def test_a_spacy_ner_pipeline_runs_as_a_baseline_from_the_cli(tiny_llama_path, t
 
 
 def test_a_causal_lm_baseline_is_asked_with_the_students_prompt_and_settings(tiny_llama_path, tmp_path):
-    """`evaluate --baseline MODEL`: a causal LM (the student's base as it ships) in the student's
+    """`evaluate --baselines MODEL`: a causal LM (the student's base as it ships) in the student's
     component settings; here the student's own weights, so both answer every query alike."""
     student = spacy.blank("en")
     student.add_pipe("uniner", config={"model": {"name": str(tiny_llama_path), "max_new_tokens": 3, "batch_size": 5, "constrained": True}, "labels": ["x"], "threshold": 0.2})
     student.to_disk(tmp_path / "student")
-    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "student"), str(tmp_path / "run"), "--datasets", "mit-movie", "--mirror", str(MIRROR), "--limit", "4", "--baseline", str(tiny_llama_path)])
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "student"), str(tmp_path / "run"), "--datasets", "mit-movie", "--mirror", str(MIRROR), "--limit", "4", "--baselines", str(tiny_llama_path)])
     assert result.exit_code == 0, (result.output, result.exception)
     baseline = tiny_llama_path.name
     assert set(srsly.read_json(tmp_path / "run.json")["systems"]) == {"student", baseline}

@@ -7,7 +7,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, MistralConfig, Mis
 from transformers.cache_utils import DynamicLayer
 
 from spacy_uniner.attention import PrefixedQuestions
-from spacy_uniner.benchmark import reference_answers
+from spacy_uniner.benchmarks.component import reference_answers
 from spacy_uniner.decoding import RESERVE, AnswerRows, AskedQuestions, GreedyDecoder, ReservedLayer, SharedPrefixes, stacked
 from spacy_uniner.generation import HFGenerator, answer_batches, shared_prefix_split
 from spacy_uniner.prompts import build_prompt, prompt_context

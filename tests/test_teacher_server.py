@@ -15,7 +15,7 @@ import srsly
 from spacy.tokens import DocBin
 
 from spacy_uniner.distill import make_passages, read_documents, run_distillation
-from spacy_uniner.distill.benchmark import LoopbackHandler
+from spacy_uniner.benchmarks.teacher import LoopbackHandler
 from spacy_uniner.prompts import passage_of
 
 from test_distill import PASSAGES, RESPONSES, write_records
@@ -181,7 +181,7 @@ def test_a_killed_run_resumes_without_asking_again_for_any_answered_passage(setu
     cache = tmp_path / f"cache-{teacher.stem}"
     command = [
         sys.executable, "-m", "spacy_uniner", "distill", str(tmp_path / "passages.jsonl"), str(tmp_path / "killed.spacy"),
-        "--config", str(CONFIG), "--teacher", str(teacher), "--batch-size", "6", "--components.llm.cache.path", str(cache),
+        "--config", str(CONFIG), "--teacher", str(teacher), "--passages-per-batch", "6", "--components.llm.cache.path", str(cache),
         "--components.llm.model.concurrency", "2",
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -223,7 +223,7 @@ def test_an_unknown_model_name_is_a_clear_error(setup, server, monkeypatch):
 
 
 def test_the_teacher_benchmark_loses_nothing_and_a_resumed_run_asks_for_no_received_answer(tmp_path):
-    from spacy_uniner.distill.benchmark import LoopbackTeacher, benchmark_concurrency, kill_and_resume, LOOPBACK_MODEL
+    from spacy_uniner.benchmarks.teacher import LoopbackTeacher, benchmark_concurrency, kill_and_resume, LOOPBACK_MODEL
 
     srsly.write_jsonl(tmp_path / "passages.jsonl", [{"id": f"p{i}", "text": f"Passage {i} names Bayer in Leverkusen."} for i in range(12)])
     with LoopbackTeacher(latency=0.05, error_rate=0.2, seed=1) as teacher:

@@ -17,7 +17,7 @@ from accelerate import Accelerator
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from spacy_uniner.benchmark import reference_answers
+from spacy_uniner.benchmarks.component import reference_answers
 from spacy_uniner.data import conversation
 from spacy_uniner.examples import IGNORE, epochs_of_examples, length_batches, padding_share, split_conversation, supervised_tokens
 from spacy_uniner.prompts import READ_REPLY, build_prompt, text_turn

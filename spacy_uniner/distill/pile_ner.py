@@ -133,3 +133,11 @@ def _from_token_spans(path: Path, rows: List[Dict[str, Any]]) -> Iterator[Source
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{path} record {i}: expected tokenized_text and ner [[start, end, type], ...] ({error!r})") from error
         yield f"gliner-{i}", " ".join(tokens), answers
+
+
+def recorded_responses(path: Path) -> bool:
+    """Whether the file's first line is a recorded response (as `pile-ner-records` writes them)."""
+    try:
+        return "response" in json.loads(path.open(encoding="utf8").readline())
+    except ValueError:
+        return False

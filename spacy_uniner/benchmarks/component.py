@@ -1,32 +1,30 @@
 """Inference speed: the `uniner` component against the reference implementation's loop (one
-`model.generate` per (text, label) query), on the same model, texts and prompts."""
-import ctypes
-import gc
-import platform
+`model.generate` per (text, label) query), on the same model, texts and prompts; and the component
+in several precisions."""
+import json
 import statistics
-import threading
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple, Union
 
-import psutil
 import torch
 from spacy.language import Language
+from tqdm import tqdm
 from transformers import GenerationConfig, StoppingCriteriaList
 
-from .data import normalize_type, question_pairs, read_conversations
-from .decoding import SharedPrefixes, token_logprobs
-from .distill import read_documents
-from .component import uniner_of
-from .engine_benchmark import Answers, agreement, timed_answers
-from .evaluate.run import recording
-from .generation import HFGenerator, prompt_groups
-from .precision import Precision, decoder_layers
-from .prompts import build_prompt, label_of_question
-from .scores import ScoredAnswer
-from .stopping import AnswerEnded
-from .tokens import encode_texts
+from ..component import uniner_of
+from ..data import normalize_type, question_pairs, read_conversations
+from ..decoding import token_logprobs
+from ..distill import read_documents
+from ..evaluate.run import recording
+from ..files import write_json
+from ..generation import HFGenerator, prompt_groups
+from ..pipelines import uniner_pipeline
+from ..prompts import label_of_question
+from ..scores import ScoredAnswer
+from ..stopping import AnswerEnded
+from ..tokens import encode_texts
+from .measure import Answers, agreement, machine, markdown_rows, prefix_pass, timed, timed_answers
 
 
 def frequent_labels(conversations: Path, count: int) -> List[str]:
@@ -48,63 +46,6 @@ def passages(path: Path, tokenizer, count: int, tokens: int) -> List[str]:
         if len(cut) == count:
             return cut
     raise ValueError(f"{path} has {len(cut)} texts of at least {tokens} tokens; the benchmark needs {count}")
-
-
-def release_freed_memory() -> None:
-    """Hand memory that earlier runs freed back to the system (glibc keeps it otherwise), so that
-    a run's resident-memory growth is its own."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: growth may then read low
-        pass
-
-
-class PeakMemory:
-    """Peak memory above the start, in MiB, of what runs inside: the GPU's allocated memory on CUDA,
-    the process's resident memory (sampled every 5 ms) on a CPU."""
-
-    def __init__(self, device: str):
-        self.device = device
-        self.peak_mib = 0.0
-
-    def __enter__(self) -> "PeakMemory":
-        if self.device.startswith("cuda"):
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.start = torch.cuda.memory_allocated()
-        else:
-            release_freed_memory()
-            self.process = psutil.Process()
-            self.start = self.highest = self.process.memory_info().rss
-            self.running = True
-            self.sampler = threading.Thread(target=self._sample, daemon=True)
-            self.sampler.start()
-        return self
-
-    def _sample(self) -> None:
-        while self.running:
-            self.highest = max(self.highest, self.process.memory_info().rss)
-            time.sleep(0.005)
-
-    def __exit__(self, *exc) -> None:
-        if self.device.startswith("cuda"):
-            torch.cuda.synchronize()
-            self.peak_mib = (torch.cuda.max_memory_allocated() - self.start) / 2**20
-        else:
-            self.running = False
-            self.sampler.join()
-            self.peak_mib = (self.highest - self.start) / 2**20
-
-
-def timed(generator: HFGenerator, device: str, run: Callable[[], Any]) -> Tuple[Any, float, int, float]:
-    """What `run` returns, its seconds, the tokens it generated and its peak memory."""
-    tokens = generator.generated_tokens
-    with PeakMemory(device) as memory:
-        started = time.perf_counter()
-        result = run()
-        seconds = time.perf_counter() - started
-    return result, seconds, generator.generated_tokens - tokens, memory.peak_mib
 
 
 def token_bound(generator: HFGenerator, prompts: Sequence[str], answer_tokens: float) -> float:
@@ -220,55 +161,52 @@ def run_precision_benchmark(load: Callable[[str], Language], dtypes: Sequence[st
         yield {"dtype": dtype, "precision": generator.precision.name, "prefix_pass": prefix_pass(generator, texts, labels[0])}
 
 
-def synchronize(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+def benchmark_component(pipeline: str, texts: Path, conversations: Path, output: Path, label_counts: Sequence[int], docs: int, passage_tokens: int, settings: Dict[str, Any], more_docs: int, repeats: int) -> str:
+    """`run_benchmark` on the pipeline with its model block's `settings` changed, over the first
+    `docs` texts of `passage_tokens` tokens and the most frequent types of `conversations`; the
+    report written to `output` (JSON), its tables returned."""
+    nlp = uniner_pipeline(pipeline, settings)
+    generator = uniner_of(nlp).generator
+    chosen = passages(texts, generator.tokenizer, docs * more_docs, passage_tokens)
+    labels = frequent_labels(conversations, max(label_counts))
+    records = []
+    runs = run_benchmark(nlp, chosen[:docs], labels, label_counts, chosen if more_docs > 1 else (), repeats)
+    for record in tqdm(runs, total=len(label_counts), desc="benchmark", unit="label count"):
+        tqdm.write(json.dumps(record))
+        records.append(record)
+    prefixes = prefix_pass(generator, chosen[:docs], labels[0])
+    constrained = generator.constrained
+    report = {"machine": machine(generator.device), "device": generator.device, "model": pipeline, "docs": docs, "passage_tokens": passage_tokens, "batch_size": generator.batch_size, "constrained": constrained, "records": records, "prefix_pass": prefixes}
+    write_json(output, report)
+    return (
+        f"{report['machine']}; {docs} docs of {passage_tokens} tokens; batch size {generator.batch_size}{'; constrained' if constrained else ''}\n"
+        + markdown_table(records)
+        + f"\nPrefix pass: {prefixes['prompt_tokens']} prompt tokens at {prefixes['tokens_per_s']:.0f} tokens/s, {prefixes['gflops']:.1f} GFLOP/s; one large matmul here: {prefixes['matmul_peak_gflops']:.1f} GFLOP/s ({100 * prefixes['share_of_peak']:.0f}% of it)"
+    )
 
 
-def matmul_peak_gflops(device: str, precision: Precision = Precision("float32", torch.float32), size: int = 2048, repeats: int = 8) -> float:
-    """The machine's measured rate on one large matmul, in GFLOP/s: about the most a forward pass
-    in the same precision can reach here (for int8, PyTorch's dynamic int8 Linear, as the blocks run it)."""
-    a, b = (torch.randn(size, size, device=device, dtype=precision.weights) for _ in range(2))
-    multiply: Callable[[], Any] = lambda: a @ b
-    if precision.int8:
-        linear = torch.ao.nn.quantized.dynamic.Linear(size, size, dtype=torch.qint8)
-        multiply = lambda: linear(a)
-    multiply()  # warm-up
-    synchronize(device)
-    started = time.perf_counter()
-    for _ in range(repeats):
-        multiply()
-    synchronize(device)
-    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
-
-
-@torch.inference_mode()
-def prefix_pass(generator: HFGenerator, texts: List[str], label: str) -> Dict[str, Any]:
-    """The component's shared pass over the texts' prompt prefixes (one forward, left-padded, as in
-    `answer_prompts`): prompt tokens/s, and the GFLOP/s that is (2 per weight of the blocks'
-    projections per token; attention left out) beside the measured matmul peak in the model's
-    precision."""
-    groups = prompt_groups(generator.tokenizer, [build_prompt(text, label) for text in texts])
-    prefixes = [prefix for prefix, _, _ in groups]
-    model = generator.model
-    SharedPrefixes(model, prefixes[:1], generator.tokenizer.pad_token_id)  # warm-up
-    synchronize(generator.device)
-    started = time.perf_counter()
-    SharedPrefixes(model, prefixes, generator.tokenizer.pad_token_id)
-    synchronize(generator.device)
-    seconds = time.perf_counter() - started
-    tokens = sum(len(prefix) for prefix in prefixes)
-    # The blocks' projections, float or int8 alike (an int8 Linear holds no Parameter to count).
-    weights = sum(module.in_features * module.out_features for module in decoder_layers(model, "the prefix pass counts its blocks").modules() if hasattr(module, "in_features"))
-    gflops = 2 * weights * tokens / seconds / 1e9
-    peak = matmul_peak_gflops(generator.device, generator.precision)
-    return {"prompt_tokens": tokens, "tokens_per_s": round(tokens / seconds, 1), "gflops": round(gflops, 1), "matmul_peak_gflops": round(peak, 1), "share_of_peak": round(gflops / peak, 3)}
-
-
-def machine(device: str) -> str:
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name()
-    return f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+def benchmark_precisions(pipeline: str, texts: Path, conversations: Path, output: Path, dtypes: Sequence[str], label_counts: Sequence[int], docs: int, passage_tokens: int, repeats: int) -> str:
+    """`run_precision_benchmark` of the pipeline in each of `dtypes` (the first is the reference),
+    the report written to `output` (JSON), its tables returned."""
+    first = uniner_pipeline(pipeline, {"dtype": dtypes[0]})
+    generator = uniner_of(first).generator
+    chosen = passages(texts, generator.tokenizer, docs, passage_tokens)
+    labels = frequent_labels(conversations, max(label_counts))
+    loaded = {dtypes[0]: first}  # the first precision's pipeline, already loaded for its tokenizer
+    records = []
+    for record in run_precision_benchmark(lambda dtype: loaded.pop(dtype, None) or uniner_pipeline(pipeline, {"dtype": dtype}), dtypes, chosen, labels, label_counts, repeats):
+        tqdm.write(json.dumps(record))
+        records.append(record)
+    report = {"machine": machine(generator.device), "model": pipeline, "docs": docs, "passage_tokens": passage_tokens, "records": records}
+    write_json(output, report)
+    speed = [record for record in records if "labels" in record]
+    peaks = [dict(record["prefix_pass"], dtype=record["dtype"], precision=record["precision"]) for record in records if "prefix_pass" in record]
+    return (
+        f"{report['machine']}; {docs} docs of {passage_tokens} tokens\n"
+        + markdown_rows(["dtype", "precision", "labels", "docs_per_s", "speedup", "identical_share"], speed)
+        + "\n\n"
+        + markdown_rows(["dtype", "precision", "tokens_per_s", "gflops", "matmul_peak_gflops", "share_of_peak"], peaks)
+    )
 
 
 def markdown_table(records: List[Dict[str, Any]]) -> str:
@@ -286,11 +224,4 @@ def markdown_table(records: List[Dict[str, Any]]) -> str:
             f"{'yes' if r['identical'] else 'NO'} | {r['unscored_docs_per_s']:.2f} | {r['naive_tokens_per_s']:.0f} | {r['tokens_per_s']:.0f} | {r['naive_peak_mib']:.0f} | {r['peak_mib']:.0f} |"
             + (f" {r['more_docs_peak_mib']:.0f} |" if more else "")
         )
-    return "\n".join(lines)
-
-
-def markdown_rows(columns: Sequence[str], records: List[Dict[str, Any]]) -> str:
-    """`records` as a markdown table of `columns`."""
-    lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
-    lines += ["| " + " | ".join(str(record.get(column, "")) for column in columns) + " |" for record in records]
     return "\n".join(lines)

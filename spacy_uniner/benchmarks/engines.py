@@ -2,22 +2,23 @@
 through llama.cpp's llama-server (the student exported to GGUF at each weight type, served with
 each slot count), side by side: docs/s, how many answers agree with the in-process ones, and how
 much of the prompts the server read from its cache. Optionally the paper's evaluation both ways."""
-import statistics
-import time
+import json
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import srsly
 from spacy.language import Language
 
-from .answers import parse_answer
-from .backends import OPENAI_COMPATIBLE
-from .component import uniner_of
-from .evaluate.run import recording, run_evaluation
-from .llama_cpp import LlamaServer, export_gguf
-from .pipelines import uniner_pipeline
-
-Answers = Dict[str, List[str]]
+from ..backends import OPENAI_COMPATIBLE
+from ..component import pipeline_model, uniner_of
+from ..evaluate.datasets import ZERO_SHOT_NAMES
+from ..evaluate.run import run_evaluation
+from ..files import write_json
+from ..llama_cpp import LlamaServer, export_gguf
+from ..pipelines import uniner_pipeline
+from ..tokens import load_tokenizer
+from .component import frequent_labels, passages
+from .measure import Answers, agreement, machine, markdown_rows, timed_answers
 
 
 # A server decodes greedily, without the passage constraint (which needs the model in the process);
@@ -29,25 +30,6 @@ def local_pipeline(pipeline: Path) -> Language:
 def served_pipeline(pipeline: Path, url: str, concurrency: int) -> Language:
     """The pipeline with its component asking the server at `url` instead of its own weights."""
     return uniner_pipeline(str(pipeline), {"@uniner_models": OPENAI_COMPATIBLE, "url": url, "name": pipeline.name, "concurrency": concurrency})
-
-
-def timed_answers(nlp: Language, texts: List[str], labels: List[str], repeats: int) -> Tuple[float, Answers]:
-    """Median seconds of `repeats` runs of `nlp.pipe(texts)` asking `labels`, and the parsed answer
-    to every prompt (the first run's)."""
-    uniner = uniner_of(nlp)
-    uniner.labels = labels
-    seconds = []
-    with recording(uniner) as recorder:
-        for _ in range(repeats):
-            started = time.perf_counter()
-            list(nlp.pipe(texts))
-            seconds.append(time.perf_counter() - started)
-    return statistics.median(seconds), {prompt: parse_answer(answer.text).strings for prompt, answer in recorder.answers.items()}
-
-
-def agreement(answers: Answers, reference: Answers) -> float:
-    """The share of the reference's prompts whose parsed answer is the same."""
-    return sum(answers.get(prompt) == strings for prompt, strings in reference.items()) / len(reference)
 
 
 def engine_speed(pipeline: Path, texts: List[str], labels: List[str], label_counts: Sequence[int], work: Path, ggufs: Dict[str, Path], parallels: Sequence[int], threads: Optional[int], repeats: int = 2) -> Iterator[Dict[str, Any]]:
@@ -107,3 +89,24 @@ def engine_evaluation(pipeline: Path, work: Path, ggufs: Dict[str, Path], parall
         agreements[system] = round(same / total, 4)
     f1 = {system: round(sum(scores["paper"]["f"] for scores in sets.values()) / len(sets), 4) for system, sets in summary["systems"].items()}
     return {"paper_f1": f1, "agreement": agreements, "sets": list(summary["systems"]["in-process"]), "limit": limit}
+
+
+def benchmark_engines(pipeline: Path, texts: Path, conversations: Path, output: Path, label_counts: Sequence[int], docs: int, passage_tokens: int, outtypes: Sequence[str], parallels: Sequence[int], threads: Optional[int], evaluate_limit: int, mirror: Path, training_data: Optional[Path]) -> str:
+    """`engine_speed` (and, with `evaluate_limit`, `engine_evaluation` on the 7 zero-shot sets),
+    the report written to `output` (JSON) as each record comes, the GGUF files and server logs in
+    OUTPUT without its suffix; the table returned."""
+    work = output.with_suffix("")
+    work.mkdir(parents=True, exist_ok=True)
+    chosen = passages(texts, load_tokenizer(pipeline_model(pipeline)), docs, passage_tokens)
+    labels = frequent_labels(conversations, max(label_counts))
+    ggufs = export_ggufs(pipeline, work, outtypes)
+    result: Dict[str, Any] = {"machine": machine("cpu"), "pipeline": str(pipeline), "docs": docs, "passage_tokens": passage_tokens, "records": []}
+    for record in engine_speed(pipeline, chosen, labels, label_counts, work, ggufs, parallels, threads):
+        print(json.dumps(record), flush=True)
+        result["records"].append(record)
+        write_json(output, result)
+    if evaluate_limit:
+        result["evaluation"] = engine_evaluation(pipeline, work, ggufs, max(parallels), threads, mirror, list(ZERO_SHOT_NAMES), evaluate_limit, training_data)
+        print(json.dumps(result["evaluation"]), flush=True)
+        write_json(output, result)
+    return markdown_rows(["system", "labels", "docs", "docs_per_s", "agreement", "cached_prompt_share"], result["records"])

@@ -15,9 +15,11 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import srsly
 
+from ..distill.inflight import AnswerJournal
+from ..distill.run import JOURNAL_NAME, run_distillation
+from ..files import write_json
 from ..prompts import passage_of
-from .inflight import AnswerJournal
-from .run import JOURNAL_NAME, run_distillation
+from .measure import markdown_rows
 
 # The paper's distillation set: 45,889 Pile passages.
 PAPER_PASSAGES = 45_889
@@ -155,7 +157,7 @@ def kill_and_resume(passages: Path, config: Path, work: Path, teacher: LoopbackT
     teacher_file = teacher_config(work / "teacher-killed.cfg", teacher.endpoint, LOOPBACK_MODEL, concurrency)
     teacher.answered.clear()
     command = [sys.executable, "-m", "spacy_uniner", "distill", str(passages), str(work / "killed.spacy"), "--config", str(config),
-               "--teacher", str(teacher_file), "--batch-size", str(count), "--components.llm.cache.path", str(cache)]
+               "--teacher", str(teacher_file), "--passages-per-batch", str(count), "--components.llm.cache.path", str(cache)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
     while sum(teacher.answered.values()) < kill_after and process.poll() is None and time.monotonic() < deadline:
@@ -181,3 +183,23 @@ def kill_and_resume(passages: Path, config: Path, work: Path, teacher: LoopbackT
         "received_and_asked_again": sum(asked_again.values()) - (count - len(journal.answers)),
     }
 
+
+
+def benchmark_teacher(passages: Path, output: Path, config: Path, concurrencies: Sequence[int], count: int, latency: float, error_rate: float, endpoint: Optional[str], model: str, max_tokens: Optional[int], kill_after: int) -> str:
+    """`benchmark_concurrency` against the real teacher at `endpoint`, or against a loopback teacher
+    (`latency`, `error_rate`) with, given `kill_after`, a killed and resumed run; the report
+    written to `output` (JSON), its table returned."""
+    work = output.with_suffix("")
+    result: Dict[str, Any] = {"passages": count}
+    if endpoint is not None:
+        result.update(endpoint=endpoint, records=benchmark_concurrency(passages, config, work, concurrencies, count, endpoint, model, max_tokens))
+    else:
+        with LoopbackTeacher(latency, error_rate) as teacher:
+            result.update(latency_s=latency, error_rate=error_rate, records=benchmark_concurrency(passages, config, work, concurrencies, count, teacher.endpoint, LOOPBACK_MODEL, teacher=teacher))
+            if kill_after:
+                result["kill_and_resume"] = kill_and_resume(work / "passages.jsonl", config, work, teacher, max(concurrencies), kill_after)
+    write_json(output, result)
+    columns = ["concurrency", "passages", "wall_s", "passages_per_s", "speedup", "requests", "retries", "answered", "failed", "paper_hours"]
+    columns += [column for column in ("lost", "asked_twice", "most_in_flight") if column in result["records"][0]]
+    table = markdown_rows(columns, result["records"])
+    return table + ("\n" + json.dumps(result["kill_and_resume"]) if "kill_and_resume" in result else "")

@@ -1,0 +1,66 @@
+"""The command line's value types: every list option is comma-separated and parsed here, once, so
+that a bad item is a usage error naming the option, the same in every command."""
+from typing import Callable, List, TypeVar
+
+import typer
+
+from .precision import PRECISIONS
+
+Item = TypeVar("Item")
+
+
+class Items(list):
+    """A comma-separated option's items, converted (the annotation typer reads for such an option)."""
+
+
+def comma_list(convert: Callable[[str], Item], what: str) -> Callable[[str], List[Item]]:
+    """A typer `parser` for "a,b,c": each non-empty item through `convert` (a ValueError in it is
+    the usage error "expects comma-separated WHAT"); at least one item."""
+
+    def parse(value) -> List[Item]:
+        if isinstance(value, list):  # a default typer has already parsed
+            return value
+        try:
+            items = Items(convert(item.strip()) for item in str(value).split(",") if item.strip())
+        except ValueError as err:
+            raise typer.BadParameter(f"expects comma-separated {what}, got {value!r} ({err})") from err
+        if not items:
+            raise typer.BadParameter(f"expects comma-separated {what}, got none")
+        return items
+
+    return parse
+
+
+def positive_int(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise ValueError(f"{number} is below 1")
+    return number
+
+
+def precision_name(text: str) -> str:
+    """`auto` or one of the precisions the component decodes in."""
+    if text != "auto" and text not in PRECISIONS:
+        raise ValueError(f"{text!r} is not auto or one of {', '.join(PRECISIONS)}")
+    return text
+
+
+def fraction(text: str) -> float:
+    number = float(text)
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"{number} is outside [0, 1]")
+    return number
+
+
+counts = comma_list(positive_int, "whole numbers of at least 1")
+fractions = comma_list(fraction, "numbers in [0, 1]")
+precisions = comma_list(precision_name, f"precisions (auto, {', '.join(PRECISIONS)})")
+names = comma_list(str, "names")
+
+
+def precision(value: str) -> str:
+    """One precision: a typer `parser`."""
+    try:
+        return precision_name(value)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
