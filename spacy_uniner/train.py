@@ -32,7 +32,7 @@ from .data import question_pairs, read_conversations
 from .examples import IGNORE, collate, epochs_of_examples, hold_out, padding_share
 from .files import atomic_folder, check_output_folder, write_json, write_jsonl
 from .loading import load_causal_lm
-from .memory import peak_resident_gb
+from .memory import peak_resident_gb, release_freed_memory, trim_heap
 from .precision import decoder_layers, resolve_precision
 from .prompts import render_conversation
 from .upgrade import read_config
@@ -181,30 +181,27 @@ def freeze_lower(model: torch.nn.Module, embeddings: bool, layers: int) -> None:
         block.requires_grad_(False)
 
 
-def compile_blocks(model: torch.nn.Module, device: str, attention_chosen: bool) -> None:
+def compile_blocks(model: torch.nn.Module, device: str) -> None:
     """torch.compile each transformer block in place (regional compilation): the blocks share one
     compiled graph, so compiling costs about a minute where the whole model would take several, and
     the state dict keeps its names for checkpoints and save_pretrained. Dynamic shapes: batches
-    differ in length, and a graph per length would be compiled again and again."""
+    differ in length, and a graph per length would be compiled again and again. Attention stays the
+    model's own (SDPA for transformers' Llamas): its CPU kernel keeps no attention matrix for the
+    backward pass, which eager attention's softmax would hold in every block (docs/training.md)."""
     if device == "cpu" and not any(shutil.which(compiler) for compiler in ("g++", "c++", "clang++")):
         raise ValueError("[training] compile = true needs a C++ compiler on a CPU (torch.compile's inductor builds C++ kernels): install g++, or set compile = false")
-    if device == "cpu" and not attention_chosen:
-        # Inductor fuses eager attention's matmuls and softmax; SDPA's CPU kernel is opaque to it,
-        # and compiled blocks around it trained at uncompiled speed (docs/training.md). Only the
-        # training run changes: the saved config does not.
-        model.set_attn_implementation("eager")
     for block in decoder_layers(model, BLOCKS_REMEDY):
         block.compile(dynamic=True)
 
 
-def prepare_model(model: torch.nn.Module, settings: TrainSettings, use_lora: bool, device: str, attention_chosen: bool) -> List[torch.nn.Parameter]:
+def prepare_model(model: torch.nn.Module, settings: TrainSettings, use_lora: bool, device: str) -> List[torch.nn.Parameter]:
     """Freezing, compiling and gradient checkpointing as `settings` ask; the parameters to train."""
     if settings.freeze_embeddings or settings.freeze_layers:
         if use_lora:
             raise ValueError("[training] freeze_embeddings and freeze_layers are for full fine-tuning; LoRA already trains only its adapters")
         freeze_lower(model, settings.freeze_embeddings, settings.freeze_layers)
     if settings.compile:
-        compile_blocks(model, device, attention_chosen)
+        compile_blocks(model, device)
     if settings.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         if use_lora:
@@ -305,7 +302,7 @@ def train(
     loader, batches, report = training_batches(tokenizer, train_set, settings, getattr(model.config, "max_position_embeddings", None))
     report["held_out"] = len(held_out)
 
-    trainable = prepare_model(model, settings, use_lora, accelerator.device.type, "attn_implementation" in config["model"].get("kwargs", {}))
+    trainable = prepare_model(model, settings, use_lora, accelerator.device.type)
     model, optimizer, loader, scheduler, total_steps = optimization(accelerator, model, trainable, loader, settings)
     # The student saved is the mean of its weights over the last steps (average_last of them), when asked.
     averaging = RunningMean(trainable) if settings.average_last else None
@@ -338,6 +335,7 @@ def train(
         tokens += int(batch["attention_mask"].sum())
         if not accelerator.sync_gradients:
             continue
+        trim_heap()  # else freed activations of other shapes pile up in the heap (`memory`)
         step += 1
         if averaging is not None and step >= average_from:
             averaging.update()
@@ -403,6 +401,7 @@ def run_training(
     check_output_folder(output)  # before hours of training, not after
     student_dir = checkpoints / "student"
     result = train(conversations, student_dir, config, checkpoints, log_path)
+    release_freed_memory()  # the trainer's model and optimizer, before the pipeline loads the student
     if not PartialState().is_main_process:
         return result["report"]
     pipeline_overrides["components.uniner.model.name"] = str(student_dir)
