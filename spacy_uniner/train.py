@@ -259,6 +259,22 @@ def optimization(accelerator: Accelerator, model: torch.nn.Module, trainable: Li
     return model, optimizer, loader, accelerator.prepare(scheduler), total_steps
 
 
+def training_accelerator(settings: TrainSettings) -> Accelerator:
+    """accelerate for the run, its seed set; mixed precision "auto" is bf16 on a GPU that has it, none
+    elsewhere (a CPU's bf16 is a choice the user makes: it is slow where it is emulated)."""
+    mixed_precision = settings.mixed_precision
+    if mixed_precision == "auto":
+        mixed_precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    accelerator = Accelerator(gradient_accumulation_steps=settings.gradient_accumulation, mixed_precision=mixed_precision)
+    set_seed(settings.seed)
+    return accelerator
+
+
+def append_line(path: Path, entry: Dict[str, Any]) -> None:
+    with Path(path).open("a", encoding="utf8") as file:
+        file.write(json.dumps(entry) + "\n")
+
+
 def training_batches(tokenizer: PreTrainedTokenizerBase, train_set: List[Tuple[str, List[str]]], settings: TrainSettings, positions: Optional[int]) -> Tuple[DataLoader, List[List[int]], Dict[str, Any]]:
     """Every epoch's examples (long conversations split at max_length, capped at the base's
     `positions`) in length batches, as a loader; the batches, and the data's report."""
@@ -288,11 +304,7 @@ def train(
     settings = TrainSettings(**config["training"])
     conversations = read_conversations(conversations_path)
     run_id = fingerprint(config, conversations_path)
-    mixed_precision = settings.mixed_precision
-    if mixed_precision == "auto":
-        mixed_precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    accelerator = Accelerator(gradient_accumulation_steps=settings.gradient_accumulation, mixed_precision=mixed_precision)
-    set_seed(settings.seed)
+    accelerator = training_accelerator(settings)
 
     # Data: hold some passages back, split the long ones, batch by length.
     train_set, held_out = hold_out(conversations, settings.held_out, settings.seed)
@@ -346,27 +358,17 @@ def train(
         progress.update(1)
         progress.set_postfix(loss=entry["loss"], lr=f"{entry['lr']:.2e}", tok_s=entry["tokens_per_s"])
         if log_path is not None and accelerator.is_main_process:
-            with Path(log_path).open("a", encoding="utf8") as file:
-                file.write(json.dumps(entry) + "\n")
+            append_line(log_path, entry)
         if step % settings.checkpoint_every == 0 and step < total_steps:
             save_checkpoint(accelerator, checkpoints, {"run": run_id, "step": step, "log": log}, settings.keep_checkpoints)
     progress.close()
     seconds = time.perf_counter() - started
 
     save_student(accelerator, model, tokenizer, use_lora, averaging, student_dir)
-    report.update(
-        steps=step,
-        seconds_this_run=round(seconds, 1),
-        tokens_per_s=log[-1]["tokens_per_s"] if log else None,
-        first_loss=log[0]["loss"] if log else None,
-        last_loss=log[-1]["loss"] if log else None,
-        lora=use_lora,
-        trained_parameters=sum(p.numel() for p in trainable),
-        averaged_steps=averaging.count if averaging is not None else 0,
-        peak_resident_gb=peak_resident_gb(),
-        mixed_precision=mixed_precision,
-        processes=accelerator.num_processes,
-    )
+    report.update(steps=step, seconds_this_run=round(seconds, 1), tokens_per_s=log[-1]["tokens_per_s"] if log else None)
+    report.update(first_loss=log[0]["loss"] if log else None, last_loss=log[-1]["loss"] if log else None, lora=use_lora)
+    report.update(trained_parameters=sum(p.numel() for p in trainable), averaged_steps=averaging.count if averaging is not None else 0)
+    report.update(peak_resident_gb=peak_resident_gb(), mixed_precision=accelerator.mixed_precision, processes=accelerator.num_processes)
     return {"report": report, "held_out": held_out, "log": log}
 
 
