@@ -24,9 +24,9 @@ from .benchmarks.engines import benchmark_engines
 from .benchmarks.teacher import benchmark_teacher
 from .data import run_build_data
 from .distill import make_passages, read_documents, read_records, run_distillation
-from .distill.pile_ner import recorded_responses
 from .distill.batch import read_batch, write_batch
 from .distill.passages import MAX_WORDS
+from .distill.pile_ner import recorded_responses
 from .evaluate.datasets import DOMAINS, ZERO_SHOT_NAMES, names_in_domains
 from .evaluate.run import gazetteer, run_evaluation
 from .files import check_output_file, write_jsonl, write_text

@@ -17,11 +17,9 @@ def comma_list(convert: Callable[[str], Item], what: str) -> Callable[[str], Lis
     """A typer `parser` for "a,b,c": each non-empty item through `convert` (a ValueError in it is
     the usage error "expects comma-separated WHAT"); at least one item."""
 
-    def parse(value) -> List[Item]:
-        if isinstance(value, list):  # a default typer has already parsed
-            return value
+    def parse(value: str) -> List[Item]:
         try:
-            items = Items(convert(item.strip()) for item in str(value).split(",") if item.strip())
+            items = Items(convert(item.strip()) for item in value.split(",") if item.strip())
         except ValueError as err:
             raise typer.BadParameter(f"expects comma-separated {what}, got {value!r} ({err})") from err
         if not items:

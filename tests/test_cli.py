@@ -150,6 +150,12 @@ def test_pile_ner_records_refuses_to_overwrite_a_source_left_as_the_output(tmp_p
     result = CliRunner().invoke(app, ["pile-ner-records", str(first), str(second)])
     assert result.exit_code == 2 and "not a recorded-response file" in result.output
     assert second.read_text() == before
+    for first_line in ('"a response"\n', "\xff\xfe not UTF-8\n"):  # JSON that is no record; bytes that are no text
+        other = tmp_path / "other.jsonl"
+        other.write_bytes(first_line.encode("latin-1"))
+        result = CliRunner().invoke(app, ["pile-ner-records", str(first), str(other)])
+        assert result.exit_code == 2 and "not a recorded-response file" in result.output
+        assert other.read_bytes() == first_line.encode("latin-1")
     result = CliRunner().invoke(app, ["pile-ner-records", str(first), str(second), str(tmp_path / "records.jsonl")])
     assert result.exit_code == 0, result.output
     result = CliRunner().invoke(app, ["pile-ner-records", str(first), str(tmp_path / "records.jsonl")])  # a rerun may overwrite its own output

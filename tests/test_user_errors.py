@@ -76,6 +76,11 @@ def test_outputs_that_are_folders_are_refused_before_the_work(broken_pipeline, t
     passages = tmp_path / "passages.jsonl"
     passages.write_text('{"id": "p1", "text": "Marie Curie worked in Paris."}\n')
     one_line_error(spacy_uniner("distill", passages, tmp_path / "out.spacy", "--components.llm.cache.path", tmp_path / "cache"), "out.spacy is a folder")
+    # The benchmarks refuse theirs before loading anything (the pipeline here would not load).
+    (tmp_path / "speed.json").mkdir()
+    for command in ("benchmark", "benchmark-precision", "benchmark-engines"):
+        one_line_error(spacy_uniner(command, broken_pipeline, passages, passages, tmp_path / "speed.json"), "speed.json is a folder")
+    one_line_error(spacy_uniner("benchmark-teacher", passages, tmp_path / "speed.json"), "speed.json is a folder")
 
 
 def test_help_shows_every_config_section_name():

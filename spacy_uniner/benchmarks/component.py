@@ -17,7 +17,7 @@ from ..data import normalize_type, question_pairs, read_conversations
 from ..decoding import token_logprobs
 from ..distill import read_documents
 from ..evaluate.run import recording
-from ..files import write_json
+from ..files import check_output_file, write_json
 from ..generation import HFGenerator, prompt_groups
 from ..pipelines import uniner_pipeline
 from ..prompts import label_of_question
@@ -165,6 +165,7 @@ def benchmark_component(pipeline: str, texts: Path, conversations: Path, output:
     """`run_benchmark` on the pipeline with its model block's `settings` changed, over the first
     `docs` texts of `passage_tokens` tokens and the most frequent types of `conversations`; the
     report written to `output` (JSON), its tables returned."""
+    check_output_file(output)
     nlp = uniner_pipeline(pipeline, settings)
     generator = uniner_of(nlp).generator
     chosen = passages(texts, generator.tokenizer, docs * more_docs, passage_tokens)
@@ -188,6 +189,7 @@ def benchmark_component(pipeline: str, texts: Path, conversations: Path, output:
 def benchmark_precisions(pipeline: str, texts: Path, conversations: Path, output: Path, dtypes: Sequence[str], label_counts: Sequence[int], docs: int, passage_tokens: int, repeats: int) -> str:
     """`run_precision_benchmark` of the pipeline in each of `dtypes` (the first is the reference),
     the report written to `output` (JSON), its tables returned."""
+    check_output_file(output)
     first = uniner_pipeline(pipeline, {"dtype": dtypes[0]})
     generator = uniner_of(first).generator
     chosen = passages(texts, generator.tokenizer, docs, passage_tokens)

@@ -13,7 +13,7 @@ from ..backends import OPENAI_COMPATIBLE
 from ..component import pipeline_model, uniner_of
 from ..evaluate.datasets import ZERO_SHOT_NAMES
 from ..evaluate.run import run_evaluation
-from ..files import write_json
+from ..files import check_output_file, write_json
 from ..llama_cpp import LlamaServer, export_gguf
 from ..pipelines import uniner_pipeline
 from ..tokens import load_tokenizer
@@ -95,6 +95,7 @@ def benchmark_engines(pipeline: Path, texts: Path, conversations: Path, output: 
     """`engine_speed` (and, with `evaluate_limit`, `engine_evaluation` on the 7 zero-shot sets),
     the report written to `output` (JSON) as each record comes, the GGUF files and server logs in
     OUTPUT without its suffix; the table returned."""
+    check_output_file(output)
     work = output.with_suffix("")
     work.mkdir(parents=True, exist_ok=True)
     chosen = passages(texts, load_tokenizer(pipeline_model(pipeline)), docs, passage_tokens)

@@ -14,8 +14,8 @@ from ..answers import parse_answer
 from ..component import uniner_of
 from ..decoding import SharedPrefixes
 from ..evaluate.run import recording
-from ..memory import release_freed_memory
 from ..generation import HFGenerator, prompt_groups
+from ..memory import release_freed_memory
 from ..precision import Precision, decoder_layers
 from ..prompts import build_prompt
 

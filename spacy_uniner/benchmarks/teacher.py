@@ -17,7 +17,7 @@ import srsly
 
 from ..distill.inflight import AnswerJournal
 from ..distill.run import JOURNAL_NAME, run_distillation
-from ..files import write_json
+from ..files import check_output_file, write_json
 from ..prompts import passage_of
 from .measure import markdown_rows
 
@@ -184,11 +184,11 @@ def kill_and_resume(passages: Path, config: Path, work: Path, teacher: LoopbackT
     }
 
 
-
 def benchmark_teacher(passages: Path, output: Path, config: Path, concurrencies: Sequence[int], count: int, latency: float, error_rate: float, endpoint: Optional[str], model: str, max_tokens: Optional[int], kill_after: int) -> str:
     """`benchmark_concurrency` against the real teacher at `endpoint`, or against a loopback teacher
     (`latency`, `error_rate`) with, given `kill_after`, a killed and resumed run; the report
     written to `output` (JSON), its table returned."""
+    check_output_file(output)
     work = output.with_suffix("")
     result: Dict[str, Any] = {"passages": count}
     if endpoint is not None:

@@ -138,6 +138,8 @@ def _from_token_spans(path: Path, rows: List[Dict[str, Any]]) -> Iterator[Source
 def recorded_responses(path: Path) -> bool:
     """Whether the file's first line is a recorded response (as `pile-ner-records` writes them)."""
     try:
-        return "response" in json.loads(path.open(encoding="utf8").readline())
-    except ValueError:
+        with path.open(encoding="utf8") as file:
+            first = json.loads(file.readline())
+    except ValueError:  # not JSON, or not UTF-8
         return False
+    return isinstance(first, dict) and "response" in first
