@@ -264,12 +264,13 @@ def build_data_cli(
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Add the paper's 'Dataset: NAME' line to each passage (for mixing supervised data)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the negative sampling and question order."),
     recorded_negatives: bool = typer.Option(True, "--recorded-negatives/--no-recorded-negatives", help="Ask the types the teacher was asked about and left empty (with --negative-rate 0 and --no-recorded-negatives, no negative at all)."),
-    draws: int = typer.Option(1, "--draws", help="Conversations per passage, each with its own draw of sampled negatives: one training epoch is then this many passes with fresh negatives."),
+    draws: int = typer.Option(1, "--draws", help="Conversations per passage, each with its own draw of sampled negatives: one training epoch is then this many passes with fresh negatives.", min=1),
+    extra_draws: Optional[options.Items] = typer.Option(None, "--extra-draws", parser=options.name_counts, metavar="SOURCE=N,...", help="More draws for the passages of a source, beside --draws: def=1,gliner=1 writes the recorded teacher's definition sentences and GLiNER sample once more (a source is the start of a passage id up to its first '-')."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the report to this JSON file."),
 ):
     """Turn teacher annotations into training conversations: one question per type with the JSON
     list of its mentions, negatives answered []."""
-    result = run_build_data(annotations, output, report, negative_rate=negative_rate, min_type_count=min_type_count, dataset=dataset, seed=seed, recorded_negatives=recorded_negatives, draws=draws)
+    result = run_build_data(annotations, output, report, negative_rate=negative_rate, min_type_count=min_type_count, dataset=dataset, seed=seed, recorded_negatives=recorded_negatives, draws=draws, extra_draws=dict(extra_draws or []))
     typer.echo(json.dumps(result, indent=2))
 
 

@@ -37,6 +37,10 @@ def passage_answers(doc: Doc) -> Dict[str, List[str]]:
     return answers
 
 
+def source_of(passage_id: str) -> str:
+    return passage_id.split("-")[0]
+
+
 def conversation(passage_id: str, text: str, questions: Iterable[Tuple[str, List[str]]], dataset: Optional[str] = None) -> Dict[str, Any]:
     turns = [("human", text_turn(text, dataset)), ("gpt", READ_REPLY)]
     for label, mentions in questions:
@@ -52,6 +56,7 @@ def build_conversations(
     seed: int = 0,
     recorded_negatives: bool = True,
     draws: int = 1,
+    extra_draws: Optional[Dict[str, int]] = None,
 ) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
     """Conversations for the passages in `docs` (as distillation wrote them), and a report.
 
@@ -62,12 +67,17 @@ def build_conversations(
     dataset: adds the paper's `Dataset: {name}` line, for mixing in supervised data.
     recorded_negatives: whether the teacher's own empty types are asked (with negative_rate 0 and
         this False, no negative is asked at all).
+    draws: conversations per passage, each with its own draw of sampled negatives, in rounds: every
+        passage once, then again.
+    extra_draws: more draws for the passages of a source, beside `draws` ({"def": 1}), so that the
+        sources richest in answers per token are seen more often.
 
-    The report counts conversations per source: the start of each passage id, up to its first "-"
-    (`pile`, `def`, `gliner` for the recorded sources).
+    A passage's source is the start of its id, up to its first "-" (`pile`, `def`, `gliner` for the
+    recorded sources); the report counts conversations per source.
     """
-    if negative_rate < 0 or min_type_count < 1 or draws < 1:
-        raise ValueError(f"negative_rate must be >= 0, min_type_count and draws >= 1, not {negative_rate}, {min_type_count} and {draws}")
+    extra_draws = extra_draws or {}
+    if negative_rate < 0 or min_type_count < 1 or draws < 1 or min(extra_draws.values(), default=0) < 0:
+        raise ValueError(f"negative_rate must be >= 0, min_type_count and draws >= 1 and extra draws >= 0, not {negative_rate}, {min_type_count}, {draws} and {extra_draws}")
     answers = [passage_answers(doc) for doc in docs]
     type_counts = Counter(label for passage in answers for label in passage)
     kept = sorted(label for label, count in type_counts.items() if count >= min_type_count)
@@ -77,7 +87,9 @@ def build_conversations(
     conversations = []
     report: Counter = Counter()
     sources: Counter = Counter()
-    for doc, passage in [pair for _ in range(draws) for pair in zip(docs, answers)]:
+    draws_of = [draws + extra_draws.get(source_of(doc.user_data.get(PASSAGE_ID, "")), 0) for doc in docs]
+    rounds = max(draws_of, default=0)
+    for doc, passage in [(doc, passage) for draw in range(rounds) for doc, passage, n in zip(docs, answers, draws_of) if draw < n]:
         positives = [(label, mentions) for label, mentions in passage.items() if label in index]
         recorded = [normalize_type(label) for label in doc.user_data.get(PASSAGE_META, {}).get("negative_types", [])] if recorded_negatives else []
         negatives = list(dict.fromkeys(label for label in recorded if label and label not in passage))
@@ -97,13 +109,13 @@ def build_conversations(
         questions = [questions[i] for i in rng.permutation(len(questions))]
         passage_id = doc.user_data.get(PASSAGE_ID, str(len(conversations)))
         conversations.append(conversation(passage_id, doc.text, questions, dataset))
-        sources[passage_id.split("-")[0]] += 1
+        sources[source_of(passage_id)] += 1
         report["conversations"] += 1
         report["positive_questions"] += len(positives)
         report["negative_questions"] += len(negatives)
         report["mentions"] += sum(len(mentions) for _, mentions in positives)
     report.update(types=len(type_counts), types_kept=len(kept), passages=len(docs), draws=draws)
-    return conversations, dict(report, sources=dict(sources))
+    return conversations, dict(report, **({"extra_draws": extra_draws} if extra_draws else {}), sources=dict(sources))
 
 
 def read_docs(path: Path) -> List[Doc]:

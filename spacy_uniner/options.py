@@ -1,6 +1,6 @@
 """The command line's value types: every list option is comma-separated and parsed here, once, so
 that a bad item is a usage error naming the option, the same in every command."""
-from typing import Callable, List, TypeVar
+from typing import Callable, List, Tuple, TypeVar
 
 import typer
 
@@ -36,6 +36,17 @@ def positive_int(text: str) -> int:
     return number
 
 
+def name_count(text: str) -> Tuple[str, int]:
+    """`NAME=N`, N a whole number of at least 0."""
+    name, equals, number = text.partition("=")
+    if not equals or not name.strip():
+        raise ValueError(f"{text!r} is not NAME=N")
+    count = int(number)
+    if count < 0:
+        raise ValueError(f"{count} is below 0")
+    return name.strip(), count
+
+
 def precision_name(text: str) -> str:
     """`auto` or one of the precisions the component decodes in."""
     if text != "auto" and text not in PRECISIONS:
@@ -54,6 +65,7 @@ counts = comma_list(positive_int, "whole numbers of at least 1")
 fractions = comma_list(fraction, "numbers in [0, 1]")
 precisions = comma_list(precision_name, f"precisions (auto, {', '.join(PRECISIONS)})")
 names = comma_list(str, "names")
+name_counts = comma_list(name_count, "NAME=N pairs (N a whole number of at least 0)")
 
 
 def precision(value: str) -> str:

@@ -5,6 +5,7 @@ a loss on what the assistant writes and nothing else, AdamW with warmup and a co
 unchanged on a CPU, on one GPU (bf16) and on several under `accelerate launch` (DDP, or FSDP from
 accelerate's config): accelerate owns devices, precision, gradient accumulation and checkpoints.
 """
+import contextlib
 import hashlib
 import json
 import math
@@ -52,6 +53,7 @@ class TrainSettings:
     batch_size: int = 2
     gradient_accumulation: int = 16
     max_length: int = 1024
+    max_batch_tokens: int = 0
     max_grad_norm: float = 1.0
     mixed_precision: str = "auto"
     gradient_checkpointing: bool = False
@@ -68,8 +70,8 @@ class TrainSettings:
         for name in ("epochs", "batch_size", "gradient_accumulation", "max_length", "checkpoint_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"[training] {name} must be >= 1, got {getattr(self, name)}")
-        if self.learning_rate <= 0 or not 0 <= self.warmup_ratio < 1 or self.held_out < 0 or self.freeze_layers < 0:
-            raise ValueError(f"[training] needs learning_rate > 0, 0 <= warmup_ratio < 1, held_out >= 0 and freeze_layers >= 0, got {self}")
+        if self.learning_rate <= 0 or not 0 <= self.warmup_ratio < 1 or self.held_out < 0 or self.freeze_layers < 0 or self.max_batch_tokens < 0:
+            raise ValueError(f"[training] needs learning_rate > 0, 0 <= warmup_ratio < 1, held_out >= 0, freeze_layers >= 0 and max_batch_tokens >= 0, got {self}")
         if not 0 <= self.average_last <= 1:
             raise ValueError(f"[training] average_last must be a share of the steps in [0, 1], got {self.average_last}")
         if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
@@ -109,6 +111,45 @@ def answer_loss(model: torch.nn.Module, output_layer: torch.nn.Module, batch: Di
     finally:
         hook.remove()
     return F.cross_entropy(logits.float(), targets[keep])
+
+
+def pieces(batch: Dict[str, torch.Tensor], max_tokens: int) -> List[Dict[str, torch.Tensor]]:
+    """The batch (right-padded) as consecutive pieces of its rows of at most `max_tokens` padded
+    tokens each (a row alone where one is longer), each cut to its own longest row; the whole
+    batch when it fits or `max_tokens` is 0."""
+    rows, width = batch["input_ids"].shape
+    if not max_tokens or rows * width <= max_tokens:
+        return [batch]
+    per_piece = max(1, max_tokens // width)
+    parts = []
+    for start in range(0, rows, per_piece):
+        part = {key: value[start : start + per_piece] for key, value in batch.items()}
+        length = int(part["attention_mask"].sum(1).max())
+        parts.append({key: value[:, :length] for key, value in part.items()})
+    return parts
+
+
+def backward_in_pieces(accelerator: Accelerator, model: torch.nn.Module, output_layer: torch.nn.Module, batch: Dict[str, torch.Tensor], max_tokens: int) -> torch.Tensor:
+    """The batch's loss, its gradient accumulated into the parameters. A batch of more than
+    `max_tokens` padded tokens runs in pieces, one piece's activations alive at a time: each
+    piece's mean loss is weighted by its share of the supervised tokens, so the gradients sum to
+    the whole batch's."""
+    parts = pieces(batch, max_tokens)
+    if len(parts) == 1:
+        loss = answer_loss(model, output_layer, batch)
+        accelerator.backward(loss)
+        return loss.detach()
+    supervised = [int((part["labels"][:, 1:] != IGNORE).sum()) for part in parts]
+    total, losses = sum(supervised), []
+    for number, (part, count) in enumerate(zip(parts, supervised), 1):
+        if not count:
+            continue
+        # Gradients are synchronized across processes once, with the last piece.
+        with contextlib.nullcontext() if number == len(parts) else accelerator.no_sync(model):
+            loss = answer_loss(model, output_layer, part) * (count / total)
+            accelerator.backward(loss)
+        losses.append(loss.detach())
+    return torch.stack(losses).sum()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -336,14 +377,13 @@ def train(
     progress = tqdm(total=total_steps, initial=step, desc="train", unit="step", disable=not accelerator.is_local_main_process)
     for batch in remaining:
         with accelerator.accumulate(model):
-            loss = answer_loss(model, output_layer, batch)
-            accelerator.backward(loss)
+            loss = backward_in_pieces(accelerator, model, output_layer, batch, settings.max_batch_tokens)
             if accelerator.sync_gradients:
                 accelerator.clip_grad_norm_(trainable, settings.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
-        losses.append(loss.detach())
+        losses.append(loss)
         tokens += int(batch["attention_mask"].sum())
         if not accelerator.sync_gradients:
             continue

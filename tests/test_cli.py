@@ -126,7 +126,7 @@ def test_every_registered_command_renders_its_help_names_its_arguments_and_refus
         result = runner.invoke(app, [name, *["no-such-file"] * len(required), numeric.opts[0], "not-a-number"])
         assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     # Lists are comma-separated and parsed by one parser: a bad item is a usage error naming the option.
-    validated = (options.counts, options.fractions, options.precisions, options.precision)
+    validated = (options.counts, options.fractions, options.precisions, options.precision, options.name_counts)
     listed = next((param for param in command.params if isinstance(param, click.Option) and getattr(param.type, "func", None) in validated), None)
     if listed is not None:
         result = runner.invoke(app, [name, *["no-such-file"] * len(required), listed.opts[0], "1,-2,x"], terminal_width=200)
@@ -136,7 +136,8 @@ def test_every_registered_command_renders_its_help_names_its_arguments_and_refus
 def test_a_list_option_reads_comma_separated_items_once_for_every_command():
     assert options.counts("4, 16,64") == [4, 16, 64] and options.fractions("0,0.15") == [0.0, 0.15]
     assert options.precisions("auto,float32") == ["auto", "float32"] and options.names("a,,b") == ["a", "b"]
-    for parse, value in ((options.counts, "4,0"), (options.counts, "4.5"), (options.fractions, "1.5"), (options.precisions, "float64"), (options.names, " , ")):
+    assert options.name_counts("def=2, gliner = 3,pile=0") == [("def", 2), ("gliner", 3), ("pile", 0)]
+    for parse, value in ((options.counts, "4,0"), (options.counts, "4.5"), (options.fractions, "1.5"), (options.precisions, "float64"), (options.names, " , "), (options.name_counts, "def"), (options.name_counts, "=2"), (options.name_counts, "def=-1")):
         with pytest.raises(typer.BadParameter):
             parse(value)
 

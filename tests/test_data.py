@@ -86,6 +86,20 @@ def test_draws_write_each_passage_again_with_fresh_negatives_and_the_first_draw_
         build_conversations(docs, draws=0)
 
 
+def test_extra_draws_repeat_only_the_sources_named():
+    docs = [annotated(f"Ann met Bob in Rome, day {i}.", '[("Ann", "person")]', ["city"], passage_id=f"pile-{i}") for i in range(3)]
+    docs += [annotated(f"Tea number {i}.", '[("Tea", "drink")]', passage_id=f"def-drink-{i}") for i in range(2)]
+    once, _ = build_conversations(docs, negative_rate=1.0, seed=3)
+    more, report = build_conversations(docs, negative_rate=1.0, seed=3, extra_draws={"def": 2})
+    assert more[: len(once)] == once  # the first round as without them
+    assert [c["id"] for c in more[len(once) :]] == ["def-drink-0", "def-drink-1"] * 2
+    assert report["sources"] == {"pile": 3, "def": 6} and report["extra_draws"] == {"def": 2}
+    twice, report = build_conversations(docs, negative_rate=1.0, seed=3, draws=2, extra_draws={"def": 1})
+    assert [c["id"] for c in twice].count("def-drink-0") == 3 and report["sources"] == {"pile": 6, "def": 6}
+    with pytest.raises(ValueError, match="extra draws >= 0"):
+        build_conversations(docs, extra_draws={"def": -1})
+
+
 def test_rare_types_are_dropped_by_the_threshold_and_the_dataset_prefix():
     docs = [annotated("Ann met Bob.", '[("Ann", "person"), ("Bob", "rare type")]', passage_id="a"), annotated("Bob met Ann.", '[("Ann", "person")]', passage_id="b")]
     conversations, report = build_conversations(docs, negative_rate=0.0, min_type_count=2, dataset="pile")

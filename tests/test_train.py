@@ -19,10 +19,10 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from spacy_uniner.benchmarks.component import reference_answers
 from spacy_uniner.data import conversation
-from spacy_uniner.examples import IGNORE, epochs_of_examples, length_batches, padding_share, split_conversation, supervised_tokens
+from spacy_uniner.examples import IGNORE, collate, epochs_of_examples, length_batches, padding_share, split_conversation, supervised_tokens
 from spacy_uniner.prompts import READ_REPLY, build_prompt, text_turn
 from spacy_uniner.tokens import encode_texts, load_tokenizer
-from spacy_uniner.train import TrainSettings, load_train_config, run_training, train
+from spacy_uniner.train import TrainSettings, load_train_config, pieces, run_training, train
 
 ROOT = Path(__file__).parent.parent
 TRAIN_CFG = ROOT / "configs" / "train.cfg"
@@ -222,6 +222,28 @@ def killed_at_step(step: int):
         yield
     finally:
         Accelerator.clip_grad_norm_ = clip
+
+
+def test_a_batch_past_max_batch_tokens_is_cut_into_pieces_of_rows_each_as_long_as_its_longest():
+    batch = collate([([1] * n, [IGNORE] * (n - 1) + [1]) for n in (3, 5, 8, 8)], pad_id=0)
+    assert pieces(batch, 0) == [batch] and pieces(batch, 32) == [batch]
+    parts = pieces(batch, 16)
+    assert [tuple(part["input_ids"].shape) for part in parts] == [(2, 5), (2, 8)]
+    assert torch.equal(parts[0]["labels"], batch["labels"][:2, :5]) and torch.equal(parts[1]["attention_mask"], batch["attention_mask"][2:])
+    assert [tuple(part["input_ids"].shape) for part in pieces(batch, 7)] == [(1, 3), (1, 5), (1, 8), (1, 8)]  # a row alone when longer
+
+
+def test_batches_trained_in_pieces_take_the_same_steps(tiny_llama_path, tmp_path):
+    """Each piece's loss weighted by its share of the supervised tokens: the gradients of the whole batch."""
+    data = write_conversations(tmp_path / "conversations.json")
+    whole = train(data, tmp_path / "whole", train_config(tiny_llama_path, epochs=2), tmp_path / "ck-whole")
+    split = train(data, tmp_path / "split", train_config(tiny_llama_path, epochs=2, max_batch_tokens=1), tmp_path / "ck-split")
+    assert [entry["loss"] for entry in split["log"]] == pytest.approx([entry["loss"] for entry in whole["log"]], abs=1e-3)
+    whole_weights, split_weights = load_file(tmp_path / "whole" / "model.safetensors"), load_file(tmp_path / "split" / "model.safetensors")
+    for name in whole_weights:
+        torch.testing.assert_close(split_weights[name], whole_weights[name], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="max_batch_tokens >= 0"):
+        TrainSettings(max_batch_tokens=-1)
 
 
 def test_a_killed_run_resumes_to_the_same_weights(tiny_llama_path, tmp_path):
