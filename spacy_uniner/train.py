@@ -135,18 +135,12 @@ def backward_in_pieces(accelerator: Accelerator, model: torch.nn.Module, output_
     piece's mean loss is weighted by its share of the supervised tokens, so the gradients sum to
     the whole batch's."""
     parts = pieces(batch, max_tokens)
-    if len(parts) == 1:
-        loss = answer_loss(model, output_layer, batch)
-        accelerator.backward(loss)
-        return loss.detach()
-    supervised = [int((part["labels"][:, 1:] != IGNORE).sum()) for part in parts]
-    total, losses = sum(supervised), []
+    supervised = [int((part["labels"][:, 1:] != IGNORE).sum()) for part in parts]  # every row has some: the read reply
+    losses = []
     for number, (part, count) in enumerate(zip(parts, supervised), 1):
-        if not count:
-            continue
         # Gradients are synchronized across processes once, with the last piece.
         with contextlib.nullcontext() if number == len(parts) else accelerator.no_sync(model):
-            loss = answer_loss(model, output_layer, part) * (count / total)
+            loss = answer_loss(model, output_layer, part) * (count / sum(supervised))
             accelerator.backward(loss)
         losses.append(loss.detach())
     return torch.stack(losses).sum()
