@@ -31,6 +31,7 @@ from .evaluate.datasets import DOMAINS, ZERO_SHOT_NAMES, names_in_domains
 from .evaluate.run import gazetteer, run_evaluation
 from .files import check_output_file, write_jsonl, write_text
 from .llama_cpp import OUTTYPES, export_gguf
+from .memory import map_large_allocations
 from .pipelines import baseline_pipeline, load_pipeline, uniner_pipeline
 from .precision import PRECISIONS
 from .train import run_training
@@ -289,6 +290,7 @@ def train_cli(
     under `accelerate launch -m spacy_uniner train ...` on several GPUs. Extra --section.key value
     options override the configs, e.g. --model.base Qwen/Qwen2.5-0.5B --training.epochs 1
     --lora.enabled true --components.uniner.labels '["disease", "drug"]'."""
+    map_large_allocations()  # this process trains: activations off the heap (`memory`)
     result = run_training(conversations, output, config, pipeline_config, checkpoints, parse_config_overrides(ctx.args), log, report)
     if PartialState().is_main_process:
         summary = {key: value for key, value in result.items() if key != "held_out_answers"}
@@ -320,6 +322,7 @@ def adapt_cli(
     if names is not None and not (isinstance(names, dict) and all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in names.items())):
         raise typer.BadParameter(f"{label_names} must hold a JSON object of label -> type name strings", param_hint="--label-names")
     checkpoints = checkpoints or output.with_name(output.name + "-checkpoints")
+    map_large_allocations()
     result = run_adapt(student, gold_train, gold_eval, output, config, checkpoints, dataset, spans_key, names, distilled, distilled_share, overrides=parse_config_overrides(ctx.args), report_path=report)
     typer.echo(json.dumps({key: value for key, value in result.items() if key != "training"}, indent=2))
 

@@ -4,7 +4,8 @@ glibc's malloc keeps freed memory for reuse. Training allocates and frees gigaby
 of ever-changing shapes each step (batches differ in length), and the freed pieces fragment its
 heap: resident memory then grows step after step far past what is alive (docs/training.md#memory).
 Trimming after each step returns the free pages; the next step's allocations take fresh pages
-again, which costs about what reusing them did."""
+again, which costs about what reusing them did. Within a step the heap still fragments, more as the
+run goes on, unless large blocks are kept out of it (`map_large_allocations`)."""
 import ctypes
 import gc
 import resource
@@ -21,6 +22,23 @@ def _glibc() -> Optional[ctypes.CDLL]:
         return libc
     except (OSError, AttributeError):
         return None
+
+
+M_MMAP_THRESHOLD = -3  # mallopt's parameter (malloc.h)
+LARGE_ALLOCATION = 2**20
+
+
+def map_large_allocations(threshold: int = LARGE_ALLOCATION) -> bool:
+    """Give every allocation of `threshold` bytes or more pages of its own (mmap), returned to the
+    system when it is freed; False where there is no glibc.
+
+    glibc does so from 128 KiB, but each large block freed raises that threshold to the block's
+    size (up to 32 MiB), so a training run soon takes its activations from the heap, where the
+    freed ones fragment it within a step: a step's peak climbed from 5.6 to 6.3 GB over `make
+    run`'s training (docs/training.md#memory). A fixed threshold stops the climb. It holds for the
+    rest of the process: for a process that trains (the `train` and `adapt` commands)."""
+    libc = _glibc()
+    return libc is not None and libc.mallopt(M_MMAP_THRESHOLD, threshold) == 1
 
 
 def trim_heap() -> bool:

@@ -67,6 +67,12 @@ class TrainSettings:
     seed: int = 0
 
     def __post_init__(self):
+        for setting in fields(self):
+            value = getattr(self, setting.name)
+            # A float setting takes an int (1 for 1.0); no setting but a bool takes true/false.
+            wanted = (int, float) if setting.type is float else setting.type
+            if not isinstance(value, wanted) or (isinstance(value, bool) and setting.type is not bool):
+                raise ValueError(f"[training] {setting.name} must be {setting.type.__name__}, got {value!r}")
         for name in ("epochs", "batch_size", "gradient_accumulation", "max_length", "checkpoint_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"[training] {name} must be >= 1, got {getattr(self, name)}")

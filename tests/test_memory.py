@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import psutil
 import pytest
 import torch
@@ -22,3 +25,28 @@ def test_trimming_returns_the_pages_of_freed_tensors_that_the_heap_kept():
 def test_release_and_peak_report():
     release_freed_memory()
     assert 0.01 < peak_resident_gb() < 1024
+
+
+FREED_LARGE_TENSORS = """
+import sys, psutil, torch
+from spacy_uniner.memory import map_large_allocations
+if sys.argv[1] == "fixed":
+    assert map_large_allocations()
+torch.ones(400_000)  # made and freed: glibc's threshold rises past the tensors below
+tensors = [torch.ones(400_000) for _ in range(500)]  # 1.6 MB each, 800 MB in all
+del tensors[::2]
+print(psutil.Process().memory_info().rss)
+"""
+
+
+def resident_after_freeing_large_tensors(threshold: str) -> int:
+    run = subprocess.run([sys.executable, "-c", FREED_LARGE_TENSORS, threshold], capture_output=True, text=True, check=True)
+    return int(run.stdout.split()[-1])
+
+
+def test_large_tensors_freed_return_their_pages_under_a_fixed_mmap_threshold():
+    """In a process of its own each: the threshold holds for the rest of a process."""
+    if not trim_heap():
+        pytest.skip("not glibc: no mallopt")
+    kept, returned = resident_after_freeing_large_tensors("dynamic"), resident_after_freeing_large_tensors("fixed")
+    assert kept - returned > 300 * 2**20

@@ -246,6 +246,13 @@ def test_batches_trained_in_pieces_take_the_same_steps(tiny_llama_path, tmp_path
         TrainSettings(max_batch_tokens=-1)
 
 
+@pytest.mark.parametrize("setting, value", [("max_batch_tokens", "many"), ("learning_rate", "fast"), ("epochs", True), ("compile", 1), ("epochs", 2.5)])
+def test_a_setting_of_the_wrong_type_is_named(setting, value):
+    with pytest.raises(ValueError, match=rf"\[training\] {setting} must be"):
+        TrainSettings(**{setting: value})
+    assert TrainSettings(learning_rate=1).learning_rate == 1  # an int where a float is wanted
+
+
 def test_a_killed_run_resumes_to_the_same_weights(tiny_llama_path, tmp_path):
     data = write_conversations(tmp_path / "conversations.json")
     config = train_config(tiny_llama_path, epochs=4, checkpoint_every=2, learning_rate=1e-3)
