@@ -169,17 +169,21 @@ def test_two_people_at_once_both_get_their_answers(scripted_nlp, browser):
 @pytest.mark.slow
 @pytest.mark.skipif(not DEFAULT_STUDENT.exists(), reason="needs the default student: `make run` trains it into training/uniner")
 def test_the_default_student_on_the_page(browser, tmp_path):
-    """The trained default student, end to end; the screenshot goes to $SPACY_UNINER_SCREENSHOT
-    when set (README's docs/demo.png is taken this way)."""
-    nlp = spacy.load(DEFAULT_STUDENT)
-    with PageServer(nlp) as server:
+    """The trained default student, end to end: the page marks what the pipeline itself puts in
+    `doc.ents` for the page's own example, at the pipeline's threshold. Which mentions the student
+    finds is measured by `evaluate`, not pinned here to one sentence. The screenshot goes to
+    $SPACY_UNINER_SCREENSHOT when set (README's docs/demo.png is taken this way)."""
+    with PageServer(spacy.load(DEFAULT_STUDENT)) as server:
         page = browser.new_page(viewport={"width": 1000, "height": 900})
         page.goto(server.url)
+        text, labels = page.input_value("#text"), page.input_value("#labels")
         page.click("#run")  # the page's own example text and labels
         sync_api.expect(page.locator("#run")).to_have_text("Run", timeout=120_000)
         assert page.locator("#message").is_hidden()
         found = marks(page)
-        assert ("Marie Curie", "person") in found, found
+        nlp = spacy.load(DEFAULT_STUDENT)
+        nlp.get_pipe("uniner").labels = [label.strip() for label in labels.split(",")]
+        assert found and found == [(ent.text, ent.label_) for ent in nlp(text).ents]
         screenshot = Path(os.environ.get("SPACY_UNINER_SCREENSHOT", tmp_path / "demo.png"))
         page.screenshot(path=str(screenshot), full_page=True)
         page.close()
