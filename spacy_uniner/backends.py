@@ -40,12 +40,15 @@ def transformers_model(
     device: str = "auto",
     dtype: str = "auto",
     constrained: bool = False,
+    prompt_lookup_num_tokens: int = 8,
     trust_remote_code: bool = False,
     model_kwargs: Dict[str, Any] = SimpleFrozenDict(),
 ) -> HFGenerator:
     """The student in this process, from a hub id or a local folder: `batch_size` questions a forward
     pass on `device` ("auto": a GPU when there is one) in `dtype` ("auto", "float32", "bfloat16",
-    "float16", "int8"); `constrained` keeps answers to the passage's own words."""
+    "float16", "int8"); `constrained` keeps answers to the passage's own words;
+    `prompt_lookup_num_tokens` drafts answer tokens from the prompt for the last rows of a batch
+    (as transformers' `generate` option of that name; 0: none)."""
     return HFGenerator(
         name,
         batch_size=batch_size,
@@ -55,6 +58,7 @@ def transformers_model(
         trust_remote_code=trust_remote_code,
         model_kwargs=dict(model_kwargs),
         constrained=constrained,
+        prompt_lookup_num_tokens=prompt_lookup_num_tokens,
     )
 
 

@@ -403,12 +403,15 @@ def benchmark_cli(
     constrained: bool = typer.Option(False, "--constrained", help="Run the component with constrained decoding (answers limited to lists of passage strings); `identical` then says whether that changed any answer."),
     more_docs: int = typer.Option(4, "--more-docs", min=1, help="Also measure the component's peak memory on this many times --docs in one nlp.pipe batch (1: skip)."),
     repeats: int = typer.Option(3, "--repeats", min=1, help="Runs of the component per label count; its time is their median (the reference loop runs once)."),
+    prompt_lookup_num_tokens: Optional[int] = typer.Option(None, "--prompt-lookup-num-tokens", min=0, help="Draft tokens a row checks in one pass near a batch's end (its model block's prompt_lookup_num_tokens; 0: none; default: the pipeline's own)."),
 ):
     """The component against the reference loop (one generate per (text, label) query) on the same
     model, texts and prompts: docs/s, tokens/s, peak memory and whether every answer is the same."""
     settings = {"max_new_tokens": max_new_tokens, "device": device, "dtype": dtype, "constrained": constrained}
     if batch_size is not None:
         settings["batch_size"] = batch_size
+    if prompt_lookup_num_tokens is not None:
+        settings["prompt_lookup_num_tokens"] = prompt_lookup_num_tokens
     typer.echo(benchmark_component(pipeline, texts, conversations, output, label_counts, docs, passage_tokens, settings, more_docs, repeats))
 
 
@@ -423,11 +426,13 @@ def benchmark_precision_cli(
     docs: int = typer.Option(4, "--docs", min=1, help="Docs per label count."),
     passage_tokens: int = typer.Option(256, "--passage-tokens", min=1, help="Each doc is cut to this many model tokens."),
     repeats: int = typer.Option(3, "--repeats", min=1, help="Runs per precision and label count; the time is their median."),
+    prompt_lookup_num_tokens: Optional[int] = typer.Option(None, "--prompt-lookup-num-tokens", min=0, help="Draft tokens a row checks in one pass near a batch's end (its model block's prompt_lookup_num_tokens; 0: none; default: the pipeline's own)."),
 ):
     """The component in several precisions, its own settings otherwise: docs/s, the speed-up over
     the first precision, the share of (text, label) answers identical to the first precision's, and
     each precision's GFLOP/s beside this machine's matmul peak in it."""
-    typer.echo(benchmark_precisions(pipeline, texts, conversations, output, dtypes, label_counts, docs, passage_tokens, repeats))
+    settings = {} if prompt_lookup_num_tokens is None else {"prompt_lookup_num_tokens": prompt_lookup_num_tokens}
+    typer.echo(benchmark_precisions(pipeline, texts, conversations, output, dtypes, label_counts, docs, passage_tokens, repeats, settings))
 
 
 @app.command("demo")

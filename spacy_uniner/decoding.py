@@ -15,6 +15,11 @@ most answers are `[]`, written at the question pass, and a step costs about as m
 with 16 on a CPU (docs/speed.md), so the long answers of many batches share one
 tail of steps rather than one tail each. On a CPU, answered rows also pad a step to a multiple of 4
 rows (see `GreedyDecoder`).
+
+The last few rows of a long answer would still take one step per token, each step costing about as
+much for one row as the model's fixed cost of a pass. There the decoder drafts the next tokens from
+the row's own prompt (transformers' prompt lookup: an answer's mentions are the text's words) and
+checks the draft in one pass over all its positions, keeping what greedy decoding would have chosen.
 """
 import copy
 import inspect
@@ -24,11 +29,13 @@ from typing import Any, Dict, Hashable, Iterable, Iterator, List, Optional, Tupl
 import torch
 from transformers import DynamicCache, PreTrainedModel
 from transformers.cache_utils import Cache, DynamicLayer
+from transformers.generation.candidate_generator import PromptLookupCandidateGenerator
 
 from .attention import GROUPED_SDPA, PrefixedQuestions
 from .constraints import PassageConstraint
 
 RESERVE = 32  # free positions a cache buffer keeps: one reallocation per 32 steps, not one per step
+DRAFT_ROWS = 4  # drafts are checked in steps of at most this many answering rows (docs/speed.md)
 
 Answered = Tuple[Hashable, List[int], List[float]]  # a row's key, its answer's token ids and log-probabilities
 
@@ -40,13 +47,13 @@ def left_padded(rows: List[List[int]], pad_id: int, device: torch.device) -> Tup
     return ids, mask
 
 
-def model_inputs(model: PreTrainedModel, cache: Cache) -> Dict[str, Any]:
-    """Forward keywords beside the tokens: the cache, and logits at the last position only where the
-    model can skip the rest (most transformers models can)."""
+def model_inputs(model: PreTrainedModel, cache: Cache, positions: int = 1) -> Dict[str, Any]:
+    """Forward keywords beside the tokens: the cache, and logits at the last `positions` only where
+    the model can skip the rest (most transformers models can)."""
     parameters = inspect.signature(model.forward).parameters
     inputs: Dict[str, Any] = {"use_cache": True}
     if "logits_to_keep" in parameters:
-        inputs["logits_to_keep"] = 1
+        inputs["logits_to_keep"] = positions
     # transformers 5.24 renamed the forward argument `past_key_values` to `cache`.
     inputs["cache" if "cache" in parameters else "past_key_values"] = cache
     return inputs
@@ -112,6 +119,7 @@ class SharedPrefixes:
 
     def __init__(self, model: PreTrainedModel, prefixes: List[List[int]], pad_id: int):
         cache = DynamicCache(config=model.config)
+        self.tokens = [torch.tensor(prefix) for prefix in prefixes]
         ids, self.mask = left_padded(prefixes, pad_id, model.device)
         model(input_ids=ids, attention_mask=self.mask, position_ids=(self.mask.cumsum(-1) - 1).clamp(min=0), **model_inputs(model, cache))
         self.joinable = all(type(layer) is DynamicLayer for layer in cache.layers)
@@ -182,9 +190,11 @@ class AnswerRows:
     """Rows between two forward passes: their cache, attention mask (one column past the cache: the
     pending token's), the pending token and its position, and per row the tokens written so far
     (`tokens[i, :counts[i]]`) with their log-probabilities. A row that is no longer `alive` has
-    answered and only pads the batch (see `GreedyDecoder`)."""
+    answered and only pads the batch (see `GreedyDecoder`). `prompts` are the rows' prompt token ids,
+    where drafts are looked up."""
 
     keys: List[Hashable]
+    prompts: List[torch.Tensor]
     cache: Union[Cache, AskedQuestions]  # AskedQuestions only between the question pass and its first `select`
     mask: torch.Tensor
     positions: torch.Tensor
@@ -206,6 +216,7 @@ class AnswerRows:
         self.cache.batch_select_indices(rows.cpu())
         index = rows.tolist()
         self.keys = [self.keys[row] for row in index]
+        self.prompts = [self.prompts[row] for row in index]
         self.constraints = None if self.constraints is None else [self.constraints[row] for row in index]
         self.mask, self.positions, self.next_tokens = self.mask[rows], self.positions[rows], self.next_tokens[rows]
         self.tokens, self.counts, self.logprobs, self.alive = self.tokens[rows], self.counts[rows], self.logprobs[rows], self.alive[rows]
@@ -221,6 +232,7 @@ class AnswerRows:
         mask = torch.cat([torch.nn.functional.pad(rows.mask, (width - rows.mask.shape[1], 0)) for rows in (self, other)])
         return AnswerRows(
             keys=self.keys + other.keys,
+            prompts=self.prompts + other.prompts,
             cache=reserved_cache(layers, width - 1),
             mask=mask,
             positions=torch.cat([self.positions, other.positions]),
@@ -242,12 +254,16 @@ class GreedyDecoder:
     On a CPU a batch of more than one row keeps answered rows as padding up to a multiple of 4 rows:
     MKL's fp32 GEMM runs the 2 or 3 rows past a multiple of 4 as that many matrix-vector products,
     each reading all the weights, so a SmolLM2 step took 118 ms with 3 rows against 88 ms with 4, and
-    138 ms with 11 against 116 ms with 12."""
+    138 ms with 11 against 116 ms with 12.
 
-    def __init__(self, model: PreTrainedModel, stop, pad_id: int, max_new_tokens: int, scored: bool, carry: int):
+    A step of at most `DRAFT_ROWS` answering rows checks up to `draft_tokens` tokens a row drafted by
+    prompt lookup (0: none), as transformers' `prompt_lookup_num_tokens` does for one prompt."""
+
+    def __init__(self, model: PreTrainedModel, stop, pad_id: int, max_new_tokens: int, scored: bool, carry: int, draft_tokens: int = 0):
         self.model, self.stop, self.pad_id = model, stop, pad_id
         self.max_new_tokens, self.scored, self.carry = max_new_tokens, scored, carry
         self.stop_ids, self.may_close = stop.stop_ids.to(model.device), stop.may_close.to(model.device)
+        self.drafts = PromptLookupCandidateGenerator(self.stop_ids, num_output_tokens=draft_tokens, max_length=2**62) if draft_tokens else None
         self.row_multiple = 4 if model.device.type == "cpu" else 1
         # Questions read their shared prefix in place where the component's own attention runs (CPU).
         self.prefixed = model.config._attn_implementation == GROUPED_SDPA
@@ -284,6 +300,7 @@ class GreedyDecoder:
         count = len(batch.keys)
         rows = AnswerRows(
             keys=list(batch.keys),
+            prompts=[torch.cat([batch.prefixes.tokens[owner], torch.tensor(continuation)]) for owner, continuation in zip(batch.owners, batch.continuations)],
             cache=cache,
             mask=mask,
             positions=positions[:, -1:],
@@ -317,29 +334,80 @@ class GreedyDecoder:
 
     def step(self, rows: AnswerRows) -> Iterator[Answered]:
         """One decoding step of `rows`. Returns the rows still answering (None when none is)."""
+        drafts = self.draft(rows) if self.drafts is not None and rows.answering() <= DRAFT_ROWS else None
+        if drafts is not None:
+            return (yield from self.check_drafts(rows, *drafts))
         logits = self.model(input_ids=rows.next_tokens[:, None], attention_mask=rows.mask, position_ids=rows.positions, **model_inputs(self.model, rows.cache)).logits[:, -1]
         return (yield from self.advance(rows, logits))
 
+    def draft(self, rows: AnswerRows) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+        """Per row, the tokens that followed its last ones where they occur in its prompt or answer
+        (padded with the pad id) and how many there are; None when no row has any."""
+        found = []
+        for prompt, tokens, count, alive in zip(rows.prompts, rows.tokens, rows.counts.tolist(), rows.alive.tolist()):
+            draft = tokens.new_empty(0)
+            if alive and count < self.max_new_tokens - 1:
+                written = torch.cat([prompt.to(tokens.device), tokens[:count]])
+                draft = self.drafts.get_candidates(written[None])[0][0, len(written) :][: self.max_new_tokens - 1 - count]
+            found.append(draft)
+        lengths = torch.tensor([len(draft) for draft in found], device=rows.tokens.device)
+        if not lengths.any():
+            return None
+        drafts = torch.full((len(rows), int(lengths.max())), self.pad_id, dtype=rows.tokens.dtype, device=rows.tokens.device)
+        for row, draft in enumerate(found):
+            drafts[row, : len(draft)] = draft
+        return drafts, lengths
+
+    def check_drafts(self, rows: AnswerRows, drafts: torch.Tensor, lengths: torch.Tensor) -> Iterator[Answered]:
+        """One pass over each row's pending token and its draft: position by position, each row writes
+        what greedy decoding chooses there and goes on while that was its draft's next token. Draft
+        positions not kept stay in the cache, masked. Returns the rows still answering."""
+        width = drafts.shape[1]
+        offsets = torch.arange(width + 1, device=drafts.device)
+        mask = torch.cat([rows.mask, (offsets[None, :width] < lengths[:, None]).to(rows.mask.dtype)], dim=1)
+        inputs = torch.cat([rows.next_tokens[:, None], drafts], dim=1)
+        logits = self.model(input_ids=inputs, attention_mask=mask, position_ids=rows.positions + offsets, **model_inputs(self.model, rows.cache, width + 1)).logits[:, -(width + 1) :]
+        checking, kept = rows.alive.clone(), torch.zeros_like(lengths)
+        next_tokens = rows.next_tokens.clone()
+        for position in range(width + 1):
+            chosen = yield from self.write(rows, logits[:, position], checking)
+            next_tokens[checking] = chosen[checking]
+            if position == width:
+                break
+            checking &= rows.alive & (position < lengths) & (chosen == drafts[:, position])
+            kept += checking.long()
+            if not checking.any():
+                break
+        rows.mask = torch.cat([rows.mask, (offsets[None, :width] < kept[:, None]).to(rows.mask.dtype)], dim=1)
+        rows.positions = rows.positions + kept[:, None]
+        return self.after_step(rows, next_tokens)
+
     def advance(self, rows: AnswerRows, logits: torch.Tensor) -> Iterator[Answered]:
-        """Each row's next token from its logits (with `constraints`, the best of its top candidates
-        that its constraint allows; it ends where none is, and its log-probability is taken among the
-        tokens not refused). Finished rows are yielded; the rest wait for their next step."""
+        """Each row's next token from its logits; the rows still answering (None when none is)."""
+        next_tokens = yield from self.write(rows, logits, rows.alive.clone())
+        return self.after_step(rows, next_tokens)
+
+    def write(self, rows: AnswerRows, logits: torch.Tensor, writing: torch.Tensor) -> Iterator[Answered]:
+        """Each `writing` row's next token from its logits (with `constraints`, the best of its top
+        candidates that its constraint allows; it ends where none is, and its log-probability is
+        taken among the tokens not refused). Finished rows are yielded and no longer alive. Returns
+        every row's choice."""
         if rows.constraints is None:
             next_tokens, blocked, rejected = logits.argmax(-1), None, None
         else:
             so_far = [row[:count].tolist() for row, count in zip(rows.tokens, rows.counts.tolist())]
             next_tokens, blocked, rejected = allowed_choice(logits, rows.constraints, so_far, self.stop)
-        writing = rows.alive.nonzero().flatten()
-        counts = rows.counts[writing]
-        rows.tokens[writing, counts] = next_tokens[writing]
+        index = writing.nonzero().flatten()
+        counts = rows.counts[index]
+        rows.tokens[index, counts] = next_tokens[index]
         if self.scored:
-            rows.logprobs[writing, counts] = token_logprobs(logits[writing], next_tokens[writing], None if rejected is None else rejected[writing])
-        rows.counts[writing] += 1
+            rows.logprobs[index, counts] = token_logprobs(logits[index], next_tokens[index], None if rejected is None else rejected[index])
+        rows.counts[index] += 1
         finished = torch.isin(next_tokens, self.stop_ids) | (rows.counts == self.max_new_tokens)
         if blocked is not None:
             finished |= blocked
-        finished &= rows.alive
-        for row in (self.may_close[next_tokens] & rows.alive & ~finished).nonzero().flatten().tolist():
+        finished &= writing
+        for row in (self.may_close[next_tokens] & writing & ~finished).nonzero().flatten().tolist():
             finished[row] = self.stop.ended(rows.tokens[row, : rows.counts[row]].tolist())
         if finished.any():
             lengths = rows.counts - blocked.long() if blocked is not None else rows.counts  # a blocked row ends without its token
@@ -347,6 +415,10 @@ class GreedyDecoder:
                 length = int(lengths[row])
                 yield rows.keys[row], rows.tokens[row, :length].tolist(), rows.logprobs[row, :length].tolist()
             rows.alive &= ~finished
+        return next_tokens
+
+    def after_step(self, rows: AnswerRows, next_tokens: torch.Tensor) -> Optional[AnswerRows]:
+        """Rows ready for their next step, `next_tokens` pending; None when none is answering."""
         if not rows.alive.any():
             return None
         rows.next_tokens = next_tokens

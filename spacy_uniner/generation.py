@@ -35,9 +35,12 @@ class HFGenerator:
         trust_remote_code: bool = False,
         model_kwargs: Optional[Dict[str, Any]] = None,
         constrained: bool = False,
+        prompt_lookup_num_tokens: int = 8,
     ):
         if batch_size < 1 or max_new_tokens < 1:
             raise ValueError(f"[uniner] config keys 'batch_size' and 'max_new_tokens' must be >= 1, got {batch_size} and {max_new_tokens}")
+        if isinstance(prompt_lookup_num_tokens, bool) or not isinstance(prompt_lookup_num_tokens, int) or prompt_lookup_num_tokens < 0:
+            raise ValueError(f"[uniner] config key 'prompt_lookup_num_tokens' must be an int >= 0 (0: no drafts), got {prompt_lookup_num_tokens!r}")
         self.source = str(source)
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
@@ -47,6 +50,7 @@ class HFGenerator:
         self.trust_remote_code = trust_remote_code
         self.model_kwargs = dict(model_kwargs or {})
         self.constrained = constrained
+        self.prompt_lookup_num_tokens = prompt_lookup_num_tokens
         self._model: Optional[PreTrainedModel] = None
         self._tokenizer: Optional[PreTrainedTokenizerBase] = None
         self._stop: Optional[AnswerStop] = None
@@ -111,7 +115,7 @@ class HFGenerator:
         constraints = [PassageConstraint(prompt_text(prompts[rows[0]])) for _, _, rows in groups] if self.constrained else None
         stop = self.stop
         # Rows of a batch still answering join the next batch while they are no more than half one.
-        decoder = GreedyDecoder(self.model, stop, self.tokenizer.pad_token_id, self.max_new_tokens, scored, carry=self.batch_size // 2)
+        decoder = GreedyDecoder(self.model, stop, self.tokenizer.pad_token_id, self.max_new_tokens, scored, carry=self.batch_size // 2, draft_tokens=self.prompt_lookup_num_tokens)
         answers: List[ScoredAnswer] = [ScoredAnswer("")] * len(prompts)
         for (group, k), ids, logprobs in decoder.answers(self.question_batches(groups, constraints)):
             answer = stop.scored(ids, logprobs) if scored else ScoredAnswer(stop.answer(ids))

@@ -184,3 +184,64 @@ def test_on_a_cpu_answered_rows_pad_a_step_to_a_multiple_of_four_rows(talkative_
     for answering, rows, kept in steps:
         assert kept == answering if answering == 1 else kept == min(rows, -(-answering // 4) * 4)
     assert any(kept > answering for answering, _, kept in steps)  # some steps were padded
+
+
+class GreedyDrafts:
+    """Drafts of what the model itself would write next (its own greedy continuation, one
+    `generate` per row), with the third token made wrong: checks keep the first two and refuse it."""
+
+    def __init__(self, model, stop_ids):
+        self.model, self.stop_ids, self.drafted, self.busy = model, stop_ids, [], False
+
+    def get_candidates(self, written):
+        self.busy = True
+        ahead = self.model.generate(written, attention_mask=torch.ones_like(written), max_new_tokens=4, do_sample=False)[0, written.shape[1] :]
+        self.busy = False
+        stops = torch.isin(ahead, self.stop_ids)
+        ahead = ahead[: int(stops.long().argmax()) if stops.any() else len(ahead)].clone()
+        if len(ahead) > 2:
+            ahead[2] = (ahead[2] + 1) % self.model.config.vocab_size
+        self.drafted.append(len(ahead))
+        return torch.cat([written, ahead[None]], dim=1), None
+
+
+@pytest.mark.parametrize("scored", [False, True])
+def test_drafts_checked_in_one_pass_keep_every_answer_and_score(talkative_llama, scored, assert_same_scored_answers, monkeypatch):
+    prompts = [build_prompt(text, label) for text in TEXTS for label in LABELS]
+    passes = []
+    generator = HFGenerator(talkative_llama, batch_size=8, max_new_tokens=10, device="cpu", prompt_lookup_num_tokens=0)
+    drafts = GreedyDrafts(generator.model, generator.stop.stop_ids)
+    generator.model.register_forward_hook(lambda *args: None if drafts.busy else passes.append(1))  # the decoder's passes only
+    plain = generator.generate_scored(prompts) if scored else generator.generate(prompts)
+    plain_passes = len(passes)
+    monkeypatch.setattr("spacy_uniner.decoding.PromptLookupCandidateGenerator", lambda *args, **kwargs: drafts)
+    generator.prompt_lookup_num_tokens = 4
+    passes.clear()
+    drafted = generator.generate_scored(prompts) if scored else generator.generate(prompts)
+    drafted_passes = len(passes)
+    reference = reference_answers(generator, prompts, scored=scored)
+    if scored:
+        assert_same_scored_answers(drafted, reference)
+        assert_same_scored_answers(plain, reference)
+    else:
+        assert drafted == plain == reference
+    # Drafts of 3 and more tokens were checked (2 kept and one refused at each): fewer passes in all.
+    assert max(drafts.drafted) >= 3 and drafted_passes < plain_passes
+
+
+def test_prompt_lookup_drafts_the_passage_words_an_answer_copies(talkative_llama, monkeypatch):
+    """The real lookup (transformers' prompt lookup) over a row's prompt and answer: drafts are
+    checked, and answers stay those of the reference loop."""
+    checked = []
+    check_drafts = GreedyDecoder.check_drafts
+    monkeypatch.setattr(GreedyDecoder, "check_drafts", lambda decoder, rows, drafts, lengths: checked.append(int(lengths.max())) or check_drafts(decoder, rows, drafts, lengths))
+    prompts = [build_prompt(text, label) for text in TEXTS for label in LABELS]
+    generator = HFGenerator(talkative_llama, batch_size=2, max_new_tokens=10, device="cpu", prompt_lookup_num_tokens=5)
+    assert generator.generate(prompts) == reference_answers(generator, prompts)
+    assert checked and max(checked) <= 5
+
+
+@pytest.mark.parametrize("value", [-1, True, 2.5, "8"])
+def test_a_prompt_lookup_setting_that_is_not_a_count_is_named(tiny_llama_path, value):
+    with pytest.raises(ValueError, match="prompt_lookup_num_tokens"):
+        HFGenerator(tiny_llama_path, prompt_lookup_num_tokens=value)

@@ -5,7 +5,7 @@ import json
 import statistics
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from spacy.language import Language
@@ -177,34 +177,36 @@ def benchmark_component(pipeline: str, texts: Path, conversations: Path, output:
         records.append(record)
     prefixes = prefix_pass(generator, chosen[:docs], labels[0])
     constrained = generator.constrained
-    report = {"machine": machine(generator.device), "device": generator.device, "model": pipeline, "docs": docs, "passage_tokens": passage_tokens, "batch_size": generator.batch_size, "constrained": constrained, "records": records, "prefix_pass": prefixes}
+    report = {"machine": machine(generator.device), "device": generator.device, "model": pipeline, "docs": docs, "passage_tokens": passage_tokens, "batch_size": generator.batch_size, "constrained": constrained, "prompt_lookup_num_tokens": generator.prompt_lookup_num_tokens, "records": records, "prefix_pass": prefixes}
     write_json(output, report)
     return (
-        f"{report['machine']}; {docs} docs of {passage_tokens} tokens; batch size {generator.batch_size}{'; constrained' if constrained else ''}\n"
+        f"{report['machine']}; {docs} docs of {passage_tokens} tokens; batch size {generator.batch_size}{'; constrained' if constrained else ''}; drafts of up to {generator.prompt_lookup_num_tokens} tokens\n"
         + markdown_table(records)
         + f"\nPrefix pass: {prefixes['prompt_tokens']} prompt tokens at {prefixes['tokens_per_s']:.0f} tokens/s, {prefixes['gflops']:.1f} GFLOP/s; one large matmul here: {prefixes['matmul_peak_gflops']:.1f} GFLOP/s ({100 * prefixes['share_of_peak']:.0f}% of it)"
     )
 
 
-def benchmark_precisions(pipeline: str, texts: Path, conversations: Path, output: Path, dtypes: Sequence[str], label_counts: Sequence[int], docs: int, passage_tokens: int, repeats: int) -> str:
+def benchmark_precisions(pipeline: str, texts: Path, conversations: Path, output: Path, dtypes: Sequence[str], label_counts: Sequence[int], docs: int, passage_tokens: int, repeats: int, settings: Optional[Dict[str, Any]] = None) -> str:
     """`run_precision_benchmark` of the pipeline in each of `dtypes` (the first is the reference),
-    the report written to `output` (JSON), its tables returned."""
+    its model block's other `settings` changed, the report written to `output` (JSON), its tables
+    returned."""
     check_output_file(output)
-    first = uniner_pipeline(pipeline, {"dtype": dtypes[0]})
+    settings = dict(settings or {})
+    first = uniner_pipeline(pipeline, dict(settings, dtype=dtypes[0]))
     generator = uniner_of(first).generator
     chosen = passages(texts, generator.tokenizer, docs, passage_tokens)
     labels = frequent_labels(conversations, max(label_counts))
     loaded = {dtypes[0]: first}  # the first precision's pipeline, already loaded for its tokenizer
     records = []
-    for record in run_precision_benchmark(lambda dtype: loaded.pop(dtype, None) or uniner_pipeline(pipeline, {"dtype": dtype}), dtypes, chosen, labels, label_counts, repeats):
+    for record in run_precision_benchmark(lambda dtype: loaded.pop(dtype, None) or uniner_pipeline(pipeline, dict(settings, dtype=dtype)), dtypes, chosen, labels, label_counts, repeats):
         tqdm.write(json.dumps(record))
         records.append(record)
-    report = {"machine": machine(generator.device), "model": pipeline, "docs": docs, "passage_tokens": passage_tokens, "records": records}
+    report = {"machine": machine(generator.device), "model": pipeline, "docs": docs, "passage_tokens": passage_tokens, "prompt_lookup_num_tokens": generator.prompt_lookup_num_tokens, "records": records}
     write_json(output, report)
     speed = [record for record in records if "labels" in record]
     peaks = [dict(record["prefix_pass"], dtype=record["dtype"], precision=record["precision"]) for record in records if "prefix_pass" in record]
     return (
-        f"{report['machine']}; {docs} docs of {passage_tokens} tokens\n"
+        f"{report['machine']}; {docs} docs of {passage_tokens} tokens; drafts of up to {generator.prompt_lookup_num_tokens} tokens\n"
         + markdown_rows(["dtype", "precision", "labels", "docs_per_s", "speedup", "identical_share"], speed)
         + "\n\n"
         + markdown_rows(["dtype", "precision", "tokens_per_s", "gflops", "matmul_peak_gflops", "share_of_peak"], peaks)
