@@ -391,17 +391,21 @@ class GreedyDecoder:
         """Each `writing` row's next token from its logits (with `constraints`, the best of its top
         candidates that its constraint allows; it ends where none is, and its log-probability is
         taken among the tokens not refused). Finished rows are yielded and no longer alive. Returns
-        every row's choice."""
-        if rows.constraints is None:
-            next_tokens, blocked, rejected = logits.argmax(-1), None, None
-        else:
-            so_far = [row[:count].tolist() for row, count in zip(rows.tokens, rows.counts.tolist())]
-            next_tokens, blocked, rejected = allowed_choice(logits, rows.constraints, so_far, self.stop)
+        every row's choice; a row not writing gets its plain greedy one, which nothing reads."""
         index = writing.nonzero().flatten()
+        next_tokens, blocked, rejected = logits.argmax(-1), None, None
+        if rows.constraints is not None:
+            # Only the writing rows: a constraint's choice decodes up to 50 candidates a row.
+            picked = index.tolist()
+            so_far = [rows.tokens[row, : rows.counts[row]].tolist() for row in picked]
+            chosen, refused, rejected = allowed_choice(logits[index], [rows.constraints[row] for row in picked], so_far, self.stop)
+            next_tokens[index] = chosen
+            blocked = torch.zeros_like(writing)
+            blocked[index] = refused
         counts = rows.counts[index]
         rows.tokens[index, counts] = next_tokens[index]
         if self.scored:
-            rows.logprobs[index, counts] = token_logprobs(logits[index], next_tokens[index], None if rejected is None else rejected[index])
+            rows.logprobs[index, counts] = token_logprobs(logits[index], next_tokens[index], rejected)
         rows.counts[index] += 1
         finished = torch.isin(next_tokens, self.stop_ids) | (rows.counts == self.max_new_tokens)
         if blocked is not None:
