@@ -2,7 +2,7 @@
 supervised, split where it is too long, its questions reshuffled every epoch, batched by length; and
 the passages held back from training."""
 from bisect import bisect_right
-from typing import Dict, List, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Sequence, Tuple
 
 import numpy
 import torch
@@ -12,8 +12,10 @@ from .data import question_pairs
 from .prompts import conversation_parts, render_conversation
 from .tokens import encode_texts
 
-IGNORE = -100  # the label transformers and torch's cross entropy skip
+if TYPE_CHECKING:  # train imports this module
+    from .train import TrainSettings
 
+IGNORE = -100  # the label transformers and torch's cross entropy skip
 
 
 def supervised_tokens(tokenizer: PreTrainedTokenizerBase, chunks: Sequence[Sequence[str]]) -> List[Tuple[List[int], List[int]]]:
