@@ -2,7 +2,7 @@
 supervised, split where it is too long, its questions reshuffled every epoch, batched by length; and
 the passages held back from training."""
 from bisect import bisect_right
-from typing import TYPE_CHECKING, Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy
 import torch
@@ -11,9 +11,6 @@ from transformers import PreTrainedTokenizerBase
 from .data import question_pairs
 from .prompts import conversation_parts, render_conversation
 from .tokens import encode_texts
-
-if TYPE_CHECKING:  # train imports this module
-    from .train import TrainSettings
 
 IGNORE = -100  # the label transformers and torch's cross entropy skip
 
@@ -103,15 +100,15 @@ def length_batches(lengths: Sequence[int], batch_size: int, rng: numpy.random.Ge
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def epochs_of_examples(tokenizer, conversations, settings: "TrainSettings", max_length: int):
+def epochs_of_examples(tokenizer, conversations, max_length: int, epochs: int, batch_size: int, seed: int):
     """Every epoch's examples (questions reshuffled, as the paper's training code does) and
     micro-batches, seeded, so a resumed run sees the same ones; and epoch 1's report."""
     examples: List[Tuple[List[int], List[int]]] = []
     batches: List[List[int]] = []
-    for epoch in range(settings.epochs):
-        rng = numpy.random.default_rng([settings.seed, epoch])
+    for epoch in range(epochs):
+        rng = numpy.random.default_rng([seed, epoch])
         epoch_examples, epoch_report = training_examples(tokenizer, [(i, shuffled_questions(m, rng)) for i, m in conversations], max_length)
-        batches += [[len(examples) + i for i in batch] for batch in length_batches([len(ids) for ids, _ in epoch_examples], settings.batch_size, rng)]
+        batches += [[len(examples) + i for i in batch] for batch in length_batches([len(ids) for ids, _ in epoch_examples], batch_size, rng)]
         examples += epoch_examples
         if epoch == 0:
             report = epoch_report

@@ -320,7 +320,7 @@ def training_batches(tokenizer: PreTrainedTokenizerBase, train_set: List[Tuple[s
     """Every epoch's examples (long conversations split at max_length, capped at the base's
     `positions`) in length batches, as a loader; the batches, and the data's report."""
     max_length = min(settings.max_length, positions or settings.max_length)
-    examples, batches, report = epochs_of_examples(tokenizer, train_set, settings, max_length)
+    examples, batches, report = epochs_of_examples(tokenizer, train_set, max_length, settings.epochs, settings.batch_size, settings.seed)
     report.update(max_length=max_length, padding_share=round(padding_share([len(ids) for ids, _ in examples], batches), 4))
     return DataLoader(examples, batch_sampler=batches, collate_fn=partial(collate, pad_id=tokenizer.pad_token_id)), batches, report
 

@@ -129,13 +129,12 @@ def test_each_epoch_asks_the_questions_in_a_new_order_and_the_same_on_every_run(
     tokenizer = load_tokenizer(tiny_llama_path)
     questions = [(f"type {n}", [] if n % 2 else ["Paris"]) for n in range(6)]
     conversations = [("p0", messages_of(PASSAGES[0][0], questions))]
-    settings = TrainSettings(epochs=3, batch_size=1)
-    examples, batches, report = epochs_of_examples(tokenizer, conversations, settings, 512)
+    examples, batches, report = epochs_of_examples(tokenizer, conversations, 512, epochs=3, batch_size=1, seed=0)
     assert len(examples) == 3 and batches == [[0], [1], [2]] and report["examples"] == 1
     orders = [tokenizer.decode(ids) for ids, _ in examples]
     assert len(set(orders)) == 3
     assert all(sorted(order.split("USER:")[2:]) == sorted(orders[0].split("USER:")[2:]) for order in orders)
-    assert examples == epochs_of_examples(tokenizer, conversations, settings, 512)[0]
+    assert examples == epochs_of_examples(tokenizer, conversations, 512, epochs=3, batch_size=1, seed=0)[0]
 
 
 def test_a_tiny_model_trains_and_its_loss_drops(tiny_llama_path, tmp_path):
