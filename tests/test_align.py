@@ -39,3 +39,21 @@ def test_resolve_ents_longest_wins_and_existing_are_kept_unless_overwrite():
     assert [(e.text, e.label_) for e in kept] == [("New York", "GPE"), ("New York State", "city")]
     replaced = resolve_ents(doc, new, overwrite=True)
     assert [(e.text, e.label_) for e in replaced] == [("New York City", "city"), ("New York State", "city")]
+
+
+def test_mentions_in_scripts_without_spaces_align_on_the_docs_tokens():
+    nlp = spacy.blank("zh")  # one token a character
+    for text, mention in [("我住在東京。", "東京"), ("在北京大学的学生", "北京大学"), ("私は東京に住んでいます。", "東京")]:
+        doc = nlp(text)
+        assert [s.text for s in mention_spans(doc[1:], mention, "location")] == [mention]
+    # Without the doc's tokens, the old rule stands: no match starts between two word characters.
+    assert find_mention("我住在東京。", "東京") == []
+    assert find_mention("我住在東京。", "東京", frozenset({3, 5})) == [(3, 5)]
+    # Spaces or not, a mention ending inside a token is not there.
+    doc = spacy.blank("en")("He said it.")
+    assert mention_spans(doc[:], "ai", "x") == []
+
+
+def test_a_rejected_occurrence_does_not_hide_a_later_overlapping_one():
+    assert find_mention("aaa aa", "aa") == [(4, 6)]
+    assert find_mention("xab ab", "ab") == [(4, 6)]

@@ -5,7 +5,7 @@ from typing import Any, Dict, Iterable, List, Tuple
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy_llm.registry import registry
 
-from ..align import find_mention
+from ..align import find_mention, token_boundaries
 from ..answers import parse_teacher_answer
 from ..prompts import TEACHER_INSTRUCTION, teacher_prompt
 
@@ -42,8 +42,9 @@ class OpenNERTask:
         spans: List[Span] = []
         mentions: List[Tuple[int, int, str]] = []
         not_in_text = 0
+        boundaries = token_boundaries(doc[:])
         for mention, label in parsed.pairs:
-            found = find_mention(doc.text, mention)
+            found = find_mention(doc.text, mention, boundaries)
             not_in_text += not found
             for start, end in found:
                 mentions.append((start, end, label))
