@@ -4,9 +4,12 @@ the answer a prefix of such a list; when none of the model's best candidates doe
 closed where it stands."""
 import json
 import re
-from typing import Optional
+from typing import Iterator, Optional
 
 WHITESPACE = re.compile(r"\s+")
+# What a tokenizer's `decode` writes for bytes that do not (yet) make a character: a byte-level
+# vocabulary writes a CJK, Cyrillic or Greek letter as several tokens, the first ending mid-character.
+REPLACEMENT = "\ufffd"
 
 
 def passage_key(text: str) -> str:
@@ -53,12 +56,31 @@ class PassageConstraint:
             if char != '"' or state not in ("value", "item"):
                 return None
             closing = self._string_end(answer, position + 1)
-            content = answer[position + 1 : end if closing is None else closing]
-            if passage_key(self._unescape(content)) not in self.passage:
+            content = self._unescape(answer[position + 1 : end if closing is None else closing])
+            if not self.holds(content, open_string=closing is None):
                 return None
             if closing is None:
                 return "string"
             state, position = "next", closing + 1
+
+    def holds(self, content: str, open_string: bool) -> bool:
+        """Whether the passage holds `content`. A string still being written may end in the first
+        bytes of a character (decoded as U+FFFD): it is held where the passage has, after the text
+        before them, a character that takes more bytes than that in UTF-8. Whether those bytes are
+        that character's first ones is checked at the next token, which completes it."""
+        key = passage_key(content)
+        if key in self.passage:
+            return True
+        whole = content.rstrip(REPLACEMENT)
+        partial = len(content) - len(whole)
+        if not open_string or not partial:
+            return False
+        key = passage_key(whole)
+        return any(
+            len(self.passage[found + len(key)].encode("utf8")) > partial
+            for found in occurrences(self.passage, key)
+            if found + len(key) < len(self.passage)
+        )
 
     def allows(self, answer: str) -> bool:
         return self.state(answer) is not None
@@ -69,7 +91,7 @@ class PassageConstraint:
         if state == "start":
             return "[]"
         if state == "string":
-            return answer + '"]'
+            return answer.rstrip(REPLACEMENT) + '"]'
         if state == "item":
             return answer.rstrip()[:-1] + "]"
         if state in ("value", "next"):
@@ -98,3 +120,11 @@ class PassageConstraint:
             except ValueError:
                 continue
         return content
+
+
+def occurrences(text: str, part: str) -> Iterator[int]:
+    """Where `part` starts in `text`, overlaps included."""
+    found = text.find(part)
+    while found != -1:
+        yield found
+        found = text.find(part, found + 1)

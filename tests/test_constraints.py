@@ -84,3 +84,38 @@ def test_a_row_takes_its_best_allowed_candidate_or_ends(tiny_llama_path):
     assert logprobs[1].item() == pytest.approx(10.0 - math.log(math.exp(10.0) + math.exp(5.0) + others))
     chosen, blocked, _ = allowed_choice(scores, constraints[:1], [written], generator.stop, candidates=1)
     assert blocked.tolist() == [True]  # its only candidate is not in the passage: the row ends
+
+
+@pytest.mark.parametrize("answer, state", [
+    ('["東\ufffd', "string"),  # the first bytes of 京
+    ('["\ufffd', "string"),
+    ('["東\ufffd"', None), ('["東\ufffd\ufffd\ufffd', None),  # 京 takes three bytes: two may be missing, not three
+    ('["Tok\ufffd', None),  # the passage has no character after "Tok"
+])
+def test_a_string_may_end_in_the_first_bytes_of_a_passage_character(answer, state):
+    assert PassageConstraint("我住在東京。Tokyo").state(answer) == state
+    if state == "string":
+        assert "\ufffd" not in PassageConstraint("我住在東京。").close(answer)
+
+
+@pytest.mark.parametrize("passage, answer", [("我住在東京。", "東京"), ("Ich wohne in München.", "München"), ("Я живу в Москве.", "Москве"), ("Ζω στην Ελλάδα.", "Ελλάδα")])
+def test_constrained_decoding_writes_characters_split_across_byte_tokens(tiny_llama_path, passage, answer):
+    """The tiny model's byte-level vocabulary has no token for these letters: each is written as
+    several byte tokens, the first ending mid-character."""
+    generator = HFGenerator(tiny_llama_path, device="cpu")
+    tokenizer = generator.tokenizer
+    target = tokenizer(json.dumps([answer], ensure_ascii=False), add_special_tokens=False)["input_ids"]
+    assert any("\ufffd" in tokenizer.decode(target[:k]) for k in range(len(target)))
+    written = []
+    for token in target:
+        scores = torch.zeros(1, len(tokenizer))
+        scores[0, token] = 10.0
+        chosen, blocked, _ = allowed_choice(scores, [PassageConstraint(passage)], [written], generator.stop)
+        assert chosen.tolist() == [token] and blocked.tolist() == [False], tokenizer.decode(written)
+        written.append(token)
+    # A character the passage does not hold is refused once its bytes are complete.
+    other = tokenizer('["巴', add_special_tokens=False)["input_ids"]
+    scores = torch.zeros(1, len(tokenizer))
+    scores[0, other[-1]] = 10.0
+    chosen, blocked, _ = allowed_choice(scores, [PassageConstraint(passage)], [other[:-1]], generator.stop)
+    assert blocked.item() or chosen.item() != other[-1]
