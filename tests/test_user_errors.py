@@ -12,7 +12,9 @@ ROOT = Path(__file__).parent.parent
 
 
 def spacy_uniner(*args, cwd=ROOT, **env):
-    return subprocess.run([sys.executable, "-m", "spacy_uniner", *map(str, args)], capture_output=True, text=True, cwd=cwd, env={**os.environ, "HF_HUB_OFFLINE": "1", **env}, timeout=300)
+    # Wide: typer's error box wraps its message at the terminal's width, and a long temporary path
+    # would split the words a test looks for.
+    return subprocess.run([sys.executable, "-m", "spacy_uniner", *map(str, args)], capture_output=True, text=True, cwd=cwd, env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "400", **env}, timeout=300)
 
 
 @pytest.fixture(scope="module")
