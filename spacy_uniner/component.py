@@ -2,6 +2,7 @@
 per (text window, label), and writing the answers back as spans."""
 from collections import Counter
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from numbers import Real
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
@@ -9,7 +10,7 @@ import srsly
 from spacy.language import Language
 from spacy.pipeline import Pipe
 from spacy.tokens import Doc, Span, SpanGroup
-from spacy.util import SimpleFrozenList, load_config, minibatch
+from spacy.util import SimpleFrozenList, from_bytes, load_config, minibatch, to_bytes
 from spacy.vocab import Vocab
 
 from .align import mention_spans, resolve_ents
@@ -25,6 +26,8 @@ from .windows import check_window_settings, doc_windows
 SCORE_EXTENSION = "uniner_score"
 # The folder, inside the component's own, that holds the student's weights and tokenizer.
 MODEL_FOLDER = "model"
+# What changes the answers besides the model: saved with it, on disk and in bytes.
+SETTINGS = ("labels", "threshold", "label_margin", "dataset")
 # What a question the server never answered does: stop with an error, or leave its doc without
 # entities (counted in `stats["skipped_docs"]`).
 ON_ERROR = ("raise", "skip")
@@ -174,7 +177,6 @@ class UniNER(Pipe):
         self.generator = generator
         self.name = name
         self._labels = validate_labels(labels)
-        self._config_labels = self.labels  # as built from the config, for `from_disk`
         check_window_settings(window_size, window_overlap)
         self.window_size = window_size
         self.window_overlap = window_overlap
@@ -182,14 +184,17 @@ class UniNER(Pipe):
         self.overwrite_ents = overwrite_ents
         self.threshold = threshold
         self.label_margin = label_margin
-        if dataset is not None and (not isinstance(dataset, str) or not dataset.strip() or "\n" in dataset or unencodable(dataset)):
-            raise ValueError(f"[uniner] config key 'dataset' must be null or a name on one line, got {dataset!r}")
         self.dataset = dataset
         if on_error not in ON_ERROR:
             raise ValueError(f"[uniner] config key 'on_error' must be one of {ON_ERROR}, got {on_error!r}")
         self.on_error = on_error
         self.scorer = scorer
         self.stats: Counter = Counter()
+        # As built from the config: `from_disk` and `from_bytes` restore a saved setting only while
+        # the config still holds what it held when that setting was saved (see `restore_settings`).
+        self._config_settings = self.settings()
+        # The folder that `from_bytes` unpacked the weights into, which the generator loads from.
+        self._unpacked: Optional[TemporaryDirectory] = None
         register_labels(self.labels)
 
     @property
@@ -220,6 +225,16 @@ class UniNER(Pipe):
         """Like `threshold`, takes effect on the next doc."""
         self._label_margin = validate_fraction(margin, "label_margin")
 
+    @property
+    def dataset(self) -> Optional[str]:
+        return self._dataset
+
+    @dataset.setter
+    def dataset(self, dataset: Optional[str]) -> None:
+        if dataset is not None and (not isinstance(dataset, str) or not dataset.strip() or "\n" in dataset or unencodable(dataset)):
+            raise ValueError(f"[uniner] config key 'dataset' must be null or a name on one line, got {dataset!r}")
+        self._dataset = dataset
+
     def add_label(self, label: str) -> int:
         if label in self._labels:
             return 0
@@ -228,12 +243,19 @@ class UniNER(Pipe):
         return 1
 
     def __call__(self, doc: Doc) -> Doc:
-        return next(self.pipe([doc]))
+        self.set_annotations([doc], self.predict([doc]))
+        return doc
 
     def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
+        """As `Pipe.pipe`: a batch that fails goes to the pipeline's error handler
+        (`nlp.set_error_handler`), which raises by default."""
+        error_handler = self.get_error_handler()
         for docs in minibatch(stream, size=batch_size):
-            self.set_annotations(docs, self.predict(docs))
-            yield from docs
+            try:
+                self.set_annotations(docs, self.predict(docs))
+                yield from docs
+            except Exception as error:
+                error_handler(self.name, self, docs, error)
 
     def predict(self, docs: List[Doc]) -> List[List[Tuple[Span, float]]]:
         """Every candidate span per doc, with its score. All (window, label) questions of the batch
@@ -302,22 +324,70 @@ class UniNER(Pipe):
             spans.extend((span, score) for span in found)
         return spans
 
-    # Serialization: the weights and tokenizer live in the pipeline folder, so it loads offline.
+    # Serialization: the weights and tokenizer travel with the pipeline, so it loads offline, and so
+    # does every setting that changes answers, including those set on the built component.
+    def settings(self) -> Dict[str, Any]:
+        return {key: getattr(self, key) for key in SETTINGS}
+
+    def saved_settings(self) -> Dict[str, Any]:
+        return {"settings": self.settings(), "config_settings": self._config_settings}
+
+    def restore_settings(self, cfg: Dict[str, Any]) -> None:
+        """The saved settings, each where the config still holds what it held when it was saved:
+        a setting given at load time (spacy.load(..., config=...)) wins, since config.cfg does not
+        record what was set on the component after it was built. Pipelines saved before the other
+        settings were kept hold `labels` and `config_labels` only."""
+        if "settings" in cfg:
+            saved, built_from = cfg["settings"], cfg["config_settings"]
+        else:
+            saved, built_from = {"labels": cfg["labels"]}, {"labels": cfg.get("config_labels", cfg["labels"])}
+        for key in SETTINGS:
+            if key in saved and key in built_from and built_from[key] == self._config_settings[key]:
+                setattr(self, key, saved[key])
+
     def to_disk(self, path: Path, *, exclude: Iterable[str] = SimpleFrozenList()) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        srsly.write_json(path / "cfg", {"labels": self.labels, "config_labels": self._config_labels})
+        if "cfg" not in exclude:
+            srsly.write_json(path / "cfg", self.saved_settings())
         if "model" not in exclude:
             self.generator.save(path / MODEL_FOLDER)
 
     def from_disk(self, path: Path, *, exclude: Iterable[str] = SimpleFrozenList()) -> "UniNER":
         path = Path(path)
-        cfg = srsly.read_json(path / "cfg")
-        # Labels given at load time (spacy.load(..., config=...)) win. Only when the config still
-        # holds the labels it was saved with do the saved ones come back: they differ when labels
-        # were set on the component after it was built, which config.cfg does not record.
-        if self._config_labels == cfg.get("config_labels", cfg["labels"]):
-            self.labels = cfg["labels"]
+        if "cfg" not in exclude:
+            self.restore_settings(srsly.read_json(path / "cfg"))
         if "model" not in exclude:
             self.generator.load(path / MODEL_FOLDER)
         return self
+
+    def to_bytes(self, *, exclude: Iterable[str] = SimpleFrozenList()) -> bytes:
+        """The settings, and the model folder `to_disk` writes as a mapping of its files' paths to
+        their bytes."""
+        return to_bytes({"cfg": lambda: srsly.json_dumps(self.saved_settings()), "model": self.model_bytes}, exclude)
+
+    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = SimpleFrozenList()) -> "UniNER":
+        from_bytes(bytes_data, {"cfg": lambda data: self.restore_settings(srsly.json_loads(data)), "model": self.load_model_bytes}, exclude)
+        return self
+
+    def model_bytes(self) -> bytes:
+        with TemporaryDirectory(prefix="uniner-") as folder:
+            model = Path(folder) / MODEL_FOLDER
+            self.generator.save(model)
+            files = sorted(path for path in model.rglob("*") if path.is_file()) if model.is_dir() else []
+            return srsly.msgpack_dumps({path.relative_to(model).as_posix(): path.read_bytes() for path in files})
+
+    def load_model_bytes(self, data: bytes) -> None:
+        """The model folder unpacked into a temporary folder of the component's, which lives as long
+        as the component: the generator's source, read again to save a narrowed model whole."""
+        unpacked = TemporaryDirectory(prefix="uniner-")
+        model = Path(unpacked.name) / MODEL_FOLDER
+        for name, content in srsly.msgpack_loads(data).items():
+            target = (model / name).resolve()
+            if model.resolve() not in target.parents:
+                raise ValueError(f"[uniner] the serialized model holds a file outside its folder: {name!r}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        model.mkdir(parents=True, exist_ok=True)
+        self.generator.load(model)
+        self._unpacked = unpacked

@@ -1,5 +1,7 @@
 """Greedy generation with a Hugging Face causal LM, loaded lazily and saved with safetensors. The
 prompts of one text share one pass over it; `decoding` answers them in batches."""
+import os
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
@@ -10,11 +12,21 @@ from .attention import use_grouped_attention
 from .constraints import PassageConstraint
 from .decoding import GreedyDecoder, QuestionBatch, SharedPrefixes
 from .loading import load_causal_lm, resolve_device
-from .precision import narrow, resolve_precision
+from .precision import Float32TopLogits, narrow, resolve_precision
 from .prompts import prompt_context, prompt_text
 from .scores import ScoredAnswer
 from .stopping import AnswerStop
 from .tokens import encode_texts
+
+
+def one_thread_after_fork() -> None:
+    """A forked process (`nlp.pipe(..., n_process=N)` forks its workers on Linux) runs torch on one
+    thread: the parent's intra-op thread pool does not survive a fork, and a child that enters it
+    waits for good once the parent has run the model. N workers then use N cores."""
+    torch.set_num_threads(1)
+
+
+os.register_at_fork(after_in_child=one_thread_after_fork)
 
 
 class HFGenerator:
@@ -54,6 +66,7 @@ class HFGenerator:
         self._model: Optional[PreTrainedModel] = None
         self._tokenizer: Optional[PreTrainedTokenizerBase] = None
         self._stop: Optional[AnswerStop] = None
+        self._stored_dtype: Optional[torch.dtype] = None  # the source's, read when the model loads
         self.generated_tokens = 0  # by both paths, for throughput figures
 
     @property
@@ -76,6 +89,9 @@ class HFGenerator:
         if self.device == "cuda" and torch.cuda.device_count() > 1:
             kwargs.setdefault("device_map", "auto")
         model, tokenizer = load_causal_lm(self.source, f"the model {self.source!r} ([uniner] model)", trust_remote_code=self.trust_remote_code, **kwargs)
+        # transformers loads weights without a recorded dtype in float32.
+        stored = getattr(AutoConfig.from_pretrained(self.source, trust_remote_code=self.trust_remote_code), "dtype", None) or torch.float32
+        self._stored_dtype = getattr(torch, stored) if isinstance(stored, str) else stored
         if "device_map" not in kwargs:
             model.to(self.device)
         narrow(model, self.precision)
@@ -142,20 +158,39 @@ class HFGenerator:
             )
 
     def save(self, path: Union[str, Path]) -> None:
-        """The weights as the source stores them: a model not loaded yet, or decoding in a narrower
-        precision (bf16 or int8 from float32 weights, float32 logits over bf16), is saved from its
-        source, so that saving loses nothing and loads no model twice."""
-        if self._model is not None and not self.precision.alters_model and self.dtype == self.stored_dtype():
-            model, tokenizer = self._model, self._tokenizer
+        """The weights and tokenizer, from memory where they are the source's: a model in the dtype
+        its source stores. A model decoding in a narrower precision (bf16 or int8 from float32
+        weights, float32 logits over bf16) is saved whole from its source while that can be read,
+        and from memory, as it decodes, once it cannot (the folder it came from is gone); a model not
+        loaded yet is copied from its source."""
+        if self._model is None:
+            self.save_from_source(path)
+        elif not self.precision.alters_model and self.dtype == self._stored_dtype:
+            self.save_from_memory(path)
         else:
-            model, tokenizer = load_causal_lm(self.source, f"the model {self.source!r} ([uniner] model)", trust_remote_code=self.trust_remote_code, **dict(self.model_kwargs, dtype="auto"))
+            try:
+                self.save_from_source(path)
+            except OSError as error:
+                if self.precision.int8:
+                    raise OSError(f"cannot save the model: it decodes in int8 in memory, and its source {self.source!r} can no longer be read to save its weights whole ({error})") from error
+                warnings.warn(f"[uniner] the model's source {self.source!r} can no longer be read: saving its weights from memory, in {self.precision.weights} as it decodes")
+                self.save_from_memory(path)
+
+    def save_from_source(self, path: Union[str, Path]) -> None:
+        model, tokenizer = load_causal_lm(self.source, f"the model {self.source!r} ([uniner] model)", trust_remote_code=self.trust_remote_code, **dict(self.model_kwargs, dtype="auto"))
         model.save_pretrained(path, safe_serialization=True)
         tokenizer.save_pretrained(path)
 
-    def stored_dtype(self) -> torch.dtype:
-        # transformers loads weights without a recorded dtype in float32.
-        stored = getattr(AutoConfig.from_pretrained(self.source, trust_remote_code=self.trust_remote_code), "dtype", None) or torch.float32
-        return getattr(torch, stored) if isinstance(stored, str) else stored
+    def save_from_memory(self, path: Union[str, Path]) -> None:
+        """The model in memory, with its own output layer in place of the float32 top-logits one."""
+        head = self._model.get_output_embeddings()
+        if isinstance(head, Float32TopLogits):
+            self._model.set_output_embeddings(head.head)
+        try:
+            self._model.save_pretrained(path, safe_serialization=True)
+        finally:
+            self._model.set_output_embeddings(head)
+        self._tokenizer.save_pretrained(path)
 
 
 def prompt_groups(tokenizer: PreTrainedTokenizerBase, prompts: List[str]) -> List[Tuple[List[int], List[List[int]], List[int]]]:

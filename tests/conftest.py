@@ -110,8 +110,8 @@ def scripted_nlp():
     """A pipeline whose `uniner` component answers from a script; the model named in the config is
     never loaded (the component loads weights lazily)."""
 
-    def make(answers: Dict[Tuple[str, str], str], labels: List[str], **config):
-        nlp = spacy.blank("en")
+    def make(answers: Dict[Tuple[str, str], str], labels: List[str], lang: str = "en", **config):
+        nlp = spacy.blank(lang)
         uniner = nlp.add_pipe("uniner", config={"model": "unused/never-loaded", "labels": labels, **config})
         scored = any(isinstance(answer, list) for answer in answers.values())
         uniner.generator = (ScoredScriptedGenerator if scored else ScriptedGenerator)(answers)

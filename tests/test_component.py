@@ -1,4 +1,6 @@
 """The component's behaviour, driven by a scripted model through the real pipe code."""
+import json
+
 import pytest
 import spacy
 from spacy import displacy
@@ -262,3 +264,39 @@ def test_the_labels_coloured_for_displacy_are_the_last_ones_set_and_bounded(scri
     for i in range(display.MAX_LABELS_IN_USE - 1):
         uniner.labels = [f"other {i}"]
     assert "type 60" in display.displacy_colors() and "type 61" not in display.displacy_colors()
+
+
+def test_nlp_pipe_sends_a_failing_batch_to_the_pipelines_error_handler(scripted_nlp):
+    nlp = scripted_nlp({}, labels=["city"])
+    uniner = nlp.get_pipe("uniner")
+
+    def unreachable(prompts):
+        raise ConnectionError("the server at http://127.0.0.1:9/v1 did not answer")
+
+    uniner.generator.generate = unreachable
+    with pytest.raises(ConnectionError):
+        list(nlp.pipe(["Paris.", "Rome."]))
+    failed = []
+    nlp.set_error_handler(lambda name, component, docs, error: failed.append((name, [d.text for d in docs], type(error))))
+    assert list(nlp.pipe(["Paris.", "Rome.", "Oslo."], batch_size=2)) == []
+    assert failed == [("uniner", ["Paris.", "Rome."], ConnectionError), ("uniner", ["Oslo."], ConnectionError)]
+    nlp("Paris.")  # as in spaCy, a single doc goes through the handler of the pipeline's own call
+    assert failed[-1] == ("uniner", ["Paris."], ConnectionError)
+
+
+def test_spans_land_on_the_right_characters_in_german_chinese_and_russian(scripted_nlp):
+    """Real non-English texts through the component, each in its language's own tokenizer, scored
+    with the component's scorer."""
+    for lang, text, answers in [
+        ("de", "Angela Merkel wurde in Hamburg geboren und lebte lange in Berlin-Mitte.", {"person": '["Angela Merkel"]', "location": '["Hamburg", "Berlin-Mitte"]'}),
+        ("zh", "居里夫人出生于华沙，后来在巴黎工作。", {"person": '["居里夫人"]', "location": '["华沙", "巴黎"]'}),
+        ("ru", "Лев Толстой родился в Ясной Поляне, а умер в Астапове.", {"person": '["Лев Толстой"]', "location": '["Ясной Поляне", "Астапове"]'}),
+    ]:
+        nlp = scripted_nlp({(text, label): answer for label, answer in answers.items()}, labels=list(answers), lang=lang)
+        doc = nlp(text)
+        expected = sorted((text.index(m), text.index(m) + len(m), label) for label, answer in answers.items() for m in json.loads(answer))
+        assert sorted((e.start_char, e.end_char, e.label_) for e in doc.ents) == expected, lang
+        gold = nlp.make_doc(text)
+        gold.ents = [gold.char_span(start, end, label=label) for start, end, label in expected[:-1]]
+        scores = nlp.get_pipe("uniner").score([Example(doc, gold)])
+        assert scores["ents_p"] == pytest.approx((len(expected) - 1) / len(expected)) and scores["ents_r"] == 1.0, lang

