@@ -40,10 +40,12 @@ def parse_answer(answer: str) -> ParsedAnswer:
     if items is None:
         items = _salvage_strings(answer[start:])
     parsed = ParsedAnswer(well_formed=well_formed)
+    seen = set()  # beside the list: a lookup in it would make a long answer's parse quadratic
     for item in items:
         if not isinstance(item, str) or not item.strip():
             parsed.dropped += 1
-        elif item.strip() not in parsed.strings:
+        elif item.strip() not in seen:
+            seen.add(item.strip())
             parsed.strings.append(item.strip())
     return parsed
 
@@ -94,11 +96,13 @@ def parse_teacher_answer(answer: str) -> TeacherAnswer:
     parsed = TeacherAnswer(well_formed=items is not None)
     if items is None:
         items = [(_unquote(m.group(1)), _unquote(m.group(2))) for m in _PAIR.finditer(answer)]
+    seen = set()
     for item in items:
         pair = _as_pair(item)
         if pair is None:
             parsed.dropped += 1
-        elif pair not in parsed.pairs:
+        elif pair not in seen:
+            seen.add(pair)
             parsed.pairs.append(pair)
     return parsed
 

@@ -3,6 +3,7 @@
 connections with exponential backoff (honouring Retry-After), and an API key from an environment
 variable when one is set."""
 import os
+import time
 from typing import Dict, Optional
 
 import requests
@@ -23,6 +24,22 @@ def retrying_session(max_tries: int, interval: float, connections: int = 10) -> 
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
+
+
+def read_bounded(response: requests.Response, deadline: float, limit: int) -> bytes:
+    """The body of a response opened with `stream=True`, given up on once it passes `limit` bytes or
+    the clock (time.monotonic) passes `deadline`: the HTTP library's timeout bounds each read, so a
+    server sending a byte at a time would otherwise hold the request for as long as it likes."""
+    body = bytearray()
+    while True:
+        if time.monotonic() > deadline:
+            raise requests.Timeout(f"{response.url} did not finish its reply in time ({len(body)} bytes by the deadline)")
+        chunk = response.raw.read1(65536, decode_content=True)
+        if not chunk:
+            return bytes(body)
+        body += chunk
+        if len(body) > limit:
+            raise ValueError(f"{response.url} sent a reply of more than {limit} bytes")
 
 
 def key_headers(api_key_env: Optional[str]) -> Dict[str, str]:

@@ -10,8 +10,19 @@ from .tokens import load_tokenizer
 
 
 def resolve_device(device: str) -> str:
+    """The config's `device`: "auto" (a GPU when torch sees one), or a torch device this machine
+    has, checked when the component is built rather than at its first doc."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"[uniner] config key 'device' must be 'auto' or a torch device ('cpu', 'cuda', 'cuda:1'), got {device!r}") from None
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise ValueError(f"[uniner] config key 'device' is {device!r}, but torch sees {torch.cuda.device_count()} GPUs: use 'auto' or 'cpu'")
+    backend = getattr(torch, parsed.type, None)
+    if parsed.type != "cpu" and not (backend is not None and hasattr(backend, "is_available") and backend.is_available()):
+        raise ValueError(f"[uniner] config key 'device' is {device!r}, but torch sees no {parsed.type} device here (a CPU-only build, or no driver): use 'auto' or 'cpu'")
     return device
 
 

@@ -1,17 +1,28 @@
 """The student behind an inference server that speaks OpenAI's completions API (`/v1/completions`:
 vLLM, Text Generation Inference, llama.cpp's server): the component's prompts, byte for byte, sent
 as concurrent requests, answered greedily, with token log-probabilities where the server gives them."""
+import json
+import math
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from itertools import accumulate
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
+from urllib.parse import urlsplit
 
 import requests
 
-from .client import key_headers, retrying_session
+from .client import key_headers, read_bounded, retrying_session
 from .prompts import TURN_ENDS
 from .scores import ScoredAnswer
+
+
+# The most a completion's reply may hold: max_new_tokens tokens with their log-probabilities take a
+# few hundred bytes each; more is a server gone wrong, not an answer.
+MAX_REPLY_BYTES = 16 * 1024 * 1024
+# A log-probability above 0 by no more than this is the server's rounding, read as 0.
+ROUNDING = 1e-4
 
 
 class ServerError(ConnectionError):
@@ -44,6 +55,9 @@ class ServerGenerator:
     ):
         if concurrency < 1 or max_new_tokens < 1 or timeout <= 0:
             raise ValueError(f"[uniner] config keys 'concurrency' and 'max_new_tokens' must be >= 1 and 'timeout' > 0, got {concurrency}, {max_new_tokens} and {timeout}")
+        parts = urlsplit(server) if isinstance(server, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"[uniner] config key 'url' must be the API's base URL with its scheme, such as http://host:8000/v1, got {server!r}")
         self.url = server.rstrip("/") + "/completions"
         self.model = model
         self.max_new_tokens = max_new_tokens
@@ -85,15 +99,17 @@ class ServerGenerator:
             "stop": [TURN_ENDS[1]],
             "logprobs": 1,
         }
-        response = self.session.post(self.url, json=request, headers=key_headers(self.api_key_env), timeout=self.timeout)
+        deadline = time.monotonic() + self.timeout
+        with self.session.post(self.url, json=request, headers=key_headers(self.api_key_env), timeout=self.timeout, stream=True) as response:
+            text = read_bounded(response, deadline, MAX_REPLY_BYTES).decode("utf8", errors="replace")
         if response.status_code != 200:
-            raise ValueError(f"{self.url} answered {response.status_code}: {response.text[:200]}")
+            raise ValueError(f"{self.url} answered {response.status_code}: {text[:200]}")
         try:
-            body = response.json()
+            body = json.loads(text)
             choice = body["choices"][0]
             answer = scored_completion(choice["text"], choice.get("logprobs"))
         except (ValueError, KeyError, IndexError, TypeError) as error:
-            raise ValueError(f"{self.url} sent no completion the OpenAI API describes ({error!r}): {response.text[:200]}") from error
+            raise ValueError(f"{self.url} sent no completion the OpenAI API describes ({error!r}): {text[:200]}") from error
         if not answer.token_logprobs and answer.text and not self.unscored:
             self.unscored = True
             warnings.warn(
@@ -134,7 +150,7 @@ def token_logprobs(logprobs: Optional[Dict[str, Any]]) -> Optional[Tuple[List[in
     if not logprobs:
         return None
     if logprobs.get("tokens"):
-        return list(accumulate(len(token) for token in logprobs["tokens"])), list(logprobs["token_logprobs"])
+        return list(accumulate(len(token) for token in logprobs["tokens"])), checked_logprobs(logprobs["token_logprobs"])
     if logprobs.get("content"):
         # A character cut between two tokens ends with the token that completes it: the ends count the
         # characters the bytes so far decode to.
@@ -143,5 +159,16 @@ def token_logprobs(logprobs: Optional[Dict[str, Any]]) -> Optional[Tuple[List[in
             read += bytes(token["bytes"]) if token.get("bytes") is not None else token["token"].encode("utf8")
             ends.append(len(read.decode("utf8", errors="ignore")))
             values.append(token["logprob"])
-        return ends, values
+        return ends, checked_logprobs(values)
     return None
+
+
+def checked_logprobs(values: List[Any]) -> List[float]:
+    """Log-probabilities as a score needs them: finite numbers up to 0 (a mention's score, their
+    sum's exponent, then lies in [0, 1]); anything else makes the reply an error."""
+    checked = []
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value > ROUNDING:
+            raise ValueError(f"a token log-probability of {value!r}: a log-probability is a finite number up to 0")
+        checked.append(min(float(value), 0.0))
+    return checked
