@@ -307,3 +307,25 @@ def test_nested_gold_mentions_count_under_both_metrics(scripted_nlp, tmp_path):
     assert scores["spans"]["p"] > 0.9 and 0.5 < scores["spans"]["r"] < 1.0
     doc = sentence_doc(spacy.blank("en"), nested[0], gold=True)
     assert len(doc.spans["benchmark_gold"]) == len(nested[0].spans) and not doc.ents
+
+
+def test_saved_scores_are_reused_only_for_the_same_pipeline_and_precision(tiny_llama_path, tmp_path):
+    """`evaluate X OUT --dtype int8` after a float32 run into OUT decodes again, and so does another
+    pipeline; the precision each system decoded in is in the report and its table."""
+    for name, tokens in (("student", 2), ("other", 3)):
+        nlp = spacy.blank("en")
+        nlp.add_pipe("uniner", config={"model": {"name": str(tiny_llama_path), "max_new_tokens": tokens}, "labels": ["x"]})
+        nlp.to_disk(tmp_path / name)
+
+    def evaluate(pipeline, dtype):
+        result = CliRunner().invoke(app, ["evaluate", str(tmp_path / pipeline), str(tmp_path / "run"), "--datasets", "mit-movie", "--mirror", str(MIRROR), "--limit", "2", "--dtype", dtype])
+        assert result.exit_code == 0, (result.output, result.exception)
+        return srsly.read_json(tmp_path / "run" / "student" / "mit-movie.json"), srsly.read_json(tmp_path / "run.json")
+
+    first, summary = evaluate("student", "float32")
+    assert summary["precisions"] == {"student": "float32"} and "Decoded in: student float32" in (tmp_path / "run.md").read_text()
+    assert evaluate("student", "float32")[0] == first  # reused, seconds and all
+    int8, summary = evaluate("student", "int8")
+    assert int8["settings"]["system"]["precision"] == "int8" and summary["precisions"] == {"student": "int8"}
+    other, _ = evaluate("other", "int8")
+    assert other["settings"]["system"] != int8["settings"]["system"]

@@ -1,5 +1,6 @@
 """Run a pipeline's `uniner` component over benchmark sentences, the way users run it, and score it
 both ways: the paper's metric on its raw answers, spaCy's span scores on the doc.ents it writes."""
+import hashlib
 import json
 import re
 import time
@@ -203,6 +204,24 @@ def zero_shot_check(conversations: Path, sentences: List[Sentence], shingle: int
     return short
 
 
+def system_identity(nlp: Language) -> Dict[str, Any]:
+    """What a system's answers depend on besides the sentences, so that saved scores are reused
+    for that system only: its config (backend block, labels, decoding settings), the precision its
+    student decodes in as this machine resolved it, and its weights' files (names, sizes, times)."""
+    identity: Dict[str, Any] = {"config": hashlib.sha256(nlp.config.to_str().encode("utf8")).hexdigest()}
+    uniner = uniner_of(nlp)
+    generator = getattr(uniner, "generator", None)
+    precision = getattr(generator, "precision", None)
+    if precision is not None:
+        identity["precision"] = precision.name
+    source = getattr(generator, "source", None)
+    if source is not None:
+        files = sorted(path for path in Path(source).rglob("*") if path.is_file()) if Path(source).is_dir() else []
+        stamps = [(path.relative_to(source).as_posix(), path.stat().st_size, path.stat().st_mtime_ns) for path in files]
+        identity["weights"] = hashlib.sha256(json.dumps([str(source), stamps]).encode("utf8")).hexdigest()
+    return identity
+
+
 def run_evaluation(
     systems: Dict[str, Language],
     names: List[str],
@@ -250,6 +269,7 @@ def run_evaluation(
     seconds: Dict[str, Dict[str, float]] = {}
     mention_thresholds: Dict[str, float] = {}
     label_margins: Dict[str, float] = {}
+    identities = {system: system_identity(nlp) for system, nlp in systems.items()}
     for system, nlp in systems.items():
         mention_thresholds[system], label_margins[system] = counting_rule(nlp)
     for system, nlp in systems.items():
@@ -258,7 +278,7 @@ def run_evaluation(
         results[system], seconds[system] = {}, {}
         for name, benchmark in benchmarks.items():
             done = folder / f"{name}.json"
-            run_settings = dict(settings, threshold=mention_thresholds[system], label_margin=label_margins[system])
+            run_settings = dict(settings, threshold=mention_thresholds[system], label_margin=label_margins[system], system=identities[system])
             if not (done.exists() and srsly.read_json(done).get("settings") == run_settings):
                 started = time.perf_counter()
                 result = evaluate_benchmark(nlp, benchmark, chosen[name], paper_golds(name, mirror))
@@ -269,9 +289,12 @@ def run_evaluation(
             results[system][name], seconds[system][name] = record["scores"], record.get("seconds")
             results[system][name]["thresholds"] = threshold_scores(srsly.read_jsonl(folder / f"{name}.jsonl"), thresholds, label_margins[system])
     domains = {name: specs[name]["domain"] for name in benchmarks}
-    summary = {"settings": dict(settings, thresholds=list(thresholds)), "mention_thresholds": mention_thresholds, "label_margins": label_margins, "systems": results, "seconds": seconds, "domains": domains, "skipped": skipped, "left_out": left_out}
+    precisions = {system: identity["precision"] for system, identity in identities.items() if identity.get("precision")}
+    summary = {"settings": dict(settings, thresholds=list(thresholds)), "precisions": precisions, "mention_thresholds": mention_thresholds, "label_margins": label_margins, "systems": results, "seconds": seconds, "domains": domains, "skipped": skipped, "left_out": left_out}
     write_json(output.with_suffix(".json"), summary)
     sections = [markdown_table(results, mention_thresholds, label_margins)]
+    if precisions:
+        sections.insert(0, "Decoded in: " + ", ".join(f"{system} {name}" for system, name in precisions.items()))
     if by_domain:
         sections[:0] = [domain_table(results, domains), sets_table(results, domains)]
         domain_chart(results, domains, output.with_name(output.name + "-domains.png"))
