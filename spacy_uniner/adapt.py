@@ -93,7 +93,11 @@ def run_adapt(
     its distilled conversations, write the adapted pipeline to `output`, and report the paper F and
     span F on `gold_eval` before and after. `overrides` are the trainer's config keys (as `train`
     takes them); the student's own pipeline settings are kept, with the gold labels."""
-    check_output_folder(output)
+    inputs = {"student": student, "gold-train": gold_train, "gold-eval": gold_eval, "distilled conversations": distilled, "training config": config_path}
+    for folder in (output, checkpoints):
+        check_output_folder(folder, inputs)
+    if report_path is not None:
+        check_output_file(report_path, inputs)
     started = time.perf_counter()
     nlp = load_pipeline(str(student))
     if nlp is None:
@@ -143,8 +147,10 @@ def split_benchmark(name: str, mirror: Path, train_output: Path, eval_output: Pa
     """A benchmark set of the mirror split by `seed` into gold-train (`train_size` sentences) and
     gold-eval (`eval_size` of the rest, or all of them) DocBins, as a user's own gold data would
     come: the stand-in for it in the project's `adapt` workflow and in the adaptation measurements."""
-    for path in (train_output, eval_output):
-        check_output_file(path)
+    check_output_file(train_output, {"mirror": mirror})
+    check_output_file(eval_output, {"mirror": mirror, "gold-train output": train_output})
+    if eval_size is not None and eval_size < 1:
+        raise ValueError(f"the gold-eval size must be at least 1 (or left out: all the rest), got {eval_size}")
     sentences = [sentence for sentence in load_benchmark(name, mirror).sentences if sentence.tokens]
     if train_size < 1 or train_size >= len(sentences):
         raise ValueError(f"{name} has {len(sentences)} sentences: the gold-train size must be from 1 to {len(sentences) - 1}, got {train_size}")

@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import torch
 
 from .component import pipeline_model
-from .files import atomic_folder
+from .files import atomic_folder, check_output_folder
 from .loading import load_causal_lm
 
 
@@ -25,6 +25,7 @@ def average_students(pipelines: Sequence[Union[str, Path]], output: Union[str, P
     pipelines, output = [Path(pipeline) for pipeline in pipelines], Path(output)
     if len(pipelines) < 2:
         raise ValueError(f"averaging needs at least two student pipelines, got {len(pipelines)}")
+    check_output_folder(output, {f"student pipeline #{number}": pipeline for number, pipeline in enumerate(pipelines, 1)})
     if output.exists():
         raise ValueError(f"{output} exists: give a new folder for the averaged pipeline, so that no student is overwritten")
     folders = [pipeline_model(pipeline) for pipeline in pipelines]

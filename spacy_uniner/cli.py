@@ -88,7 +88,7 @@ def visualize_cli(
     output: Path = typer.Argument(..., help="The HTML file to write displaCy's entity view to."),
 ):
     """Run a pipeline over a few texts, print their entities and write displaCy's view as HTML."""
-    check_output_file(output)
+    check_output_file(output, {"pipeline": pipeline, "texts": texts})
     docs = visualize(pipeline, read_texts(texts))
     write_text(output, displacy.render(docs, style="ent", page=True))
     typer.echo(f"Wrote {output}")
@@ -115,7 +115,7 @@ def pile_ner_records_cli(
     the recorded-response file that the offline teacher (spacy_uniner.RecordedTeacher.v1) replays:
     each passage's answers joined into the teacher's ("entity", "type") tuple list, its
     asked-but-empty types kept as negatives; a text in several sources is one record."""
-    check_output_file(output)
+    check_output_file(output, {f"source #{number}": source for number, source in enumerate(sources, 1)})
     if output.is_file() and output.stat().st_size and not recorded_responses(output):
         # The last path is the output: a forgotten OUTPUT would make the last source the output.
         raise typer.BadParameter(f"{output} exists and is not a recorded-response file (no 'response' in its first line): is it a source, with OUTPUT left out?", param_hint="OUTPUT")
@@ -177,7 +177,7 @@ def passages_cli(
     max_words: int = typer.Option(MAX_WORDS, "--max-words", help="Longest passage in whitespace-separated words (the paper cut passages at 256 tokens). A document that fits stays whole; a longer one is cut at sentence ends."),
 ):
     """Cut raw documents into passages for the teacher, dropping repeated passages."""
-    check_output_file(output)
+    check_output_file(output, {"source": source})
     passages = list(make_passages(read_documents(source), max_words))
     if not passages:
         raise ValueError(f"{source} holds no text: no passage to write (the earlier output is kept)")

@@ -169,7 +169,9 @@ def read_conversations(path: Path) -> List[Tuple[str, List[str]]]:
 
 
 def run_build_data(annotations: Path, output: Path, report_path: Optional[Path] = None, **settings: Any) -> Dict[str, Any]:
-    check_output_file(output)
+    for path in (output, report_path):
+        if path is not None:
+            check_output_file(path, {"annotations": annotations})
     conversations, report = build_conversations(read_annotations(annotations), **settings)
     write_json(output, conversations)
     if report_path is not None:

@@ -4,30 +4,57 @@ output as it was. Output paths are checked before the work that fills them."""
 import os
 import shutil
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Union
+from typing import Any, Iterable, Iterator, Mapping, Optional, Union
 
 import srsly
 
 PathLike = Union[str, Path]
+# A command's input paths by what they are ("the student", "gold-train"); None: not given.
+Inputs = Optional[Mapping[str, Optional[PathLike]]]
+UMASK_LOCK = threading.Lock()
 
 
-def check_output_file(path: PathLike) -> Path:
-    """`path` as a file to write: refused up front, before any work is done, when it is a folder
-    or its folder cannot be written."""
+def check_output_file(path: PathLike, inputs: Inputs = None) -> Path:
+    """`path` as a file to write: refused up front, before any work is done, when it is a folder,
+    its folder cannot be written, or it is one of the command's `inputs` (see `check_apart`)."""
     path = Path(path)
+    check_apart(path, inputs)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder: give the path of a file to write")
     return writable_parent(path)
 
 
-def check_output_folder(path: PathLike) -> Path:
-    """`path` as a folder to write: refused up front when it is a file or its parent cannot be written."""
+def check_output_folder(path: PathLike, inputs: Inputs = None) -> Path:
+    """`path` as a folder to write: refused up front when it is a file, its parent cannot be
+    written, or it is one of the command's `inputs`, inside one or holds one (see `check_apart`)."""
     path = Path(path)
+    check_apart(path, inputs)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{path} is a file: give the path of a folder to write")
     return writable_parent(path)
+
+
+def check_apart(output: PathLike, inputs: Inputs) -> None:
+    """A command never writes over one of its own inputs, into one (a pipeline folder that
+    `spacy package` would ship), or around one (an output folder is replaced whole). `inputs`
+    names each input path by what it is; None stands for an input not given."""
+    target = Path(output).resolve()
+    for what, path in (inputs or {}).items():
+        if path is None:
+            continue
+        source = Path(path).resolve()
+        if target == source:
+            where = f"is the {what}"
+        elif source in target.parents:
+            where = f"is inside the {what}"
+        elif target in source.parents:
+            where = f"holds the {what}"
+        else:
+            continue
+        raise ValueError(f"the output {output} {where} {path}: give an output apart from the command's inputs")
 
 
 def writable_parent(path: Path) -> Path:
@@ -40,6 +67,21 @@ def writable_parent(path: Path) -> Path:
     return path
 
 
+def current_umask() -> int:
+    """The process's umask: the modes an output gets are those `open` and `mkdir` would give it, not
+    the private ones of `mkstemp` and `mkdtemp` (0600, 0700), which the rename would keep. Read from
+    /proc where Linux shows it; elsewhere os.umask can only be read by setting it, one thread at a
+    time."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Umask:")), 8)
+    except (OSError, StopIteration):
+        with UMASK_LOCK:
+            mask = os.umask(0o077)
+            os.umask(mask)
+        return mask
+
+
 @contextmanager
 def atomic_file(path: PathLike) -> Iterator[Path]:
     """A temporary path beside `path` to write to; it replaces `path` when the block ends without
@@ -48,6 +90,7 @@ def atomic_file(path: PathLike) -> Iterator[Path]:
     handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     os.close(handle)
     partial = Path(name)
+    partial.chmod(0o666 & ~current_umask())
     try:
         yield partial
         os.replace(partial, path)
@@ -61,6 +104,7 @@ def atomic_folder(path: PathLike) -> Iterator[Path]:
     there is removed only then) when the block ends without an error, and is removed when it raises."""
     path = check_output_folder(path)
     partial = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    partial.chmod(0o777 & ~current_umask())
     try:
         yield partial
         if path.exists():

@@ -31,7 +31,7 @@ from .answers import parse_answer
 from .average import RunningMean
 from .data import question_pairs, read_conversations
 from .examples import IGNORE, collate, epochs_of_examples, hold_out, padding_share
-from .files import atomic_folder, check_output_folder, write_json, write_jsonl
+from .files import atomic_folder, check_output_file, check_output_folder, write_json, write_jsonl
 from .loading import load_causal_lm
 from .memory import peak_resident_gb, release_freed_memory, trim_heap
 from .precision import decoder_layers, resolve_precision
@@ -440,7 +440,13 @@ def run_training(
     overrides = dict(overrides or {})
     pipeline_overrides = {key: overrides.pop(key) for key in list(overrides) if key.startswith(("nlp.", "components."))}
     config = load_train_config(config_path, overrides)
-    check_output_folder(output)  # before hours of training, not after
+    # Before hours of training, not after.
+    inputs = {"conversations": conversations, "training config": config_path, "pipeline config": pipeline_config}
+    for folder in (output, checkpoints):
+        check_output_folder(folder, inputs)
+    for path in (log_path, report_path):
+        if path is not None:
+            check_output_file(path, {**inputs, "pipeline": output, "checkpoints": checkpoints})
     student_dir = checkpoints / "student"
     result = train(conversations, student_dir, config, checkpoints, log_path)
     release_freed_memory()  # the trainer's model and optimizer, before the pipeline loads the student

@@ -182,7 +182,10 @@ def run_distillation(
     overrides: Dict[str, Any] = util.SimpleFrozenDict(),
 ) -> Dict[str, Any]:
     """Distill a passages file into `output` (a DocBin) and return (and write) the report."""
-    check_output_file(output)
+    inputs = {"passages": passages, "distillation config": config_path, "teacher config": teacher_path}
+    for path in (output, report_path):
+        if path is not None:
+            check_output_file(path, inputs)
     nlp = load_distiller(config_path, teacher_path, overrides)
     started = time.perf_counter()
     docs = list(distill(nlp, read_passages(nlp, passages), batch_size))

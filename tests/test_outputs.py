@@ -1,0 +1,87 @@
+"""What a user owns is never lost: a command refuses, before any work, an output that is one of its
+inputs, lies inside one or holds one, naming both; and its outputs get the modes the umask gives."""
+import os
+import stat
+
+import pytest
+import spacy
+import srsly
+from spacy.tokens import DocBin
+from typer.testing import CliRunner
+
+from spacy_uniner.cli import app
+from test_user_errors import one_line_error, spacy_uniner
+
+
+def refused(*args, message):
+    """The command run in this process (as the CLI does, less its one-line printing): a ValueError
+    naming both paths."""
+    result = CliRunner().invoke(app, [str(arg) for arg in args])
+    assert isinstance(result.exception, ValueError) and message in str(result.exception), (result.output, result.exception)
+
+
+@pytest.fixture(scope="module")
+def student(tiny_llama_path, tmp_path_factory):
+    path = tmp_path_factory.mktemp("student") / "pipeline"
+    nlp = spacy.blank("en")
+    nlp.add_pipe("uniner", config={"model": {"name": str(tiny_llama_path), "device": "cpu"}, "labels": ["person"]})
+    nlp.to_disk(path)
+    return path
+
+
+@pytest.fixture
+def gold(tmp_path):
+    nlp = spacy.blank("en")
+    doc = nlp("Marie Curie lived in Paris.")
+    doc.ents = [doc.char_span(0, 11, label="person")]
+    DocBin(docs=[doc]).to_disk(tmp_path / "gold.spacy")
+    return tmp_path / "gold.spacy"
+
+
+def snapshot(folder):
+    return {str(path.relative_to(folder)): (path.stat().st_mtime_ns, path.stat().st_size) for path in folder.rglob("*")}
+
+
+def test_adapt_refuses_to_write_over_into_or_around_the_student(student, gold):
+    before = snapshot(student.parent)
+    one_line_error(spacy_uniner("adapt", student, gold, gold, student), f"the output {student} is the student {student}")
+    refused("adapt", student, gold, gold, student / "adapted", message=f"the output {student / 'adapted'} is inside the student {student}")
+    refused("adapt", student, gold, gold, student.parent, message=f"the output {student.parent} holds the student {student}")
+    assert snapshot(student.parent) == before  # nothing written, not even an empty checkpoints folder
+
+
+def test_adapt_refuses_checkpoints_inside_the_student(student, gold, tmp_path):
+    refused("adapt", student, gold, gold, tmp_path / "adapted", "--checkpoints", student / "checkpoints", message="is inside the student")
+    assert not (student / "checkpoints").exists() and not (tmp_path / "adapted").exists()
+
+
+def test_average_refuses_an_output_inside_a_student(student):
+    before = snapshot(student)
+    refused("average", student, student, student / "avg", message="is inside the student pipeline #1")
+    assert snapshot(student) == before and not list(student.glob(".avg*"))
+
+
+def test_train_build_data_and_passages_refuse_their_input_as_output(tmp_path):
+    text = tmp_path / "docs.txt"
+    text.write_text("Marie Curie lived in Paris.\n")
+    refused("passages", text, text, message=f"the output {text} is the source {text}")
+    assert text.read_text() == "Marie Curie lived in Paris.\n"
+    conversations = tmp_path / "conversations.json"
+    srsly.write_json(conversations, [])
+    refused("train", conversations, tmp_path, "--checkpoints", tmp_path / "c", message=f"the output {tmp_path} holds the conversations {conversations}")
+    annotations = tmp_path / "annotations.spacy"
+    DocBin().to_disk(annotations)
+    refused("build-data", annotations, tmp_path / "c.json", "--report", annotations, message="is the annotations")
+
+
+def test_outputs_get_the_modes_the_umask_gives(tmp_path):
+    """mkstemp and mkdtemp make private files (0600) and folders (0700); a rename keeps their modes."""
+    text = tmp_path / "docs.txt"
+    text.write_text("Marie Curie lived in Paris.\n")
+    previous = os.umask(0o027)
+    try:
+        done = spacy_uniner("passages", text, tmp_path / "out" / "passages.jsonl")
+    finally:
+        os.umask(previous)
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE((tmp_path / "out" / "passages.jsonl").stat().st_mode) == 0o640
