@@ -1,10 +1,13 @@
 """Every output the package writes goes through here: to a temporary file (or folder) beside its
 target, renamed onto it only once it is whole, so a killed run or a failed step leaves the earlier
 output as it was. Output paths are checked before the work that fills them."""
+import fcntl
 import os
 import shutil
+import socket
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional, Union
@@ -116,6 +119,37 @@ def atomic_folder(path: PathLike) -> Iterator[Path]:
             os.replace(partial, path)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+
+
+@contextmanager
+def exclusive(path: PathLike) -> Iterator[None]:
+    """One writer at a time for `path` (an output file, a cache folder): while the block runs, a lock
+    file beside it (`.NAME.lock`) is held and names its holder; a second writer is refused, naming
+    that holder. The lock (flock) ends with its process, so a killed run leaves none in the way; the
+    file is removed when the block ends."""
+    path = Path(path)
+    lock = writable_parent(path.with_name(f".{path.name}.lock"))
+    while True:
+        handle = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(handle, 1024).decode("utf8", errors="replace").strip() or "a process"
+            os.close(handle)
+            raise BlockingIOError(f"{path} is being written by another run ({holder}; its lock is {lock}): wait for it to end") from None
+        try:
+            if os.stat(lock).st_ino == os.fstat(handle).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(handle)  # locked a file that a run ending meanwhile removed: lock the one there now
+    try:
+        os.ftruncate(handle, 0)
+        os.write(handle, f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode("utf8"))
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(handle)
 
 
 def drop_torn_last_line(path: PathLike) -> None:

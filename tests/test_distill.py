@@ -115,12 +115,22 @@ def test_distill_offline_and_resume_from_cache(project):
     docs = list(DocBin().from_disk(tmp_path / "ann.spacy").get_docs(spacy.blank("en").vocab))
     assert [doc.user_data["passage_id"] for doc in docs] == list(PASSAGES)
     assert list(docs[0].user_data["passage_meta"]["negative_types"]) == ["disease"]
-    # A second run asks nothing: a teacher with no records would raise for any passage it is asked.
-    empty = tmp_path / "empty.jsonl"
-    empty.write_text("")
-    (tmp_path / "empty.cfg").write_text(f'[model]\n@llm_models = "spacy_uniner.RecordedTeacher.v1"\npath = "{empty}"\n')
-    again = run_distillation(tmp_path / "passages.jsonl", tmp_path / "again.spacy", ROOT / "configs/distill.cfg", tmp_path / "empty.cfg", None, 2, overrides(tmp_path))
+    # A second run asks nothing: with its records gone, the teacher would raise for any passage asked.
+    (tmp_path / "recorded.jsonl").write_text("")
+    again = run_distillation(tmp_path / "passages.jsonl", tmp_path / "again.spacy", ROOT / "configs/distill.cfg", teacher, None, 2, overrides(tmp_path))
     assert {**again, "run": None} == {**report, "run": None}
+
+
+def test_another_teacher_is_not_handed_the_cached_answers_of_the_first(project):
+    tmp_path, teacher = project
+    run_distillation(tmp_path / "passages.jsonl", tmp_path / "ann.spacy", ROOT / "configs/distill.cfg", teacher, None, 2, overrides(tmp_path))
+    other = tmp_path / "other.jsonl"
+    other.write_text((tmp_path / "recorded.jsonl").read_text())
+    (tmp_path / "other.cfg").write_text(f'[model]\n@llm_models = "spacy_uniner.RecordedTeacher.v1"\npath = "{other}"\n')
+    before = (tmp_path / "ann.spacy").read_bytes()
+    with pytest.raises(ValueError, match=rf"the cache {tmp_path / 'cache'} holds the answers of spacy_uniner.RecordedTeacher.v1 at {tmp_path / 'recorded.jsonl'}.*this run's teacher is spacy_uniner.RecordedTeacher.v1 at {other}"):
+        run_distillation(tmp_path / "passages.jsonl", tmp_path / "ann.spacy", ROOT / "configs/distill.cfg", tmp_path / "other.cfg", None, 2, overrides(tmp_path))
+    assert (tmp_path / "ann.spacy").read_bytes() == before and not list(tmp_path.glob(".*.lock")) and not list((tmp_path / "cache").glob(".*.lock"))
 
 
 def test_distill_error_names_the_passage_and_the_cache(project, tmp_path):

@@ -375,3 +375,20 @@ def test_an_empty_or_oversized_passages_file_is_an_error_and_the_earlier_output_
     (tmp_path / "folder.spacy").mkdir()
     with pytest.raises(IsADirectoryError, match="folder.spacy is a folder"):
         run_distillation(tmp_path / "passages.jsonl", tmp_path / "folder.spacy", CONFIG, recorded, None, 2, {"components.llm.cache.path": str(tmp_path / "c")})
+
+
+def test_two_runs_on_one_output_and_cache_ask_the_teacher_once(setup, server):
+    """Started together, one run distills; the other says which run holds the output and exits."""
+    tmp_path, teacher, _ = setup
+    server.delay = 3.0  # the first run holds the output far longer than the two take to start
+    command = [
+        sys.executable, "-m", "spacy_uniner", "distill", str(tmp_path / "passages.jsonl"), str(tmp_path / "both.spacy"),
+        "--config", str(CONFIG), "--teacher", str(teacher), "--components.llm.cache.path", str(tmp_path / "cache"),
+    ]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [run.communicate(timeout=120) + (run.returncode,) for run in runs]
+    assert sorted(code for _, _, code in results) == [0, 1], results
+    _, refused, _ = next(result for result in results if result[2] == 1)
+    assert "is being written by another run (pid" in refused and len(refused.strip().splitlines()) == 1
+    assert sum(server.answered().values()) == len(PASSAGES) and len(server.log) == len(PASSAGES)
+    assert not list(tmp_path.glob(".*.lock")) and not list((tmp_path / "cache").glob(".*.lock"))

@@ -4,9 +4,11 @@ import hashlib
 import json
 import time
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+import srsly
 from confection import Config
 from spacy import util
 from spacy.language import Language
@@ -14,7 +16,7 @@ from spacy.tokens import Doc, DocBin
 from spacy_llm.cache import BatchCache
 from tqdm import tqdm
 
-from ..files import atomic_file, check_output_file, drop_torn_last_line, write_json, write_jsonl
+from ..files import atomic_file, check_output_file, drop_torn_last_line, exclusive, write_json, write_jsonl
 from .task import ANSWER_KEY
 
 # doc.user_data keys of the passage's id and meta from the passages file.
@@ -22,6 +24,8 @@ PASSAGE_ID = "passage_id"
 PASSAGE_META = "passage_meta"
 # The live teacher's answers, one a line as they arrive, in its cache folder.
 JOURNAL_NAME = "teacher_answers.jsonl"
+# Which teacher (model block, prompt) wrote a cache's answers, in the cache folder.
+TEACHER_RECORD = "teacher.json"
 # spacy-llm's BatchCache index: {doc id: batch id} a line.
 CACHE_INDEX = "index.jsonl"
 # Teacher settings that change how it is asked, not what it answers: left out of the cache's name.
@@ -85,6 +89,50 @@ def forget_cached(nlp: Language, docs: List[Doc]) -> None:
     index = cache._path / CACHE_INDEX
     if index.is_file():
         write_jsonl(index, [record for _, record in read_jsonl_lines(index) if not forgotten & set(record)])
+
+
+def cache_of(nlp: Language) -> Optional[Path]:
+    path = nlp.config["components"]["llm"].get("cache", {}).get("path")
+    return Path(path) if path else None
+
+
+def journal_of(nlp: Language) -> Optional[Path]:
+    path = getattr(getattr(teacher_of(nlp), "journal", None), "path", None)
+    return Path(path) if path else None
+
+
+def teacher_identity(nlp: Language) -> Dict[str, Any]:
+    """What makes the teacher's answers its own: its model block less how it is asked, and the
+    task's prompt (a hash of the template it fills)."""
+    llm = nlp.get_pipe("llm")
+    model = {key: value for key, value in nlp.config["components"]["llm"]["model"].items() if key not in RUN_SETTINGS}
+    prompt = getattr(llm._task, "prompt_template", None)  # spacy-llm gives the task no public name
+    return {"model": json.loads(json.dumps(model, default=str)), "prompt": hashlib.sha256(str(prompt).encode("utf8")).hexdigest()[:16]}
+
+
+def describe_teacher(identity: Dict[str, Any]) -> str:
+    model = identity.get("model", {})
+    where = model.get("endpoint") or model.get("path")
+    return f"{model.get('@llm_models')} {model.get('name') or ''}{f' at {where}' if where else ''}, prompt {identity.get('prompt')}".replace("  ", " ")
+
+
+def check_teacher(nlp: Language) -> None:
+    """The answers of a cache and its journal are one teacher's: the first run records which
+    (`teacher.json` in the cache folder); a run with another teacher stops, naming both, since
+    spacy-llm would hand it the recorded teacher's answers without asking."""
+    cache = cache_of(nlp)
+    if cache is None:
+        return
+    record, identity = cache / TEACHER_RECORD, teacher_identity(nlp)
+    if record.is_file():
+        recorded = srsly.read_json(record)
+        if recorded != identity:
+            raise ValueError(
+                f"the cache {cache} holds the answers of {describe_teacher(recorded)}; this run's teacher is {describe_teacher(identity)}: "
+                "give this teacher a cache of its own (--components.llm.cache.path) or remove that one"
+            )
+        return
+    write_json(record, identity)
 
 
 def teacher_of(nlp: Language) -> Any:
@@ -187,10 +235,16 @@ def run_distillation(
         if path is not None:
             check_output_file(path, inputs)
     nlp = load_distiller(config_path, teacher_path, overrides)
-    started = time.perf_counter()
-    docs = list(distill(nlp, read_passages(nlp, passages), batch_size))
-    wall = time.perf_counter() - started
-    write_docs(output, docs)
+    with ExitStack() as held:
+        # One run at a time writes an output, a cache and a journal: two would ask (and pay) the
+        # teacher twice for every passage.
+        for path in dict.fromkeys(path for path in (output, cache_of(nlp), journal_of(nlp)) if path is not None):
+            held.enter_context(exclusive(path))
+        check_teacher(nlp)
+        started = time.perf_counter()
+        docs = list(distill(nlp, read_passages(nlp, passages), batch_size))
+        wall = time.perf_counter() - started
+        write_docs(output, docs)
     report = distill_report(docs)
     # How the run went, to price the next: a live teacher's requests, retries and tokens.
     report["run"] = {"wall_s": round(wall, 2), "passages_per_s": round(len(docs) / wall, 3) if wall else None}
