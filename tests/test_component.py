@@ -300,3 +300,32 @@ def test_spans_land_on_the_right_characters_in_german_chinese_and_russian(script
         gold.ents = [gold.char_span(start, end, label=label) for start, end, label in expected[:-1]]
         scores = nlp.get_pipe("uniner").score([Example(doc, gold)])
         assert scores["ents_p"] == pytest.approx((len(expected) - 1) / len(expected)) and scores["ents_r"] == 1.0, lang
+
+
+def test_other_pipelines_renders_keep_spacys_colours_while_labels_change_on_other_threads(scripted_nlp):
+    """The colours feed every displaCy render of the process: a uniner label that names one of
+    spaCy's own ("person" is PERSON to displaCy) leaves spaCy's colour alone, and labels set on
+    other threads while a render reads them break nothing."""
+    import threading
+
+    doc = spacy.blank("en")("Marie Curie lived in Paris.")
+    doc.ents = [doc.char_span(0, 11, label="PERSON"), doc.char_span(21, 26, label="GPE")]
+    before = displacy.render(doc, style="ent")
+    uniner = scripted_nlp({}, ["person", "gpe", "chemical element"]).get_pipe("uniner")
+    assert displacy.render(doc, style="ent") == before
+    stop = threading.Event()
+
+    def relabel():
+        i = 0
+        while not stop.is_set():
+            uniner.labels = [f"type {i}", f"type {i + 1}"]
+            i += 1
+
+    thread = threading.Thread(target=relabel)
+    thread.start()
+    try:
+        for _ in range(300):
+            displacy.render(doc, style="ent")
+    finally:
+        stop.set()
+        thread.join()
