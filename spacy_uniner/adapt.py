@@ -14,12 +14,16 @@ from spacy.tokens import Doc, DocBin, Span
 
 from .component import pipeline_model, uniner_of
 from .data import conversation, read_conversations, read_docs
+from .errors import UserError
 from .evaluate.datasets import Benchmark, Sentence, load_benchmark
 from .evaluate.run import evaluate_benchmark, sentence_doc
 from .files import atomic_file, check_output_file, check_output_folder, write_json
 from .pipelines import load_pipeline
-from .train import run_training
+from .train import checkpoints_beside, run_training
 
+
+# More distilled conversations per gold one than this would drown the gold it adapts to.
+MAX_DISTILLED_SHARE = 10.0
 
 def gold_spans(doc: Doc, spans_key: Optional[str]) -> List[Span]:
     if spans_key is None:
@@ -40,7 +44,7 @@ def read_gold(path: Path, name: str, spans_key: Optional[str] = None, label_name
     labels = sorted({label for sentence in sentences for _, _, label in sentence.spans})
     if not labels:
         where = f"doc.spans[{spans_key!r}]" if spans_key else "doc.ents (give --spans-key for gold in doc.spans)"
-        raise ValueError(f"{path} holds {len(docs)} docs and no gold mention in {where}: nothing to learn from")
+        raise UserError(f"{path} holds {len(docs)} docs and no gold mention in {where}: nothing to learn from")
     return Benchmark(name, labels, sentences)
 
 
@@ -79,7 +83,7 @@ def run_adapt(
     gold_eval: Path,
     output: Path,
     config_path: Path,
-    checkpoints: Path,
+    checkpoints: Optional[Path] = None,
     dataset: Optional[str] = None,
     spans_key: Optional[str] = None,
     label_names: Optional[Dict[str, str]] = None,
@@ -93,24 +97,27 @@ def run_adapt(
     its distilled conversations, write the adapted pipeline to `output`, and report the paper F and
     span F on `gold_eval` before and after. `overrides` are the trainer's config keys (as `train`
     takes them); the student's own pipeline settings are kept, with the gold labels."""
+    if isinstance(distilled_share, bool) or not isinstance(distilled_share, (int, float)) or not 0 <= distilled_share <= MAX_DISTILLED_SHARE:
+        raise UserError(f"the distilled share (--distilled-share) must be a number from 0 to {MAX_DISTILLED_SHARE} distilled conversations per gold one, got {distilled_share!r}")
+    checkpoints = Path(checkpoints) if checkpoints is not None else checkpoints_beside(output)
     inputs = {"student": student, "gold-train": gold_train, "gold-eval": gold_eval, "distilled conversations": distilled, "training config": config_path}
-    for folder in (output, checkpoints):
-        check_output_folder(folder, inputs)
+    check_output_folder(output, inputs)
+    check_output_folder(checkpoints, inputs, replaced=False)
     if report_path is not None:
         check_output_file(report_path, inputs)
     started = time.perf_counter()
     nlp = load_pipeline(str(student))
     if nlp is None:
-        raise ValueError(f"{student} is not a spaCy pipeline (no config.cfg): give a student pipeline from `train`")
+        raise UserError(f"{student} is not a spaCy pipeline (no config.cfg): give a student pipeline from `train`")
     uniner = uniner_of(nlp)
     if uniner is None:
-        raise ValueError(f"{student} has no uniner component (it has {nlp.pipe_names}): give a student pipeline from `train`")
+        raise UserError(f"{student} has no uniner component (it has {nlp.pipe_names}): give a student pipeline from `train`")
     model = pipeline_model(student)
     name = dataset or Path(gold_train).stem
     train_gold, eval_gold = read_gold(gold_train, name, spans_key, label_names), read_gold(gold_eval, name, spans_key, label_names)
     missing = sorted(set(train_gold.types) - set(eval_gold.types))
     if missing:
-        raise ValueError(f"{gold_eval} has no gold mention of {missing}, which {gold_train} teaches: it cannot show what adapting did for them")
+        raise UserError(f"{gold_eval} has no gold mention of {missing}, which {gold_train} teaches: it cannot show what adapting did for them")
     eval_gold.types = train_gold.types
     uniner.dataset = dataset
     before = score_gold(nlp, eval_gold)
@@ -150,10 +157,10 @@ def split_benchmark(name: str, mirror: Path, train_output: Path, eval_output: Pa
     check_output_file(train_output, {"mirror": mirror})
     check_output_file(eval_output, {"mirror": mirror, "gold-train output": train_output})
     if eval_size is not None and eval_size < 1:
-        raise ValueError(f"the gold-eval size must be at least 1 (or left out: all the rest), got {eval_size}")
+        raise UserError(f"the gold-eval size must be at least 1 (or left out: all the rest), got {eval_size}")
     sentences = [sentence for sentence in load_benchmark(name, mirror).sentences if sentence.tokens]
     if train_size < 1 or train_size >= len(sentences):
-        raise ValueError(f"{name} has {len(sentences)} sentences: the gold-train size must be from 1 to {len(sentences) - 1}, got {train_size}")
+        raise UserError(f"{name} has {len(sentences)} sentences: the gold-train size must be from 1 to {len(sentences) - 1}, got {train_size}")
     order = numpy.random.default_rng(seed).permutation(len(sentences))
     train_part, eval_part = sorted(order[:train_size]), sorted(order[train_size:])[:eval_size]
     nlp = spacy.blank("en")

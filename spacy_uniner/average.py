@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import torch
 
 from .component import pipeline_model
+from .errors import UserError
 from .files import atomic_folder, check_output_folder
 from .loading import load_causal_lm
 
@@ -24,10 +25,10 @@ def average_students(pipelines: Sequence[Union[str, Path]], output: Union[str, P
     student's dtype."""
     pipelines, output = [Path(pipeline) for pipeline in pipelines], Path(output)
     if len(pipelines) < 2:
-        raise ValueError(f"averaging needs at least two student pipelines, got {len(pipelines)}")
+        raise UserError(f"averaging needs at least two student pipelines, got {len(pipelines)}")
     check_output_folder(output, {f"student pipeline #{number}": pipeline for number, pipeline in enumerate(pipelines, 1)})
     if output.exists():
-        raise ValueError(f"{output} exists: give a new folder for the averaged pipeline, so that no student is overwritten")
+        raise UserError(f"{output} exists: give a new folder for the averaged pipeline, so that no student is overwritten")
     folders = [pipeline_model(pipeline) for pipeline in pipelines]
     student, tokenizer = load_causal_lm(folders[0], f"{pipelines[0]}'s student", dtype="auto")
     vocab = tokenizer.get_vocab()
@@ -35,13 +36,13 @@ def average_students(pipelines: Sequence[Union[str, Path]], output: Union[str, P
     for pipeline, folder in zip(pipelines[1:], folders[1:]):
         model, tokenizer = load_causal_lm(folder, f"{pipeline}'s student", dtype="auto")
         if tokenizer.get_vocab() != vocab:
-            raise ValueError(f"{pipeline}'s student has another vocabulary than {pipelines[0]}'s: only students of one base can be averaged")
+            raise UserError(f"{pipeline}'s student has another vocabulary than {pipelines[0]}'s: only students of one base can be averaged")
         weights = model.state_dict()
         mismatched = sorted(
             set(total) ^ set(weights) | {name for name in set(total) & set(weights) if total[name].shape != weights[name].shape}
         )
         if mismatched:
-            raise ValueError(
+            raise UserError(
                 f"{pipeline}'s student is not shaped as {pipelines[0]}'s ({len(mismatched)} weights differ, e.g. "
                 f"{mismatched[0]}): only students of one base can be averaged"
             )
@@ -78,7 +79,7 @@ class RunningMean:
     def copy_to(self) -> None:
         """Put the mean into the parameters (for saving the student)."""
         if self.mean is None:
-            raise ValueError("no step was averaged")
+            raise UserError("no step was averaged")
         for mean, parameter in zip(self.mean, self.parameters):
             parameter.copy_(mean)
 

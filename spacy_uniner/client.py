@@ -10,6 +10,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
+from .errors import UserError
+
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 
@@ -17,7 +19,7 @@ def retrying_session(max_tries: int, interval: float, connections: int = 10) -> 
     """A session whose requests are tried `max_tries` times in all, waiting `interval` seconds, then
     twice that, and so on; `connections` kept alive per host (one per concurrent request)."""
     if max_tries < 1:
-        raise ValueError(f"max_tries must be at least 1, got {max_tries}")
+        raise UserError(f"max_tries must be at least 1, got {max_tries}")
     retries = Retry(total=max_tries - 1, backoff_factor=interval, status_forcelist=RETRY_STATUSES, allowed_methods=None, raise_on_status=False)
     session = requests.Session()
     adapter = HTTPAdapter(max_retries=retries, pool_connections=connections, pool_maxsize=connections)
@@ -39,7 +41,7 @@ def read_bounded(response: requests.Response, deadline: float, limit: int) -> by
             return bytes(body)
         body += chunk
         if len(body) > limit:
-            raise ValueError(f"{response.url} sent a reply of more than {limit} bytes")
+            raise UserError(f"{response.url} sent a reply of more than {limit} bytes")
 
 
 def key_headers(api_key_env: Optional[str]) -> Dict[str, str]:

@@ -17,6 +17,7 @@ from .align import mention_spans, resolve_ents
 from .answers import parse_answer
 from .backends import TRANSFORMERS, Generator, transformers_model
 from .display import register_labels
+from .errors import UserError
 from .prompts import build_prompt
 from .scores import ScoredAnswer, scored_answers, within_label_margin
 from .server import ServerError
@@ -90,7 +91,7 @@ def make_uniner(
 
 def validate_fraction(value: Any, key: str = "threshold") -> float:
     if isinstance(value, bool) or not isinstance(value, Real) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"[uniner] config key '{key}' must be a number in [0, 1], got {value!r}")
+        raise UserError(f"[uniner] config key '{key}' must be a number in [0, 1], got {value!r}")
     return float(value)
 
 
@@ -107,14 +108,14 @@ def unencodable(text: str) -> Optional[str]:
 def validate_labels(labels: Any) -> List[str]:
     """Labels are the entity types asked for, written as they should appear in the question."""
     if isinstance(labels, str) or not isinstance(labels, Sequence) or not labels:
-        raise ValueError(f"[uniner] config key 'labels' must be a non-empty list of strings, got {labels!r}")
+        raise UserError(f"[uniner] config key 'labels' must be a non-empty list of strings, got {labels!r}")
     bad = [label for label in labels if not isinstance(label, str) or not label.strip()]
     if bad:
-        raise ValueError(f"[uniner] config key 'labels' must hold non-empty strings, these are not: {bad!r}")
+        raise UserError(f"[uniner] config key 'labels' must hold non-empty strings, these are not: {bad!r}")
     for label in labels:
         problem = unencodable(label)
         if problem:
-            raise ValueError(f"[uniner] config key 'labels' holds {label!r}, {problem}")
+            raise UserError(f"[uniner] config key 'labels' holds {label!r}, {problem}")
     return list(dict.fromkeys(label.strip() for label in labels))
 
 
@@ -129,18 +130,18 @@ def pipeline_model(pipeline: Union[str, Path]) -> Path:
     pipeline = Path(pipeline)
     config_path = pipeline / "config.cfg"
     if not config_path.is_file():
-        raise ValueError(f"{pipeline} is not a spaCy pipeline folder (no config.cfg)")
+        raise UserError(f"{pipeline} is not a spaCy pipeline folder (no config.cfg)")
     config, _ = upgrade_config(load_config(config_path, interpolate=False))
     names = [name for name, block in config["components"].items() if block.get("factory") == "uniner"]
     if not names:
-        raise ValueError(f"{pipeline} has no uniner component")
+        raise UserError(f"{pipeline} has no uniner component")
     backend = config["components"][names[0]]["model"]
     if isinstance(backend, dict) and backend.get("@uniner_models", TRANSFORMERS) != TRANSFORMERS:
         where = f"the server at {backend['url']}" if "url" in backend else backend["@uniner_models"]
-        raise ValueError(f"{pipeline}'s {names[0]} asks {where}: it holds no weights; give the pipeline the model was trained into")
+        raise UserError(f"{pipeline}'s {names[0]} asks {where}: it holds no weights; give the pipeline the model was trained into")
     model = pipeline / names[0] / MODEL_FOLDER
     if not (model / "config.json").is_file():
-        raise ValueError(f"{pipeline} holds no student weights at {model} (no config.json)")
+        raise UserError(f"{pipeline} holds no student weights at {model} (no config.json)")
     return model
 
 
@@ -186,7 +187,7 @@ class UniNER(Pipe):
         self.label_margin = label_margin
         self.dataset = dataset
         if on_error not in ON_ERROR:
-            raise ValueError(f"[uniner] config key 'on_error' must be one of {ON_ERROR}, got {on_error!r}")
+            raise UserError(f"[uniner] config key 'on_error' must be one of {ON_ERROR}, got {on_error!r}")
         self.on_error = on_error
         self.scorer = scorer
         self.stats: Counter = Counter()
@@ -232,7 +233,7 @@ class UniNER(Pipe):
     @dataset.setter
     def dataset(self, dataset: Optional[str]) -> None:
         if dataset is not None and (not isinstance(dataset, str) or not dataset.strip() or "\n" in dataset or unencodable(dataset)):
-            raise ValueError(f"[uniner] config key 'dataset' must be null or a name on one line, got {dataset!r}")
+            raise UserError(f"[uniner] config key 'dataset' must be null or a name on one line, got {dataset!r}")
         self._dataset = dataset
 
     def add_label(self, label: str) -> int:
@@ -385,7 +386,7 @@ class UniNER(Pipe):
         for name, content in srsly.msgpack_loads(data).items():
             target = (model / name).resolve()
             if model.resolve() not in target.parents:
-                raise ValueError(f"[uniner] the serialized model holds a file outside its folder: {name!r}")
+                raise UserError(f"[uniner] the serialized model holds a file outside its folder: {name!r}")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
         model.mkdir(parents=True, exist_ok=True)

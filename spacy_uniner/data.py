@@ -17,6 +17,7 @@ from spacy.vocab import Vocab
 
 from .distill.run import PASSAGE_ID, PASSAGE_META
 from .distill.task import ANSWER_KEY
+from .errors import UserError
 from .files import check_output_file, write_json
 from .prompts import READ_REPLY, question_turn, text_turn
 
@@ -77,7 +78,7 @@ def build_conversations(
     """
     extra_draws = extra_draws or {}
     if negative_rate < 0 or min_type_count < 1 or draws < 1 or min(extra_draws.values(), default=0) < 0:
-        raise ValueError(f"negative_rate must be >= 0, min_type_count and draws >= 1 and extra draws >= 0, not {negative_rate}, {min_type_count}, {draws} and {extra_draws}")
+        raise UserError(f"negative_rate must be >= 0, min_type_count and draws >= 1 and extra draws >= 0, not {negative_rate}, {min_type_count}, {draws} and {extra_draws}")
     answers = [passage_answers(doc) for doc in docs]
     type_counts = Counter(label for passage in answers for label in passage)
     kept = sorted(label for label, count in type_counts.items() if count >= min_type_count)
@@ -123,17 +124,17 @@ def read_docs(path: Path) -> List[Doc]:
     try:
         return list(DocBin().from_disk(path).get_docs(Vocab()))
     except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: not a readable .spacy DocBin ({err})") from err
+        raise UserError(f"{path}: not a readable .spacy DocBin ({err})") from err
 
 
 def read_annotations(path: Path) -> List[Doc]:
     """The docs that distillation wrote (a .spacy DocBin with the teacher's answers in user_data)."""
     docs = read_docs(path)
     if not docs:
-        raise ValueError(f"{path} holds no annotated passages: nothing to build conversations from")
+        raise UserError(f"{path} holds no annotated passages: nothing to build conversations from")
     missing = [i for i, doc in enumerate(docs) if ANSWER_KEY not in doc.user_data]
     if missing:
-        raise ValueError(f"{path}: docs {missing[:5]} have no teacher answer; is this the output of distill?")
+        raise UserError(f"{path}: docs {missing[:5]} have no teacher answer; is this the output of distill?")
     return docs
 
 
@@ -149,21 +150,21 @@ def read_conversations(path: Path) -> List[Tuple[str, List[str]]]:
     try:
         records = json.loads(path.read_text(encoding="utf8"))
     except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: not a readable JSON file of conversations ({err})") from err
+        raise UserError(f"{path}: not a readable JSON file of conversations ({err})") from err
     if not isinstance(records, list) or not records:
-        raise ValueError(f"{path}: expected a non-empty JSON list of conversations, got {type(records).__name__} {str(records)[:80]!r}")
+        raise UserError(f"{path}: expected a non-empty JSON list of conversations, got {type(records).__name__} {str(records)[:80]!r}")
     conversations = []
     for n, record in enumerate(records):
         turns = record.get("conversations") if isinstance(record, dict) else None
         where = f"{path}: conversation {n} (id {record.get('id') if isinstance(record, dict) else None!r})"
         if not isinstance(turns, list) or len(turns) < 4 or len(turns) % 2:
-            raise ValueError(f"{where} must have a 'conversations' list of at least 4 turns, an even number: text, reply, then question/answer pairs")
+            raise UserError(f"{where} must have a 'conversations' list of at least 4 turns, an even number: text, reply, then question/answer pairs")
         for i, turn in enumerate(turns):
             expected = ("human", "gpt")[i % 2]
             if not isinstance(turn, dict) or turn.get("from") != expected or not isinstance(turn.get("value"), str) or not turn["value"].strip():
-                raise ValueError(f"{where}, turn {i}: expected {{'from': {expected!r}, 'value': non-empty text}}, got {str(turn)[:80]!r}")
+                raise UserError(f"{where}, turn {i}: expected {{'from': {expected!r}, 'value': non-empty text}}, got {str(turn)[:80]!r}")
         if text_turn("") not in turns[0]["value"]:
-            raise ValueError(f"{where}: the first turn must be the text turn ('Text: ...'), got {turns[0]['value'][:80]!r}")
+            raise UserError(f"{where}: the first turn must be the text turn ('Text: ...'), got {turns[0]['value'][:80]!r}")
         conversations.append((str(record.get("id", n)), [turn["value"] for turn in turns]))
     return conversations
 

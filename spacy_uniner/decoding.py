@@ -253,8 +253,8 @@ class GreedyDecoder:
 
     On a CPU a batch of more than one row keeps answered rows as padding up to a multiple of 4 rows:
     MKL's fp32 GEMM runs the 2 or 3 rows past a multiple of 4 as that many matrix-vector products,
-    each reading all the weights, so a SmolLM2 step took 118 ms with 3 rows against 88 ms with 4, and
-    138 ms with 11 against 116 ms with 12.
+    each reading all the weights, so a step of 3 rows is slower than one of 4 (docs/speed.md has the
+    step times).
 
     A step of at most `DRAFT_ROWS` answering rows checks up to `draft_tokens` tokens a row drafted by
     prompt lookup (0: none), as transformers' `prompt_lookup_num_tokens` does for one prompt."""

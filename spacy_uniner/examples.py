@@ -9,6 +9,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from .data import question_pairs
+from .errors import UserError
 from .prompts import conversation_parts, render_conversation
 from .tokens import encode_texts
 
@@ -79,7 +80,7 @@ def training_examples(tokenizer, conversations: List[Tuple[str, List[str]]], max
         report["split_conversations"] += len(parts) > 1
         report["questions_too_long"] += dropped
     if not examples:
-        raise ValueError(f"No conversation fits max_length = {max_length} tokens, not even with one question: raise [training] max_length or cut the passages shorter")
+        raise UserError(f"No conversation fits max_length = {max_length} tokens, not even with one question: raise [training] max_length or cut the passages shorter")
     report.update(
         examples=len(examples),
         tokens=sum(len(ids) for ids, _ in examples),

@@ -10,9 +10,11 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Optional, Union
+from typing import Any, Iterable, Iterator, List, Mapping, Optional, Union
 
 import srsly
+
+from .errors import UserError
 
 PathLike = Union[str, Path]
 # A command's input paths by what they are ("the student", "gold-train"); None: not given.
@@ -30,20 +32,21 @@ def check_output_file(path: PathLike, inputs: Inputs = None) -> Path:
     return writable_parent(path)
 
 
-def check_output_folder(path: PathLike, inputs: Inputs = None) -> Path:
+def check_output_folder(path: PathLike, inputs: Inputs = None, replaced: bool = True) -> Path:
     """`path` as a folder to write: refused up front when it is a file, its parent cannot be
-    written, or it is one of the command's `inputs`, inside one or holds one (see `check_apart`)."""
+    written, or it is one of the command's `inputs` or inside one; and, when it is `replaced` whole
+    (not a working folder such as a run's checkpoints), when it holds one (see `check_apart`)."""
     path = Path(path)
-    check_apart(path, inputs)
+    check_apart(path, inputs, around=replaced)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{path} is a file: give the path of a folder to write")
     return writable_parent(path)
 
 
-def check_apart(output: PathLike, inputs: Inputs) -> None:
+def check_apart(output: PathLike, inputs: Inputs, around: bool = True) -> None:
     """A command never writes over one of its own inputs, into one (a pipeline folder that
-    `spacy package` would ship), or around one (an output folder is replaced whole). `inputs`
-    names each input path by what it is; None stands for an input not given."""
+    `spacy package` would ship), or, with `around`, around one (an output folder replaced whole).
+    `inputs` names each input path by what it is; None stands for an input not given."""
     target = Path(output).resolve()
     for what, path in (inputs or {}).items():
         if path is None:
@@ -53,21 +56,36 @@ def check_apart(output: PathLike, inputs: Inputs) -> None:
             where = f"is the {what}"
         elif source in target.parents:
             where = f"is inside the {what}"
-        elif target in source.parents:
+        elif around and target in source.parents:
             where = f"holds the {what}"
         else:
             continue
-        raise ValueError(f"the output {output} {where} {path}: give an output apart from the command's inputs")
+        raise UserError(f"the output {output} {where} {path}: give an output apart from the command's inputs")
 
 
 def writable_parent(path: Path) -> Path:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OSError(f"cannot write {path}: its folder {path.parent} cannot be made ({error.strerror or error})") from None
-    if not os.access(path.parent, os.W_OK):
-        raise PermissionError(f"cannot write {path}: its folder {path.parent} is not writable")
+    """`path`, once the nearest folder above it that exists is found writable. The folders between
+    are made only when the output is written (`make_parents`), so that a command refused or failing
+    before then leaves none behind."""
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(f"cannot write {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK):
+        raise PermissionError(f"cannot write {path}: its folder {existing} is not writable")
     return path
+
+
+def make_parents(path: Path) -> List[Path]:
+    """Make the folders above `path` that do not exist yet; the ones made, deepest first."""
+    made = []
+    folder = path.parent
+    while not folder.exists():
+        made.append(folder)
+        folder = folder.parent
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return made
 
 
 def current_umask() -> int:
@@ -90,6 +108,7 @@ def atomic_file(path: PathLike) -> Iterator[Path]:
     """A temporary path beside `path` to write to; it replaces `path` when the block ends without
     an error, and is removed when it raises."""
     path = check_output_file(path)
+    make_parents(path)
     handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     os.close(handle)
     partial = Path(name)
@@ -106,6 +125,7 @@ def atomic_folder(path: PathLike) -> Iterator[Path]:
     """A temporary folder beside `path` to fill; it takes the place of `path` (an earlier folder
     there is removed only then) when the block ends without an error, and is removed when it raises."""
     path = check_output_folder(path)
+    make_parents(path)
     partial = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     partial.chmod(0o777 & ~current_umask())
     try:
@@ -129,6 +149,7 @@ def exclusive(path: PathLike) -> Iterator[None]:
     file is removed when the block ends."""
     path = Path(path)
     lock = writable_parent(path.with_name(f".{path.name}.lock"))
+    made = make_parents(lock)
     while True:
         handle = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
         try:
@@ -136,6 +157,7 @@ def exclusive(path: PathLike) -> Iterator[None]:
         except BlockingIOError:
             holder = os.read(handle, 1024).decode("utf8", errors="replace").strip() or "a process"
             os.close(handle)
+            remove_empty(made)
             raise BlockingIOError(f"{path} is being written by another run ({holder}; its lock is {lock}): wait for it to end") from None
         try:
             if os.stat(lock).st_ino == os.fstat(handle).st_ino:
@@ -150,6 +172,16 @@ def exclusive(path: PathLike) -> Iterator[None]:
     finally:
         lock.unlink(missing_ok=True)
         os.close(handle)
+        remove_empty(made)
+
+
+def remove_empty(folders: Iterable[Path]) -> None:
+    """Remove those of `folders` (deepest first) that a failed run left empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: an output is in it
+            return
 
 
 def drop_torn_last_line(path: PathLike) -> None:

@@ -11,6 +11,7 @@ from transformers import AutoConfig, PreTrainedModel, PreTrainedTokenizerBase
 from .attention import use_grouped_attention
 from .constraints import PassageConstraint
 from .decoding import GreedyDecoder, QuestionBatch, SharedPrefixes
+from .errors import UserError
 from .loading import load_causal_lm, resolve_device
 from .precision import Float32TopLogits, narrow, resolve_precision
 from .prompts import prompt_context, prompt_text
@@ -50,9 +51,9 @@ class HFGenerator:
         prompt_lookup_num_tokens: int = 8,
     ):
         if batch_size < 1 or max_new_tokens < 1:
-            raise ValueError(f"[uniner] config keys 'batch_size' and 'max_new_tokens' must be >= 1, got {batch_size} and {max_new_tokens}")
+            raise UserError(f"[uniner] config keys 'batch_size' and 'max_new_tokens' must be >= 1, got {batch_size} and {max_new_tokens}")
         if isinstance(prompt_lookup_num_tokens, bool) or not isinstance(prompt_lookup_num_tokens, int) or prompt_lookup_num_tokens < 0:
-            raise ValueError(f"[uniner] config key 'prompt_lookup_num_tokens' must be an int >= 0 (0: no drafts), got {prompt_lookup_num_tokens!r}")
+            raise UserError(f"[uniner] config key 'prompt_lookup_num_tokens' must be an int >= 0 (0: no drafts), got {prompt_lookup_num_tokens!r}")
         self.source = str(source)
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens

@@ -14,6 +14,7 @@ from typing import List, Optional, Union
 import requests
 
 from .component import pipeline_model
+from .errors import UserError
 from .files import atomic_file, check_output_file
 
 OUTTYPES = ("f32", "f16", "bf16", "q8_0")
@@ -37,7 +38,7 @@ def export_gguf(pipeline: Union[str, Path], output: Union[str, Path], outtype: s
     """The pipeline's student as one GGUF file (`outtype` f16, q8_0, bf16 or f32) that llama.cpp,
     Ollama and LM Studio load, written by llama.cpp's `convert_hf_to_gguf.py`."""
     if outtype not in OUTTYPES:
-        raise ValueError(f"outtype must be one of {', '.join(OUTTYPES)}, got {outtype!r}")
+        raise UserError(f"outtype must be one of {', '.join(OUTTYPES)}, got {outtype!r}")
     output = check_output_file(output)
     model = pipeline_model(pipeline)
     converter = llama_cpp_dir() / "convert_hf_to_gguf.py"

@@ -6,6 +6,7 @@ from typing import Any, Tuple, Union
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
+from .errors import UserError
 from .tokens import load_tokenizer
 
 
@@ -17,12 +18,12 @@ def resolve_device(device: str) -> str:
     try:
         parsed = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"[uniner] config key 'device' must be 'auto' or a torch device ('cpu', 'cuda', 'cuda:1'), got {device!r}") from None
+        raise UserError(f"[uniner] config key 'device' must be 'auto' or a torch device ('cpu', 'cuda', 'cuda:1'), got {device!r}") from None
     if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
-        raise ValueError(f"[uniner] config key 'device' is {device!r}, but torch sees {torch.cuda.device_count()} GPUs: use 'auto' or 'cpu'")
+        raise UserError(f"[uniner] config key 'device' is {device!r}, but torch sees {torch.cuda.device_count()} GPUs: use 'auto' or 'cpu'")
     backend = getattr(torch, parsed.type, None)
     if parsed.type != "cpu" and not (backend is not None and hasattr(backend, "is_available") and backend.is_available()):
-        raise ValueError(f"[uniner] config key 'device' is {device!r}, but torch sees no {parsed.type} device here (a CPU-only build, or no driver): use 'auto' or 'cpu'")
+        raise UserError(f"[uniner] config key 'device' is {device!r}, but torch sees no {parsed.type} device here (a CPU-only build, or no driver): use 'auto' or 'cpu'")
     return device
 
 

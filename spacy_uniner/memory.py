@@ -34,8 +34,8 @@ def map_large_allocations(threshold: int = LARGE_ALLOCATION) -> bool:
 
     glibc does so from 128 KiB, but each large block freed raises that threshold to the block's
     size (up to 32 MiB), so a training run soon takes its activations from the heap, where the
-    freed ones fragment it within a step: a step's peak climbed from 5.6 to 6.3 GB over `make
-    run`'s training (docs/training.md#memory). A fixed threshold stops the climb. It holds for the
+    freed ones fragment it within a step: a step's peak climbs as the run goes on (the figures are
+    in docs/training.md#memory). A fixed threshold stops the climb. It holds for the
     rest of the process: for a process that trains (the `train` and `adapt` commands)."""
     libc = _glibc()
     return libc is not None and libc.mallopt(M_MMAP_THRESHOLD, threshold) == 1

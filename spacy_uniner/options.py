@@ -4,6 +4,7 @@ from typing import Callable, List, Tuple, TypeVar
 
 import typer
 
+from .errors import UserError
 from .precision import PRECISIONS
 
 Item = TypeVar("Item")
@@ -32,7 +33,7 @@ def comma_list(convert: Callable[[str], Item], what: str) -> Callable[[str], Lis
 def positive_int(text: str) -> int:
     number = int(text)
     if number < 1:
-        raise ValueError(f"{number} is below 1")
+        raise UserError(f"{number} is below 1")
     return number
 
 
@@ -40,24 +41,24 @@ def name_count(text: str) -> Tuple[str, int]:
     """`NAME=N`, N a whole number of at least 0."""
     name, equals, number = text.partition("=")
     if not equals or not name.strip():
-        raise ValueError(f"{text!r} is not NAME=N")
+        raise UserError(f"{text!r} is not NAME=N")
     count = int(number)
     if count < 0:
-        raise ValueError(f"{count} is below 0")
+        raise UserError(f"{count} is below 0")
     return name.strip(), count
 
 
 def precision_name(text: str) -> str:
     """`auto` or one of the precisions the component decodes in."""
     if text != "auto" and text not in PRECISIONS:
-        raise ValueError(f"{text!r} is not auto or one of {', '.join(PRECISIONS)}")
+        raise UserError(f"{text!r} is not auto or one of {', '.join(PRECISIONS)}")
     return text
 
 
 def fraction(text: str) -> float:
     number = float(text)
     if not 0.0 <= number <= 1.0:
-        raise ValueError(f"{number} is outside [0, 1]")
+        raise UserError(f"{number} is outside [0, 1]")
     return number
 
 

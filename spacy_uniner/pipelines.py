@@ -8,6 +8,7 @@ from spacy.util import dict_to_dot, get_model_meta, load_model_from_config
 
 from .backends import TRANSFORMERS
 from .component import uniner_of
+from .errors import UserError
 from .upgrade import read_config, upgrade_overrides
 
 
@@ -29,7 +30,7 @@ def load_pipeline(name: str, config: Optional[Dict[str, Any]] = None) -> Optiona
         if (path / "config.cfg").is_file():
             return load_folder(path, config or {})
         if not (path / "config.json").is_file():
-            raise ValueError(f"{path} is neither a spaCy pipeline folder (no config.cfg) nor a transformers model folder (no config.json)")
+            raise UserError(f"{path} is neither a spaCy pipeline folder (no config.cfg) nor a transformers model folder (no config.json)")
         return None
     try:
         return spacy.load(name, config=upgrade_overrides(config or {}))  # an installed pipeline package

@@ -12,6 +12,8 @@ from typing import FrozenSet, Optional
 
 import torch
 
+from .errors import UserError
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Weights in float32, and every Linear of the transformer blocks int8 (per output channel, the
 # activations quantized on the fly): the embeddings and the output layer, whose errors reach every
@@ -67,12 +69,12 @@ def resolve_precision(dtype: str, device: str, flags: Optional[FrozenSet[str]] =
             dtype = "float32"
     if dtype == INT8:
         if device != "cpu":
-            raise ValueError(f"[uniner] config key 'dtype' int8 runs on a CPU (PyTorch's dynamic int8 kernels), not on {device!r}")
+            raise UserError(f"[uniner] config key 'dtype' int8 runs on a CPU (PyTorch's dynamic int8 kernels), not on {device!r}")
         return Precision(INT8, torch.float32, int8=True)
     if dtype == BF16_FLOAT32_LOGITS:
         return Precision(BF16_FLOAT32_LOGITS, torch.bfloat16, float32_logits=True)
     if dtype not in DTYPES:
-        raise ValueError(f"[uniner] config key 'dtype' must be 'auto' or one of {list(PRECISIONS)}, got {dtype!r}")
+        raise UserError(f"[uniner] config key 'dtype' must be 'auto' or one of {list(PRECISIONS)}, got {dtype!r}")
     return Precision(dtype, DTYPES[dtype])
 
 
@@ -84,7 +86,7 @@ def decoder_layers(model: torch.nn.Module, remedy: str) -> torch.nn.ModuleList:
     for module in model.modules():
         if isinstance(module, torch.nn.ModuleList) and len(module) == count:
             return module
-    raise ValueError(f"Cannot find the {count} transformer blocks of {type(model).__name__}: {remedy}")
+    raise UserError(f"Cannot find the {count} transformer blocks of {type(model).__name__}: {remedy}")
 
 
 def quantize_blocks(model: torch.nn.Module) -> None:

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import requests
 
 from .client import key_headers, read_bounded, retrying_session
+from .errors import UserError
 from .prompts import TURN_ENDS
 from .scores import ScoredAnswer
 
@@ -54,10 +55,10 @@ class ServerGenerator:
         api_key_env: Optional[str] = "OPENAI_API_KEY",
     ):
         if concurrency < 1 or max_new_tokens < 1 or timeout <= 0:
-            raise ValueError(f"[uniner] config keys 'concurrency' and 'max_new_tokens' must be >= 1 and 'timeout' > 0, got {concurrency}, {max_new_tokens} and {timeout}")
+            raise UserError(f"[uniner] config keys 'concurrency' and 'max_new_tokens' must be >= 1 and 'timeout' > 0, got {concurrency}, {max_new_tokens} and {timeout}")
         parts = urlsplit(server) if isinstance(server, str) else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"[uniner] config key 'url' must be the API's base URL with its scheme, such as http://host:8000/v1, got {server!r}")
+            raise UserError(f"[uniner] config key 'url' must be the API's base URL with its scheme, such as http://host:8000/v1, got {server!r}")
         self.url = server.rstrip("/") + "/completions"
         self.model = model
         self.max_new_tokens = max_new_tokens
@@ -103,13 +104,13 @@ class ServerGenerator:
         with self.session.post(self.url, json=request, headers=key_headers(self.api_key_env), timeout=self.timeout, stream=True) as response:
             text = read_bounded(response, deadline, MAX_REPLY_BYTES).decode("utf8", errors="replace")
         if response.status_code != 200:
-            raise ValueError(f"{self.url} answered {response.status_code}: {text[:200]}")
+            raise UserError(f"{self.url} answered {response.status_code}: {text[:200]}")
         try:
             body = json.loads(text)
             choice = body["choices"][0]
             answer = scored_completion(choice["text"], choice.get("logprobs"))
         except (ValueError, KeyError, IndexError, TypeError) as error:
-            raise ValueError(f"{self.url} sent no completion the OpenAI API describes ({error!r}): {text[:200]}") from error
+            raise UserError(f"{self.url} sent no completion the OpenAI API describes ({error!r}): {text[:200]}") from error
         if not answer.token_logprobs and answer.text and not self.unscored:
             self.unscored = True
             warnings.warn(
@@ -169,6 +170,6 @@ def checked_logprobs(values: List[Any]) -> List[float]:
     checked = []
     for value in values:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value > ROUNDING:
-            raise ValueError(f"a token log-probability of {value!r}: a log-probability is a finite number up to 0")
+            raise UserError(f"a token log-probability of {value!r}: a log-probability is a finite number up to 0")
         checked.append(min(float(value), 0.0))
     return checked

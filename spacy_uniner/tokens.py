@@ -5,6 +5,8 @@ from typing import Iterable, List, Tuple, Union
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from .errors import UserError
+
 
 def load_tokenizer(source: Union[str, Path], trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     """The tokenizer as generation and training both use it: left padding, always a pad token."""
@@ -32,7 +34,7 @@ def encode_texts(tokenizer: PreTrainedTokenizerBase, texts: Iterable[str]) -> Tu
     text tokenized at once (so a prompt's tokens are the start of its training conversation's
     tokens), after the tokenizer's leading special tokens (offsets (0, 0))."""
     if not tokenizer.is_fast:
-        raise ValueError(f"[uniner] the tokenizer {type(tokenizer).__name__} is not a fast (Rust) tokenizer; training needs its character offsets")
+        raise UserError(f"[uniner] the tokenizer {type(tokenizer).__name__} is not a fast (Rust) tokenizer; training needs its character offsets")
     prefix = special_prefix(tokenizer)
     encoded = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
     ids = [prefix + row for row in encoded["input_ids"]]

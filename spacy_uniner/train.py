@@ -30,6 +30,7 @@ from transformers import PreTrainedTokenizerBase, get_scheduler
 from .answers import parse_answer
 from .average import RunningMean
 from .data import question_pairs, read_conversations
+from .errors import UserError
 from .examples import IGNORE, collate, epochs_of_examples, hold_out, padding_share
 from .files import atomic_folder, check_output_file, check_output_folder, write_json, write_jsonl
 from .loading import load_causal_lm
@@ -72,16 +73,16 @@ class TrainSettings:
             # A float setting takes an int (1 for 1.0); no setting but a bool takes true/false.
             wanted = (int, float) if setting.type is float else setting.type
             if not isinstance(value, wanted) or (isinstance(value, bool) and setting.type is not bool):
-                raise ValueError(f"[training] {setting.name} must be {setting.type.__name__}, got {value!r}")
+                raise UserError(f"[training] {setting.name} must be {setting.type.__name__}, got {value!r}")
         for name in ("epochs", "batch_size", "gradient_accumulation", "max_length", "checkpoint_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
-                raise ValueError(f"[training] {name} must be >= 1, got {getattr(self, name)}")
+                raise UserError(f"[training] {name} must be >= 1, got {getattr(self, name)}")
         if self.learning_rate <= 0 or not 0 <= self.warmup_ratio < 1 or self.held_out < 0 or self.freeze_layers < 0 or self.max_batch_tokens < 0:
-            raise ValueError(f"[training] needs learning_rate > 0, 0 <= warmup_ratio < 1, held_out >= 0, freeze_layers >= 0 and max_batch_tokens >= 0, got {self}")
+            raise UserError(f"[training] needs learning_rate > 0, 0 <= warmup_ratio < 1, held_out >= 0, freeze_layers >= 0 and max_batch_tokens >= 0, got {self}")
         if not 0 <= self.average_last <= 1:
-            raise ValueError(f"[training] average_last must be a share of the steps in [0, 1], got {self.average_last}")
+            raise UserError(f"[training] average_last must be a share of the steps in [0, 1], got {self.average_last}")
         if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
-            raise ValueError(f"[training] mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}")
+            raise UserError(f"[training] mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}")
 
 
 def load_train_config(path: Path, overrides: Optional[Dict[str, Any]] = None) -> Config:
@@ -89,11 +90,11 @@ def load_train_config(path: Path, overrides: Optional[Dict[str, Any]] = None) ->
     config = util.load_config(path, overrides=overrides or {}, interpolate=True)
     unknown = set(config) - {"model", "training", "lora"}
     if unknown:
-        raise ValueError(f"{path}: unknown sections {sorted(unknown)}; expected [model], [training] and [lora]")
+        raise UserError(f"{path}: unknown sections {sorted(unknown)}; expected [model], [training] and [lora]")
     try:
         TrainSettings(**config["training"])
     except TypeError as err:
-        raise ValueError(f"{path}: [training] {err}; known settings: {[f.name for f in fields(TrainSettings)]}") from err
+        raise UserError(f"{path}: [training] {err}; known settings: {[f.name for f in fields(TrainSettings)]}") from err
     return config
 
 
@@ -196,7 +197,7 @@ def load_base_model(model_config: Dict[str, Any], lora_config: Dict[str, Any], d
     # No flags: "auto" on a CPU is float32 for training, whatever the component would decode in there.
     precision = resolve_precision(dtype, device, flags=frozenset())
     if precision.alters_model:
-        raise ValueError(f"[model] dtype {precision.name} is for inference (the component's dtype): training needs one float dtype")
+        raise UserError(f"[model] dtype {precision.name} is for inference (the component's dtype): training needs one float dtype")
     kwargs["dtype"] = precision.weights if (use_lora or dtype != "auto") else torch.float32
     source = model_config["base"]
     model, tokenizer = load_causal_lm(source, f"the base model {source!r} ([model] base)", **kwargs)
@@ -217,7 +218,7 @@ def freeze_lower(model: torch.nn.Module, embeddings: bool, layers: int) -> None:
         model.get_input_embeddings().requires_grad_(False)
     blocks = decoder_layers(model, BLOCKS_REMEDY) if layers else []
     if layers > len(blocks):
-        raise ValueError(f"[training] freeze_layers = {layers}, but the base has {len(blocks)} blocks")
+        raise UserError(f"[training] freeze_layers = {layers}, but the base has {len(blocks)} blocks")
     for block in list(blocks)[:layers]:
         block.requires_grad_(False)
 
@@ -230,7 +231,7 @@ def compile_blocks(model: torch.nn.Module, device: str) -> None:
     model's own (SDPA for transformers' Llamas): its CPU kernel keeps no attention matrix for the
     backward pass, which eager attention's softmax would hold in every block (docs/training.md)."""
     if device == "cpu" and not any(shutil.which(compiler) for compiler in ("g++", "c++", "clang++")):
-        raise ValueError("[training] compile = true needs a C++ compiler on a CPU (torch.compile's inductor builds C++ kernels): install g++, or set compile = false")
+        raise UserError("[training] compile = true needs a C++ compiler on a CPU (torch.compile's inductor builds C++ kernels): install g++, or set compile = false")
     for block in decoder_layers(model, BLOCKS_REMEDY):
         block.compile(dynamic=True)
 
@@ -239,7 +240,7 @@ def prepare_model(model: torch.nn.Module, settings: TrainSettings, use_lora: boo
     """Freezing, compiling and gradient checkpointing as `settings` ask; the parameters to train."""
     if settings.freeze_embeddings or settings.freeze_layers:
         if use_lora:
-            raise ValueError("[training] freeze_embeddings and freeze_layers are for full fine-tuning; LoRA already trains only its adapters")
+            raise UserError("[training] freeze_embeddings and freeze_layers are for full fine-tuning; LoRA already trains only its adapters")
         freeze_lower(model, settings.freeze_embeddings, settings.freeze_layers)
     if settings.compile:
         compile_blocks(model, device)
@@ -261,7 +262,7 @@ def resume(accelerator: Accelerator, checkpoints: Path, run_id: str, total_steps
         return 0, []
     state = srsly.read_json(resume_from / "state.json")
     if state["run"] != run_id:
-        raise ValueError(f"{checkpoints} holds checkpoints of another run (other data or settings). Delete it, or give another checkpoint folder, to train from the start.")
+        raise UserError(f"{checkpoints} holds checkpoints of another run (other data or settings). Delete it, or give another checkpoint folder, to train from the start.")
     accelerator.load_state(str(resume_from))
     accelerator.print(f"Resuming from {resume_from} (step {state['step']} of {total_steps})")
     return state["step"], state["log"]
@@ -350,7 +351,7 @@ def train(
     # Data: hold some passages back, split the long ones, batch by length.
     train_set, held_out = hold_out(conversations, settings.held_out, settings.seed)
     if not train_set:
-        raise ValueError(f"{conversations_path}: all {len(conversations)} conversations are held out ([training] held_out = {settings.held_out})")
+        raise UserError(f"{conversations_path}: all {len(conversations)} conversations are held out ([training] held_out = {settings.held_out})")
     model, tokenizer, use_lora = load_base_model(config["model"], config["lora"], accelerator.device.type)
     loader, batches, report = training_batches(tokenizer, train_set, settings, getattr(model.config, "max_position_embeddings", None))
     report["held_out"] = len(held_out)
@@ -365,6 +366,7 @@ def train(
     output_layer = accelerator.unwrap_model(model).get_output_embeddings()
 
     step, log = resume(accelerator, checkpoints, run_id, total_steps)
+    report["resumed_from_step"] = step
     if log_path is not None and accelerator.is_main_process:
         # The log as of the checkpoint: steps a killed run did after it are done again.
         write_jsonl(log_path, log)
@@ -425,25 +427,33 @@ def held_out_answers(generate, held_out: List[Tuple[str, List[str]]]) -> List[Di
     return results
 
 
+def checkpoints_beside(output: Path) -> Path:
+    """Where a run keeps its checkpoints unless told: OUTPUT-checkpoints, beside the pipeline it
+    writes, wherever the command runs from."""
+    return Path(output).with_name(Path(output).name + "-checkpoints")
+
+
 def run_training(
     conversations: Path,
     output: Path,
     config_path: Path,
     pipeline_config: Path,
-    checkpoints: Path,
+    checkpoints: Optional[Path] = None,
     overrides: Optional[Dict[str, Any]] = None,
     log_path: Optional[Path] = None,
     report_path: Optional[Path] = None,
 ) -> Dict[str, Any]:
     """Train, then write the spaCy pipeline (`pipeline_config` around the student) to `output`.
-    Overrides of [nlp] and [components] go to the pipeline config, the rest to the training config."""
+    Overrides of [nlp] and [components] go to the pipeline config, the rest to the training config.
+    `checkpoints` defaults to the folder beside `output` (see `checkpoints_beside`)."""
+    checkpoints = Path(checkpoints) if checkpoints is not None else checkpoints_beside(output)
     overrides = dict(overrides or {})
     pipeline_overrides = {key: overrides.pop(key) for key in list(overrides) if key.startswith(("nlp.", "components."))}
     config = load_train_config(config_path, overrides)
     # Before hours of training, not after.
     inputs = {"conversations": conversations, "training config": config_path, "pipeline config": pipeline_config}
-    for folder in (output, checkpoints):
-        check_output_folder(folder, inputs)
+    check_output_folder(output, inputs)
+    check_output_folder(checkpoints, inputs, replaced=False)
     for path in (log_path, report_path):
         if path is not None:
             check_output_file(path, {**inputs, "pipeline": output, "checkpoints": checkpoints})

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 from spacy.util import SimpleFrozenDict, load_config
-from thinc.api import Config
+from thinc.api import Config, ConfigValidationError
 
 from .backends import OPENAI_COMPATIBLE, TRANSFORMERS
+from .errors import UserError
 from .files import write_text
 
 # The flat keys and their places in each backend's block.
@@ -59,7 +60,7 @@ def upgrade_overrides(overrides: Dict[str, Any]) -> Dict[str, Any]:
             continue
         server_only = sorted(key for key in flat if key not in TRANSFORMERS_KEYS)
         if server_only:
-            raise ValueError(
+            raise UserError(
                 f"[uniner] {', '.join(server_only)} moved into the component's model block: give "
                 f'{{"model": {{"@uniner_models": "{OPENAI_COMPATIBLE}", "url": ..., "name": ...}}}} with its keys'
             )
@@ -73,7 +74,12 @@ def upgrade_overrides(overrides: Dict[str, Any]) -> Dict[str, Any]:
 
 def upgraded(path: Path) -> Tuple[Config, List[str]]:
     """A config.cfg, uninterpolated, in today's shape (its sections in their order), and the keys moved."""
-    saved = load_config(path, interpolate=False)
+    try:
+        saved = load_config(path, interpolate=False)
+    except ConfigValidationError as error:
+        # confection parses the file's text, so its message names "<string>", not the file.
+        reason = " ".join((error.desc or str(error)).replace("file: '<string>', ", "").split())
+        raise UserError(f"{path} is not a config spaCy can read: {reason}") from None
     config, moved = upgrade_config(saved)
     return Config(config, section_order=saved.section_order), moved
 
@@ -90,7 +96,7 @@ def upgrade_pipeline(path: Path) -> List[str]:
     config_path = Path(path) / "config.cfg"
     config, moved = upgraded(config_path)
     if not any(isinstance(block, dict) and block.get("factory") == "uniner" for block in config.get("components", {}).values()):
-        raise ValueError(f"{config_path} has no uniner component: nothing to upgrade")
+        raise UserError(f"{config_path} has no uniner component: nothing to upgrade")
     if moved:
         write_text(config_path, config.to_str())
     return moved

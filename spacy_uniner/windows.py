@@ -3,10 +3,12 @@ from typing import List
 
 from spacy.tokens import Doc, Span
 
+from .errors import UserError
+
 
 def check_window_settings(size: int, overlap: int) -> None:
     if size < 1 or not 0 <= overlap < size:
-        raise ValueError(
+        raise UserError(
             f"[uniner] config keys 'window_size' and 'window_overlap' need window_size >= 1 and "
             f"0 <= window_overlap < window_size, got {size} and {overlap}"
         )

@@ -97,3 +97,28 @@ def test_adapt_refuses_a_label_map_that_is_not_one(tmp_path, broken_pipeline):
     (tmp_path / "gold.spacy").write_bytes(b"")
     done = spacy_uniner("adapt", broken_pipeline, tmp_path / "gold.spacy", tmp_path / "gold.spacy", tmp_path / "out", "--label-names", tmp_path / "names.json")
     assert done.returncode == 2 and "must hold a JSON object of label -> type name strings" in done.stderr
+
+
+def test_only_a_user_error_is_one_line_a_programming_error_keeps_its_traceback(tmp_path, monkeypatch, capsys):
+    from spacy_uniner import cli
+    from spacy_uniner.errors import UserError
+
+    text = tmp_path / "docs.txt"
+    text.write_text("Marie Curie lived in Paris.\n")
+    monkeypatch.setattr(sys, "argv", ["spacy-uniner", "passages", str(text), str(tmp_path / "passages.jsonl")])
+    monkeypatch.delenv("SPACY_UNINER_TRACEBACK", raising=False)
+
+    def mistaken(*args, **kwargs):
+        raise UserError(f"{text} holds no usable text")
+
+    monkeypatch.setattr(cli, "make_passages", mistaken)
+    with pytest.raises(SystemExit) as exited:
+        cli.run()
+    assert exited.value.code == 1 and capsys.readouterr().err.strip().startswith(f"Error: {text} holds no usable text")
+
+    def buggy(*args, **kwargs):
+        return int("not a number")  # a bug: Python's own ValueError
+
+    monkeypatch.setattr(cli, "make_passages", buggy)
+    with pytest.raises(ValueError, match="invalid literal for int"):
+        cli.run()

@@ -16,6 +16,7 @@ from ..component import uniner_of
 from ..data import normalize_type, question_pairs, read_conversations
 from ..decoding import token_logprobs
 from ..distill import read_documents
+from ..errors import UserError
 from ..evaluate.run import recording
 from ..files import check_output_file, write_json
 from ..generation import HFGenerator, prompt_groups
@@ -31,7 +32,7 @@ def frequent_labels(conversations: Path, count: int) -> List[str]:
     """The `count` entity types the teacher asked about most: real open types to ask about."""
     types = Counter(normalize_type(label_of_question(question)) for _, messages in read_conversations(conversations) for question, _ in question_pairs(messages))
     if len(types) < count:
-        raise ValueError(f"{conversations} has {len(types)} entity types; the benchmark asks about up to {count}")
+        raise UserError(f"{conversations} has {len(types)} entity types; the benchmark asks about up to {count}")
     return [label for label, _ in types.most_common(count)]
 
 
@@ -45,7 +46,7 @@ def passages(path: Path, tokenizer, count: int, tokens: int) -> List[str]:
             cut.append(text[: offsets[tokens - 1][1]])
         if len(cut) == count:
             return cut
-    raise ValueError(f"{path} has {len(cut)} texts of at least {tokens} tokens; the benchmark needs {count}")
+    raise UserError(f"{path} has {len(cut)} texts of at least {tokens} tokens; the benchmark needs {count}")
 
 
 def token_bound(generator: HFGenerator, prompts: Sequence[str], answer_tokens: float) -> float:
@@ -98,7 +99,7 @@ def run_benchmark(nlp: Language, texts: List[str], labels: List[str], label_coun
     run takes seconds where the reference loop takes minutes, so one slow moment of a shared machine
     would otherwise set the ratio; the loop's long run averages such moments out."""
     if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
+        raise UserError(f"repeats must be >= 1, got {repeats}")
     uniner = uniner_of(nlp)
     generator: HFGenerator = uniner.generator
     uniner.labels = labels[:1]

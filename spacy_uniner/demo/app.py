@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..align import resolve_ents
 from ..component import uniner_of, unencodable
 from ..display import label_color
+from ..errors import UserError
 from ..generation import HFGenerator
 
 # Bounds that keep one run of the page to seconds or minutes on a CPU: questions are windows x labels.
@@ -52,7 +53,7 @@ def unicode_text(value: str) -> str:
     """A field's text as UTF-8 can hold it: a lone surrogate (JSON's "\\udc00") is refused."""
     problem = unencodable(value)
     if problem:
-        raise ValueError(problem)
+        raise UserError(problem)
     return value
 
 
@@ -75,7 +76,7 @@ class Candidate(BaseModel):
     @model_validator(mode="after")
     def ordered(self) -> "Candidate":
         if self.start >= self.end:
-            raise ValueError(f"start ({self.start}) must be before end ({self.end})")
+            raise UserError(f"start ({self.start}) must be before end ({self.end})")
         return self
 
 
@@ -90,7 +91,7 @@ class RenderRequest(BaseModel):
     def within_text(self) -> "RenderRequest":
         outside = next((i for i, candidate in enumerate(self.candidates) if candidate.end > len(self.text)), None)
         if outside is not None:
-            raise ValueError(f"candidates.{outside} ends at {self.candidates[outside].end}, past the text's {len(self.text)} characters")
+            raise UserError(f"candidates.{outside} ends at {self.candidates[outside].end}, past the text's {len(self.text)} characters")
         return self
 
 
@@ -127,7 +128,7 @@ class Demo:
         self.nlp = nlp
         uniner = uniner_of(nlp)
         if uniner is None:
-            raise ValueError(f"The pipeline has no `uniner` component (it has {nlp.pipe_names}): give a pipeline built with one.")
+            raise UserError(f"The pipeline has no `uniner` component (it has {nlp.pipe_names}): give a pipeline built with one.")
         self.uniner = uniner
         if isinstance(uniner.generator, HFGenerator):
             uniner.generator.model  # loaded now: a model that cannot be loaded stops the page before it serves

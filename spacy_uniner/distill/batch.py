@@ -13,6 +13,7 @@ from spacy import util
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from ..errors import UserError
 from ..files import check_output_file, write_json, write_jsonl
 from .run import PASSAGE_ID, distill, distill_report, forget_cached, load_distiller, read_jsonl_lines, read_passages, teacher_of, write_docs
 from .teachers import OpenAICompatible
@@ -25,7 +26,7 @@ def batch_distiller(config_path: Path, teacher_path: Path, overrides: Dict[str, 
     """The distillation pipeline with its chat-completions teacher, loaded without asking the server."""
     model = util.load_config(teacher_path, interpolate=False).get("model", {}).get("@llm_models")
     if model != CHAT_TEACHER:
-        raise ValueError(f"{teacher_path}: batch files are for a chat-completions teacher ({CHAT_TEACHER}), not {model}")
+        raise UserError(f"{teacher_path}: batch files are for a chat-completions teacher ({CHAT_TEACHER}), not {model}")
     nlp = load_distiller(config_path, teacher_path, {**overrides, "components.llm.model.verify": False})
     return nlp, teacher_of(nlp)
 
@@ -36,7 +37,7 @@ def passage_prompts(nlp: Language, passages: Path) -> Tuple[List[Doc], Dict[str,
     ids = [doc.user_data[PASSAGE_ID] for doc in docs]
     repeated = sorted(passage for passage, times in Counter(ids).items() if times > 1)
     if repeated:
-        raise ValueError(f"{passages}: passage ids must be unique to name batch requests; repeated: {repeated[:5]}")
+        raise UserError(f"{passages}: passage ids must be unique to name batch requests; repeated: {repeated[:5]}")
     return docs, dict(zip(ids, nlp.get_pipe("llm").task.generate_prompts(docs)))
 
 
@@ -76,7 +77,7 @@ def read_results(results: Path, prompts: Dict[str, str], passages: Path) -> Tupl
     for number, record in read_jsonl_lines(results):
         passage = record.get("custom_id") if isinstance(record, dict) else None
         if passage not in prompts:
-            raise ValueError(f"{results} line {number}: custom_id {passage!r} names no passage of {passages}: is it the results of another run's batch file?")
+            raise UserError(f"{results} line {number}: custom_id {passage!r} names no passage of {passages}: is it the results of another run's batch file?")
         answer, usage, why = result_answer(record)
         if answer is None:
             if passage not in answers:
@@ -87,12 +88,12 @@ def read_results(results: Path, prompts: Dict[str, str], passages: Path) -> Tupl
         elif answers[passage][0] == answer:
             repeats += 1
         else:
-            raise ValueError(f"{results} lines {answered_on[passage]} and {number} answer passage {passage!r} differently: which one holds is not known; keep one of them")
+            raise UserError(f"{results} lines {answered_on[passage]} and {number} answer passage {passage!r} differently: which one holds is not known; keep one of them")
     if not answers and not failed:
-        raise ValueError(f"{results} holds no results: nothing to read (the earlier output is kept)")
+        raise UserError(f"{results} holds no results: nothing to read (the earlier output is kept)")
     if not answers:
         first = next(iter(failed.items()))
-        raise ValueError(f"{results} answers none of its {len(failed)} passages (the earlier output is kept); the first, {first[0]!r}: {first[1]}")
+        raise UserError(f"{results} answers none of its {len(failed)} passages (the earlier output is kept); the first, {first[0]!r}: {first[1]}")
     return answers, failed, repeats
 
 

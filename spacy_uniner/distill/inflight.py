@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, Optional, Union
 
+from ..errors import UserError
 from ..files import drop_torn_last_line
 
 COUNTS = ("requests", "retries", "rate_limited", "answered", "failed", "journaled", "prompt_tokens", "completion_tokens")
@@ -20,7 +21,7 @@ class InFlightLimit:
 
     def __init__(self, most: int):
         if most < 1:
-            raise ValueError(f"concurrency must be at least 1, got {most}")
+            raise UserError(f"concurrency must be at least 1, got {most}")
         self.most = self.limit = most
         self.held = self.clean = 0
         self.condition = threading.Condition()

@@ -6,6 +6,8 @@ from typing import Any, Dict, Iterable, Iterator, List, Tuple
 import spacy
 import srsly
 
+from ..errors import UserError
+
 MAX_WORDS = 256
 
 
@@ -20,12 +22,12 @@ def read_documents(path: Path) -> Iterator[Dict[str, Any]]:
     elif path.suffix == ".jsonl":
         for i, record in enumerate(srsly.read_jsonl(path), 1):
             if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                raise ValueError(f'{path} line {i}: expected a record with a "text" string')
+                raise UserError(f'{path} line {i}: expected a record with a "text" string')
             yield {"id": str(record.get("id", f"{path.stem}:{i}")), "text": record["text"], "meta": record.get("meta", {})}
     elif path.suffix == ".txt":
         yield {"id": path.stem, "text": path.read_text(encoding="utf8"), "meta": {}}
     else:
-        raise ValueError(f"{path}: expected a .txt or .jsonl file, or a folder of them")
+        raise UserError(f"{path}: expected a .txt or .jsonl file, or a folder of them")
 
 
 def split_passages(text: str, nlp: spacy.Language, max_words: int = MAX_WORDS) -> List[str]:
@@ -58,6 +60,8 @@ def split_passages(text: str, nlp: spacy.Language, max_words: int = MAX_WORDS) -
 def make_passages(documents: Iterable[Dict[str, Any]], max_words: int = MAX_WORDS) -> Iterator[Dict[str, Any]]:
     """Passages of every document, each {"id", "text", "meta"} with the document's meta; a passage whose
     words were already seen (whitespace aside) is dropped."""
+    if isinstance(max_words, bool) or not isinstance(max_words, int) or max_words < 1:
+        raise UserError(f"the longest passage (--max-words) must be a whole number of words, at least 1, got {max_words!r}")
     nlp = spacy.blank("en")
     nlp.add_pipe("sentencizer")
     nlp.max_length = 10**8

@@ -15,6 +15,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Tuple
 import srsly
 
 from ..answers import parse_answer
+from ..errors import UserError
 from ..prompts import READ_REPLY, text_turn
 
 _TEXT = text_turn("")  # "Text: ", the opening of every conversation
@@ -87,7 +88,7 @@ def _from_questions(path: Path, rows: List[Dict[str, Any]]) -> Iterator[SourceAn
             texts[passage_id] = row["input"]
             answers.setdefault(passage_id, []).append((row["tagName"], parse_answer(row["output"]).strings))
         except (KeyError, TypeError, AttributeError) as error:
-            raise ValueError(
+            raise UserError(
                 f"{path} line {i}: expected doc_question_pairID, tagName, input and output fields ({error!r})"
             ) from error
     for passage_id, text in texts.items():
@@ -96,21 +97,21 @@ def _from_questions(path: Path, rows: List[Dict[str, Any]]) -> Iterator[SourceAn
 
 def _from_conversations(path: Path, records: Any) -> Iterator[SourceAnswers]:
     if not isinstance(records, list):
-        raise ValueError(f"{path}: expected a JSON list of {{'id', 'conversations'}} records (Pile-NER-type)")
+        raise UserError(f"{path}: expected a JSON list of {{'id', 'conversations'}} records (Pile-NER-type)")
     for i, record in enumerate(records):
         try:
             turns = [turn["value"] for turn in record["conversations"]]
             if not turns[0].startswith(_TEXT) or turns[1] != READ_REPLY:
-                raise ValueError("the conversation does not open with 'Text: ...' and the read reply")
+                raise UserError("the conversation does not open with 'Text: ...' and the read reply")
             answers = []
             for question, answer in zip(turns[2::2], turns[3::2]):
                 match = _QUESTION.match(question)
                 if match is None:
-                    raise ValueError(f"not a type question: {question[:80]!r}")
+                    raise UserError(f"not a type question: {question[:80]!r}")
                 answers.append((match.group(1), parse_answer(answer).strings))
         except (KeyError, TypeError, IndexError, ValueError) as error:
             name = record.get("id") if isinstance(record, dict) else None
-            raise ValueError(f"{path} record {i} ({name}): {error}") from error
+            raise UserError(f"{path} record {i} ({name}): {error}") from error
         yield str(record.get("id", i)), turns[0][len(_TEXT):], answers
 
 
@@ -121,7 +122,7 @@ def _from_definitions(path: Path, definitions: Dict[str, Any]) -> Iterator[Sourc
             for n, example in enumerate(entry["sentences_as_example"]):
                 yield f"def-{label}-{n}", example["sentence"], [(label, list(example["entities"]))]
         except (KeyError, TypeError) as error:
-            raise ValueError(f"{path}: type {label!r}: expected sentences_as_example with sentence and entities ({error!r})") from error
+            raise UserError(f"{path}: type {label!r}: expected sentences_as_example with sentence and entities ({error!r})") from error
 
 
 def _from_token_spans(path: Path, rows: List[Dict[str, Any]]) -> Iterator[SourceAnswers]:
@@ -131,7 +132,7 @@ def _from_token_spans(path: Path, rows: List[Dict[str, Any]]) -> Iterator[Source
             tokens = row["tokenized_text"]
             answers = _joined([(label, [" ".join(tokens[start : end + 1])]) for start, end, label in row["ner"]])
         except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"{path} record {i}: expected tokenized_text and ner [[start, end, type], ...] ({error!r})") from error
+            raise UserError(f"{path} record {i}: expected tokenized_text and ner [[start, end, type], ...] ({error!r})") from error
         yield f"gliner-{i}", " ".join(tokens), answers
 
 

@@ -16,6 +16,7 @@ from spacy.tokens import Doc, DocBin
 from spacy_llm.cache import BatchCache
 from tqdm import tqdm
 
+from ..errors import UserError
 from ..files import atomic_file, check_output_file, drop_torn_last_line, exclusive, write_json, write_jsonl
 from .task import ANSWER_KEY
 
@@ -40,7 +41,7 @@ def load_distiller(config_path: Path, teacher_path: Path, overrides: Dict[str, A
     config = util.load_config(config_path, interpolate=False)
     teacher = util.load_config(teacher_path, interpolate=False)
     if "model" not in teacher:
-        raise ValueError(f"{teacher_path}: expected a [model] block with a spacy-llm model (@llm_models)")
+        raise UserError(f"{teacher_path}: expected a [model] block with a spacy-llm model (@llm_models)")
     config["components"]["llm"]["model"] = teacher["model"]
     config = util.load_config_from_str(config.to_str(), overrides=dict(overrides))
     cache = config["components"]["llm"].get("cache", {})
@@ -74,7 +75,7 @@ def check_cache_index(index: Path) -> None:
                 continue
         except ValueError:
             pass
-        raise ValueError(f"{index} line {number} is not a cache index record ({line[:80]!r}): remove the line, or the cache folder, to go on")
+        raise UserError(f"{index} line {number} is not a cache index record ({line[:80]!r}): remove the line, or the cache folder, to go on")
 
 
 def forget_cached(nlp: Language, docs: List[Doc]) -> None:
@@ -127,7 +128,7 @@ def check_teacher(nlp: Language) -> None:
     if record.is_file():
         recorded = srsly.read_json(record)
         if recorded != identity:
-            raise ValueError(
+            raise UserError(
                 f"the cache {cache} holds the answers of {describe_teacher(recorded)}; this run's teacher is {describe_teacher(identity)}: "
                 "give this teacher a cache of its own (--components.llm.cache.path) or remove that one"
             )
@@ -145,9 +146,9 @@ def read_passages(nlp: Language, path: Path) -> List[Doc]:
     docs = []
     for i, (line, record) in enumerate(read_jsonl_lines(path), 1):
         if not isinstance(record, dict) or not isinstance(record.get("text"), str) or not record["text"].strip():
-            raise ValueError(f'{path} line {line}: expected a record with a non-empty "text" string')
+            raise UserError(f'{path} line {line}: expected a record with a non-empty "text" string')
         if len(record["text"]) > nlp.max_length:
-            raise ValueError(
+            raise UserError(
                 f"{path} line {line}: the passage has {len(record['text']):,} characters, more than a passage may have "
                 f"({nlp.max_length:,}): cut the documents into passages with `spacy-uniner passages`"
             )
@@ -156,7 +157,7 @@ def read_passages(nlp: Language, path: Path) -> List[Doc]:
         doc.user_data[PASSAGE_META] = record.get("meta", {})
         docs.append(doc)
     if not docs:
-        raise ValueError(f"{path} holds no passages: nothing to distill (the earlier output is kept)")
+        raise UserError(f"{path} holds no passages: nothing to distill (the earlier output is kept)")
     return docs
 
 
@@ -168,13 +169,13 @@ def read_jsonl_lines(path: Path) -> Iterator[Tuple[int, Any]]:
             try:
                 line = raw.decode("utf8")
             except UnicodeDecodeError as error:
-                raise ValueError(f"{path} line {number} is not UTF-8 text ({error})") from None
+                raise UserError(f"{path} line {number} is not UTF-8 text ({error})") from None
             if not line.strip():
                 continue
             try:
                 yield number, json.loads(line)
             except ValueError as error:
-                raise ValueError(f"{path} line {number} is not JSON ({error}): {line[:100]!r}") from None
+                raise UserError(f"{path} line {number} is not JSON ({error}): {line[:100]!r}") from None
 
 
 def write_docs(path: Path, docs: List[Doc]) -> None:

@@ -14,6 +14,7 @@ from spacy_llm.models.rest.openai.model import OpenAI
 from spacy_llm.registry import registry
 
 from ..client import key_headers, retrying_session
+from ..errors import UserError
 from ..prompts import passage_of
 from .inflight import AnswerJournal, InFlightLimit, TeacherCounts
 
@@ -24,11 +25,11 @@ class RecordedTeacher:
     def __init__(self, path: Path):
         self.path = Path(path)
         if not self.path.is_file():
-            raise ValueError(f"[RecordedTeacher] no file of recorded responses at {self.path}")
+            raise UserError(f"[RecordedTeacher] no file of recorded responses at {self.path}")
         self.responses: Dict[str, str] = {}
         for i, record in enumerate(srsly.read_jsonl(self.path), 1):
             if not isinstance(record, dict) or not isinstance(record.get("text"), str) or not isinstance(record.get("response"), str):
-                raise ValueError(f'[RecordedTeacher] {self.path} line {i}: expected {{"text": str, "response": str}}')
+                raise UserError(f'[RecordedTeacher] {self.path} line {i}: expected {{"text": str, "response": str}}')
             self.responses[record["text"]] = record["response"]
 
     def __call__(self, prompts: Iterable[Iterable[str]]) -> Iterable[Iterable[str]]:
@@ -37,7 +38,7 @@ class RecordedTeacher:
     def respond(self, prompt: str) -> str:
         passage = passage_of(prompt)
         if passage not in self.responses:
-            raise ValueError(
+            raise UserError(
                 f"[RecordedTeacher] {self.path} has no recorded response for the passage "
                 f"{passage[:100]!r}{'...' if len(passage) > 100 else ''}: record one, or distill with a "
                 "live teacher (configs/teachers/)."
@@ -101,7 +102,7 @@ class OpenAICompatible(OpenAI):
             return
         models: List[str] = [model.get("id") for model in response.json().get("data", [])]
         if models and self._name not in models:
-            raise ValueError(f"[OpenAICompatible] the server at {url} has no model {self._name!r}; it has {sorted(models)}")
+            raise UserError(f"[OpenAICompatible] the server at {url} has no model {self._name!r}; it has {sorted(models)}")
 
     def __call__(self, prompts: Iterable[Iterable[str]]) -> Iterable[Iterable[str]]:
         """The answers to each doc's prompts, in order: journaled ones without a request, the others
@@ -156,18 +157,18 @@ class OpenAICompatible(OpenAI):
         try:
             body = response.json()
         except ValueError:
-            raise ValueError(f"{self._endpoint} answered {response.status_code} with no JSON: {response.text[:200]!r}") from None
+            raise UserError(f"{self._endpoint} answered {response.status_code} with no JSON: {response.text[:200]!r}") from None
         if response.status_code != 200 or (isinstance(body, dict) and "error" in body):
             error = body.get("error", body) if isinstance(body, dict) else body
             if self._strict:
-                raise ValueError(f"{self._endpoint} answered {response.status_code}: {json.dumps(error)[:300]}")
+                raise UserError(f"{self._endpoint} answered {response.status_code}: {json.dumps(error)[:300]}")
             return json.dumps(body), {}
         try:
             message = body["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
-            raise ValueError(f"{self._endpoint} sent no chat completion the OpenAI API describes: {response.text[:200]!r}") from None
+            raise UserError(f"{self._endpoint} sent no chat completion the OpenAI API describes: {response.text[:200]!r}") from None
         if not isinstance(message, str):
-            raise ValueError(f"{self._endpoint} sent a completion whose message content is {type(message).__name__}, not text: {response.text[:200]!r}")
+            raise UserError(f"{self._endpoint} sent a completion whose message content is {type(message).__name__}, not text: {response.text[:200]!r}")
         return message, body.get("usage") or {}
 
 

@@ -11,6 +11,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import srsly
 
+from ..errors import UserError
 from ..prompts import label_of_question, text_turn
 
 BENCHMARKS = Path(__file__).parent.parent.parent / "assets" / "benchmarks.json"
@@ -44,7 +45,7 @@ def names_in_domains(domains: Sequence[str], benchmarks: Path = BENCHMARKS) -> L
     known = list(dict.fromkeys(spec["domain"] for spec in specs.values()))
     unknown = [domain for domain in domains if domain not in known and domain != "all"]
     if unknown:
-        raise ValueError(f"Unknown domains {unknown}; {benchmarks} has {known} (or all)")
+        raise UserError(f"Unknown domains {unknown}; {benchmarks} has {known} (or all)")
     return [name for name, spec in specs.items() if "all" in domains or spec["domain"] in domains]
 
 
@@ -55,7 +56,7 @@ def benchmark_spec(name: str, benchmarks: Path = BENCHMARKS) -> dict:
     base = name[: -len(DEV)] if name.endswith(DEV) else name
     if base not in specs or (base != name and "dev_path" not in specs[base]):
         known = list(specs) + [key + DEV for key, spec in specs.items() if "dev_path" in spec]
-        raise ValueError(f"Unknown benchmark {name!r}; {benchmarks} describes {known}")
+        raise UserError(f"Unknown benchmark {name!r}; {benchmarks} describes {known}")
     spec = dict(specs[base])
     if base != name:
         spec.update(path=spec.pop("dev_path"), paper_file=None, test_path=spec["path"])
@@ -107,7 +108,7 @@ class TaggedSentence:
 
 def checked_tag(tag: str, path: Path, number: int) -> str:
     if not _TAG.fullmatch(tag):
-        raise ValueError(f"{path}:{number}: the tag {tag!r} is neither O nor a B-, I-, E- or S- tag")
+        raise UserError(f"{path}:{number}: the tag {tag!r} is neither O nor a B-, I-, E- or S- tag")
     return tag
 
 
@@ -119,7 +120,7 @@ def read_columns(path: Path, format: str = "bio") -> Iterator[TaggedSentence]:
     for number, line in enumerate(Path(path).read_text(encoding="utf8").splitlines(), 1):
         columns = line.split("\t") if "\t" in line else line.split()
         if line.strip() and len(columns) < 2:
-            raise ValueError(f"{path}:{number}: expected a token and a tag, got {line!r}")
+            raise UserError(f"{path}:{number}: expected a token and a tag, got {line!r}")
         if not line.strip() or columns[token_column] == "-DOCSTART-":
             if sentence.tokens:
                 yield sentence
@@ -128,7 +129,7 @@ def read_columns(path: Path, format: str = "bio") -> Iterator[TaggedSentence]:
         tags = [checked_tag(tag, path, number) for tag in columns[tag_columns]]
         sentence.layers = sentence.layers or [[] for _ in tags]
         if len(tags) != len(sentence.layers):
-            raise ValueError(f"{path}:{number}: {len(tags)} tag columns where the sentence's first line has {len(sentence.layers)}")
+            raise UserError(f"{path}:{number}: {len(tags)} tag columns where the sentence's first line has {len(sentence.layers)}")
         for layer, tag in zip(sentence.layers, tags):
             layer.append(tag)
         sentence.tokens.append(columns[token_column])
@@ -145,10 +146,10 @@ def read_csv_tag_ids(path: Path, tag_ids: Dict[str, str]) -> Iterator[TaggedSent
         next(rows, None)
         for number, row in enumerate(rows, 2):
             if len(row) != 4:
-                raise ValueError(f"{path}:{number}: expected tag id, token, document id and sentence id, got {row!r}")
+                raise UserError(f"{path}:{number}: expected tag id, token, document id and sentence id, got {row!r}")
             tag_id, token, document, index = row
             if tag_id not in tag_ids:
-                raise ValueError(f"{path}:{number}: the tag id {tag_id!r} is not in the set's tag_ids {tag_ids}")
+                raise UserError(f"{path}:{number}: the tag id {tag_id!r} is not in the set's tag_ids {tag_ids}")
             if (document, index) != key and sentence.tokens:
                 yield sentence
                 sentence = TaggedSentence([], [[]], [])
@@ -192,7 +193,7 @@ def load_benchmark(name: str, mirror: Path, benchmarks: Path = BENCHMARKS) -> Be
     layer counts, so nested mentions become overlapping gold mentions."""
     spec = benchmark_spec(name, benchmarks)
     if spec.get("format") not in FORMATS:
-        raise ValueError(f"{benchmarks}: {name} has format {spec.get('format')!r}; expected one of {FORMATS}")
+        raise UserError(f"{benchmarks}: {name} has format {spec.get('format')!r}; expected one of {FORMATS}")
     path = Path(mirror) / spec["path"]
     if not path.exists():
         raise FileNotFoundError(f"{path} (benchmark {name}) is missing: is `mirror` the folder of the data mirror?")
@@ -207,7 +208,7 @@ def load_benchmark(name: str, mirror: Path, benchmarks: Path = BENCHMARKS) -> Be
         for layer in tagged.layers:
             for start, end, tag in tag_spans(layer):
                 if tag not in spec["types"]:
-                    raise ValueError(f"{path}:{tagged.lines[start]}: the tag {tag!r} has no type in {benchmarks} for {name} (map it to the type to ask, or to null to leave it out)")
+                    raise UserError(f"{path}:{tagged.lines[start]}: the tag {tag!r} has no type in {benchmarks} for {name} (map it to the type to ask, or to null to leave it out)")
                 if spec["types"][tag] is not None:
                     spans.append((start, end, spec["types"][tag]))
         sentences.append(Sentence(name, index, tagged.tokens, list(dict.fromkeys(spans))))
@@ -224,8 +225,8 @@ def paper_queries(path: Path) -> List[Tuple[str, str, str]]:
         sentence = text[len(text_prefix) :]
         try:
             if text_turn(sentence) != text:
-                raise ValueError(f"Not a text turn of the template: {text[:60]!r}")
+                raise UserError(f"Not a text turn of the template: {text[:60]!r}")
             queries.append((sentence, label_of_question(question), answer))
         except ValueError as err:
-            raise ValueError(f"{path}: record {number} is not a (text, type) query of the paper's template. {err}") from err
+            raise UserError(f"{path}: record {number} is not a (text, type) query of the paper's template. {err}") from err
     return queries

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from ..answers import parse_answer
 from ..component import uniner_of
 from ..data import normalize_type, question_pairs, read_conversations
+from ..errors import UserError
 from ..files import write_json, write_jsonl, write_text
 from ..prompts import build_prompt, label_of_question
 from ..scores import ScoredAnswer, scored_answers
@@ -147,7 +148,7 @@ def evaluate_benchmark(nlp: Language, benchmark: Benchmark, sentences: List[Sent
             elif (prompt := build_prompt(sentence.text, entity_type, uniner.dataset)) in recorder.answers:
                 answer = recorder.answers[prompt]
             else:
-                raise ValueError(f"{benchmark.name} sentence {sentence.index} is longer than the component's window_size ({uniner.window_size} tokens): raise it to ask about whole sentences, as the paper does")
+                raise UserError(f"{benchmark.name} sentence {sentence.index} is longer than the component's window_size ({uniner.window_size} tokens): raise it to ask about whole sentences, as the paper does")
             gold = golds.get((sentence.text, entity_type)) if golds is not None else json.dumps(sentence.mentions(entity_type))
             parsed, mention_scores = paper_parse_scored(answer)
             records.append({"dataset": benchmark.name, "sentence": sentence.index, "type": entity_type, "answer": answer.text, "parsed": parsed, "scores": mention_scores, "gold": None if gold is None else paper_parse(gold)})
@@ -200,7 +201,7 @@ def zero_shot_check(conversations: Path, sentences: List[Sentence], shingle: int
         elif len(words) >= fewest_words and f" {' '.join(words)} " in f" {joined} ":
             short.append(sentence)
     if copied:
-        raise ValueError(f"Zero-shot rule: {len(copied)} evaluation sentences are in the training conversations {conversations}; take them out of the training data:\n" + "\n".join(copied[:20]))
+        raise UserError(f"Zero-shot rule: {len(copied)} evaluation sentences are in the training conversations {conversations}; take them out of the training data:\n" + "\n".join(copied[:20]))
     return short
 
 
@@ -257,7 +258,7 @@ def run_evaluation(
             skipped[name] = str(err)
             print(f"Skipping {name}: {err}")
     if not benchmarks:
-        raise ValueError(f"No benchmark could be read: {skipped}")
+        raise UserError(f"No benchmark could be read: {skipped}")
     # Short sentences that a training text holds are left out before sampling, so the sample of a
     # set without any stays the same.
     left_out: Dict[str, List[int]] = {}
