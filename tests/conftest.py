@@ -1,5 +1,6 @@
 import json
 import math
+import os
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -19,6 +20,19 @@ CORPUS = [
     '["Barack Obama", "Michelle Obama"] [] ["Paris"] ["aspirin"]</s>',
     "Python and Rust are programming languages used at Google and in Zürich by Ana María.",
 ]
+
+
+# Set by .ci/run: a guard of an edge to real software (the browser, llama.cpp) that cannot run there
+# fails the run instead of skipping, so CI never passes without running it.
+REQUIRE_GUARDS = "SPACY_UNINER_REQUIRE_GUARDS"
+
+
+def needs(available: bool, reason: str) -> pytest.MarkDecorator:
+    """Skip a module's tests when what they drive is not here, or, where $SPACY_UNINER_REQUIRE_GUARDS
+    is set (CI), stop the run at collection saying what is missing."""
+    if not available and os.environ.get(REQUIRE_GUARDS):
+        pytest.fail(f"{reason}; ${REQUIRE_GUARDS} is set, so these tests must run", pytrace=False)
+    return pytest.mark.skipif(not available, reason=reason)
 
 
 @pytest.fixture(autouse=True)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import spacy
+import torch
 from spacy.tokens import DocBin
 
 from spacy_uniner.adapt import gold_conversations, read_gold, run_adapt, split_benchmark
@@ -71,6 +72,9 @@ def test_a_student_is_adapted_and_scored_before_and_after(student, tmp_path):
     assert [record["id"] for record in conversations] == ["gold-0", "gold-1", "gold-2", "distilled-d1"]
     adapted = spacy.load(tmp_path / "adapted").get_pipe("uniner")
     assert adapted.labels == ["CHEM", "DISEASE"] and adapted.dataset == "meds" and adapted.threshold == 0.1
+    before = dict(spacy.load(student).get_pipe("uniner").generator.model.named_parameters())
+    changed = [name for name, weight in adapted.generator.model.named_parameters() if not torch.equal(weight, before[name])]
+    assert changed  # the student learned from the gold: its weights moved
 
 
 def test_bad_gold_data_and_students_get_a_clear_error(student, tmp_path):

@@ -62,8 +62,11 @@ def test_what_cannot_be_averaged_is_named(tiny_llama_path, tmp_path):
         average_students([first, wider], tmp_path / "mean")
     with pytest.raises(ValueError, match="averaging needs at least two student pipelines, got 1"):
         average_students([first], tmp_path / "mean")
-    with pytest.raises(ValueError, match="exists: give a new folder"):
+    with pytest.raises(ValueError, match="the output .*first is the student pipeline #1"):
         average_students([first, first], tmp_path / "first")
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(ValueError, match="exists: give a new folder"):
+        average_students([first, first], tmp_path / "taken")
     served = spacy.blank("en")
     served.add_pipe("uniner", config={"model": {"@uniner_models": "spacy_uniner.OpenAICompatible.v1", "url": "http://127.0.0.1:9/v1", "name": "student"}, "labels": ["person"]})
     served.to_disk(tmp_path / "served")

@@ -72,8 +72,9 @@ def test_the_precision_benchmark_compares_each_precision_with_the_first(tiny_lla
     assert all(r["queries"] == 2 * r["labels"] and r["docs_per_s"] > 0 and 0 <= r["identical_share"] <= 1 for r in speed)
     assert all(r["identical_share"] == 1.0 and r["speedup"] == 1.0 for r in speed if r["dtype"] == "float32")
     peaks = [record["prefix_pass"] for record in records if "prefix_pass" in record]
-    # The tiny model's GFLOP/s rounds to 0.0 on a busy machine: its tokens/s is what shows the pass ran.
-    assert len(peaks) == 3 and all(peak["tokens_per_s"] > 0 and peak["gflops"] >= 0 and peak["matmul_peak_gflops"] > 0 for peak in peaks)
+    # The tiny model's GFLOP/s rounds to 0.0 on a busy machine: its tokens/s is what shows the pass
+    # ran (the GFLOP/s arithmetic is checked on the component benchmark above).
+    assert len(peaks) == 3 and all(peak["tokens_per_s"] > 0 and peak["matmul_peak_gflops"] > 0 for peak in peaks)
     assert "| int8 | int8 | 4 |" in result.output
     result = CliRunner().invoke(app, arguments + ["--dtypes", "float32,int4"])
     assert result.exit_code == 2 and "int4" in result.output

@@ -13,13 +13,15 @@ import uvicorn
 
 from spacy_uniner.demo import MAX_LABELS, create_app
 
+from conftest import needs
+
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs Playwright: pip install playwright")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STUDENT = ROOT / "training" / "uniner"
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM is None, reason="needs a Chromium browser: apt-get install chromium (Debian's package)"),
+    needs(CHROMIUM is not None, "needs a Chromium browser: apt-get install chromium (Debian's package)"),
 ]
 
 TEXT = "Marie Curie discovered polonium in Paris."

@@ -18,11 +18,12 @@ from spacy_uniner.llama_cpp import HOW_TO_BUILD, LlamaServer, export_gguf, llama
 from spacy_uniner.prompts import build_prompt
 from spacy_uniner.server import ServerGenerator
 
+from conftest import needs
 from test_teacher_server import CONFIG
 
 pytestmark = [
     pytest.mark.engine,
-    pytest.mark.skipif(llama_server_binary() is None or not (llama_cpp_dir() / "convert_hf_to_gguf.py").is_file(), reason=f"llama.cpp is not built here: {HOW_TO_BUILD}"),
+    needs(llama_server_binary() is not None and (llama_cpp_dir() / "convert_hf_to_gguf.py").is_file(), f"llama.cpp is not built here: {HOW_TO_BUILD}"),
 ]
 
 TEXTS = [

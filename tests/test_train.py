@@ -434,5 +434,5 @@ def test_checkpoints_stay_until_the_pipeline_is_on_disk_and_the_output_is_checke
     kept = sorted(path.name for path in (tmp_path / "ck").glob("step-*"))
     assert kept and not (tmp_path / "pipeline").exists() and not list(tmp_path.glob(".pipeline.*"))
     report = run_training(data, tmp_path / "pipeline", TRAIN_CFG, PIPELINE_CFG, tmp_path / "ck", dict(overrides))
-    assert report["steps"] > int(kept[-1].split("-")[1])  # resumed after the last checkpoint, not from step 0
+    assert report["resumed_from_step"] == int(kept[-1].split("-")[1]) > 0 and report["steps"] > report["resumed_from_step"]
     assert spacy.load(tmp_path / "pipeline").get_pipe("uniner") and not list((tmp_path / "ck").glob("step-*"))
