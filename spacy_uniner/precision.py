@@ -104,20 +104,29 @@ class Float32TopLogits(torch.nn.Module):
     constrained decoding's best allowed one) is float32's, at the cost of a gather, not of a
     float32 pass over the whole vocabulary."""
 
-    def __init__(self, head: torch.nn.Module, exact: torch.Tensor, top: int = 64):
+    def __init__(self, head: torch.nn.Module, exact: torch.Tensor, exact_bias: Optional[torch.Tensor] = None, top: int = 64):
         super().__init__()
         self.head = head
         self.exact = torch.nn.Parameter(exact, requires_grad=False)
+        # An output layer with a bias (BERT's decoder) adds it to the exact logits too.
+        self.register_buffer("exact_bias", exact_bias)
         self.top = top
 
     @property
     def weight(self) -> torch.Tensor:
         return self.head.weight
 
+    @property
+    def bias(self) -> Optional[torch.Tensor]:
+        """The head's own (models that tie a bias to their output layer, as BERT does, read it)."""
+        return getattr(self.head, "bias", None)
+
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         logits = self.head(hidden).to(torch.float32)
         top = logits.topk(min(self.top, logits.shape[-1]), dim=-1).indices
         exact = (self.exact[top] @ hidden.to(torch.float32).unsqueeze(-1)).squeeze(-1)
+        if self.exact_bias is not None:
+            exact = exact + self.exact_bias[top]
         return logits.scatter(-1, top, exact)
 
 
@@ -126,6 +135,9 @@ def narrow(model: torch.nn.Module, precision: Precision) -> None:
     if precision.int8:
         quantize_blocks(model)
     if precision.float32_logits:
-        exact = model.get_output_embeddings().weight.detach().to(torch.float32, copy=True)
+        head = model.get_output_embeddings()
+        exact = head.weight.detach().to(torch.float32, copy=True)
+        bias = getattr(head, "bias", None)
+        exact_bias = None if bias is None else bias.detach().to(torch.float32, copy=True)
         model.to(precision.weights)
-        model.set_output_embeddings(Float32TopLogits(model.get_output_embeddings(), exact))
+        model.set_output_embeddings(Float32TopLogits(model.get_output_embeddings(), exact, exact_bias))

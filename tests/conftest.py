@@ -10,7 +10,6 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from spacy_uniner import precision
 from spacy_uniner.prompts import build_prompt
 from spacy_uniner.scores import ScoredAnswer
 
@@ -33,15 +32,6 @@ def needs(available: bool, reason: str) -> pytest.MarkDecorator:
     if not available and os.environ.get(REQUIRE_GUARDS):
         pytest.fail(f"{reason}; ${REQUIRE_GUARDS} is set, so these tests must run", pytrace=False)
     return pytest.mark.skipif(not available, reason=reason)
-
-
-@pytest.fixture(autouse=True)
-def cpu_without_narrow_units(monkeypatch):
-    """`dtype: auto` in float32 on any CPU: the suite's exactness checks (batched decoding against
-    one `generate` per prompt, grouped attention against repeated heads, a server against the
-    process) are float32's; on a CPU with bf16 units "auto" decodes in bf16 with float32 top logits
-    (docs/speed.md), which tests/test_precision.py tests from recorded flag lists."""
-    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset())
 
 
 @pytest.fixture(scope="session")

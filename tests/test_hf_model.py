@@ -12,6 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from spacy_uniner.generation import HFGenerator
+from spacy_uniner.precision import cpu_flags
 from spacy_uniner.tokens import load_tokenizer
 from spacy_uniner.prompts import build_prompt
 
@@ -45,7 +46,7 @@ def reference_answers(path, prompts, max_new_tokens=6):
 
 def test_batched_left_padded_generation_matches_one_by_one(tiny_llama_path):
     prompts = [build_prompt(text, label) for text in TEXTS for label in LABELS]
-    generator = HFGenerator(tiny_llama_path, batch_size=5, max_new_tokens=6, device="cpu")
+    generator = HFGenerator(tiny_llama_path, batch_size=5, max_new_tokens=6, device="cpu", dtype="float32")
     assert generator.generate(prompts) == reference_answers(tiny_llama_path, prompts)
 
 
@@ -79,7 +80,9 @@ def test_device_and_dtype_resolve_for_this_machine(tiny_llama_path):
     generator = HFGenerator(tiny_llama_path)
     assert generator.device == ("cuda" if torch.cuda.is_available() else "cpu")
     if generator.device == "cpu":
-        assert generator.dtype == torch.float32
+        narrow = "avx512_bf16" in cpu_flags()
+        assert generator.precision.name == ("bfloat16-float32-logits" if narrow else "float32")
+        assert generator.dtype == (torch.bfloat16 if narrow else torch.float32)
     assert generator.model.device.type == generator.device
 
 

