@@ -161,6 +161,6 @@ def test_the_packaged_smollm2_converts_and_runs(smollm2):
 
 @pytest.mark.slow
 def test_smollm2_scores_equal_the_reference_loop(smollm2, assert_same_scored_answers):
-    generator = HFGenerator(smollm2, batch_size=4, max_new_tokens=12, device="cpu")
+    generator = HFGenerator(smollm2, batch_size=4, max_new_tokens=12, device="cpu", dtype="float32")
     prompts = [build_prompt(text, label) for text in ["Marie Curie was born in Warsaw.", "Guido van Rossum created Python at CWI."] for label in ["person", "city", "programming language"]]
     assert_same_scored_answers(generator.generate_scored(prompts), reference_answers(generator, prompts, scored=True))
