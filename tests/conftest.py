@@ -68,6 +68,14 @@ def tiny_llama_path(tmp_path_factory) -> Path:
     return path
 
 
+def save_tiny_pipeline(model: Path, path: Path) -> Path:
+    """A saved pipeline whose `uniner` component asks `model` about persons, on the CPU."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("uniner", config={"model": {"name": str(model), "device": "cpu"}, "labels": ["person"]})
+    nlp.to_disk(path)
+    return path
+
+
 class ScriptedGenerator:
     """A model whose answers the test chooses: keyed by (window text, label), "[]" otherwise.
     It records every prompt, so tests see exactly what the component asked."""

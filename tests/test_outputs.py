@@ -10,6 +10,7 @@ from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
 from spacy_uniner.cli import app
+from conftest import save_tiny_pipeline
 from test_user_errors import one_line_error, spacy_uniner
 
 
@@ -22,11 +23,7 @@ def refused(*args, message):
 
 @pytest.fixture(scope="module")
 def student(tiny_llama_path, tmp_path_factory):
-    path = tmp_path_factory.mktemp("student") / "pipeline"
-    nlp = spacy.blank("en")
-    nlp.add_pipe("uniner", config={"model": {"name": str(tiny_llama_path), "device": "cpu"}, "labels": ["person"]})
-    nlp.to_disk(path)
-    return path
+    return save_tiny_pipeline(tiny_llama_path, tmp_path_factory.mktemp("student") / "pipeline")
 
 
 @pytest.fixture

@@ -47,7 +47,7 @@ def test_to_bytes_carries_the_weights_and_settings_into_a_pipeline_built_from_th
     restored = spacy.blank("en").from_config(nlp.config).from_bytes(data)
     assert_changed_settings(restored.get_pipe("uniner"))
     assert_same_scored_answers(answers(restored), expected)
-    doc = restored(TEXTS[0])
+    restored(TEXTS[0])
     assert restored.get_pipe("uniner").stats["queries"] == 1  # asked "city" only
 
 

@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import spacy
+
+from conftest import save_tiny_pipeline
 
 ROOT = Path(__file__).parent.parent
 
@@ -20,10 +21,7 @@ def spacy_uniner(*args, cwd=ROOT, **env):
 @pytest.fixture(scope="module")
 def broken_pipeline(tiny_llama_path, tmp_path_factory):
     """A saved pipeline whose student lost its weights file."""
-    path = tmp_path_factory.mktemp("broken") / "pipeline"
-    nlp = spacy.blank("en")
-    nlp.add_pipe("uniner", config={"model": {"name": str(tiny_llama_path), "device": "cpu"}, "labels": ["person"]})
-    nlp.to_disk(path)
+    path = save_tiny_pipeline(tiny_llama_path, tmp_path_factory.mktemp("broken") / "pipeline")
     (path / "uniner" / "model" / "model.safetensors").unlink()
     return path
 
