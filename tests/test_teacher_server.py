@@ -78,6 +78,13 @@ class Handler(LoopbackHandler):
                 server.in_flight -= 1
 
 
+@pytest.fixture(autouse=True)
+def in_a_folder_of_its_own(tmp_path, monkeypatch):
+    """The distillation config's cache path is relative (corpus/teacher_cache): each test runs in its
+    own folder, so that none writes into the project's corpus."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def server():
     server = FakeTeacher()
