@@ -106,9 +106,9 @@ def current_umask() -> int:
 @contextmanager
 def atomic_file(path: PathLike) -> Iterator[Path]:
     """A temporary path beside `path` to write to; it replaces `path` when the block ends without
-    an error, and is removed when it raises."""
+    an error, and is removed when it raises, with the folders made for it."""
     path = check_output_file(path)
-    make_parents(path)
+    made = make_parents(path)
     handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     os.close(handle)
     partial = Path(name)
@@ -118,14 +118,16 @@ def atomic_file(path: PathLike) -> Iterator[Path]:
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+        remove_empty(made)
 
 
 @contextmanager
 def atomic_folder(path: PathLike) -> Iterator[Path]:
     """A temporary folder beside `path` to fill; it takes the place of `path` (an earlier folder
-    there is removed only then) when the block ends without an error, and is removed when it raises."""
+    there is removed only then) when the block ends without an error, and is removed when it raises,
+    with the folders made for it."""
     path = check_output_folder(path)
-    make_parents(path)
+    made = make_parents(path)
     partial = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     partial.chmod(0o777 & ~current_umask())
     try:
@@ -139,6 +141,7 @@ def atomic_folder(path: PathLike) -> Iterator[Path]:
             os.replace(partial, path)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+        remove_empty(made)
 
 
 @contextmanager

@@ -82,3 +82,13 @@ def test_outputs_get_the_modes_the_umask_gives(tmp_path):
         os.umask(previous)
     assert done.returncode == 0, done.stderr
     assert stat.S_IMODE((tmp_path / "out" / "passages.jsonl").stat().st_mode) == 0o640
+
+
+@pytest.mark.parametrize("write", ["atomic_file", "atomic_folder"])
+def test_a_write_that_fails_leaves_neither_its_output_nor_the_folders_made_for_it(tmp_path, write):
+    from spacy_uniner import files
+
+    with pytest.raises(RuntimeError):
+        with getattr(files, write)(tmp_path / "made" / "for it" / "out"):
+            raise RuntimeError("killed mid-write")
+    assert list(tmp_path.iterdir()) == []
