@@ -368,7 +368,14 @@ class UniNER(Pipe):
         return to_bytes({"cfg": lambda: srsly.json_dumps(self.saved_settings()), "model": self.model_bytes}, exclude)
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = SimpleFrozenList()) -> "UniNER":
-        from_bytes(bytes_data, {"cfg": lambda data: self.restore_settings(srsly.json_loads(data)), "model": self.load_model_bytes}, exclude)
+        """The model first, then the settings: bytes that do not load leave the component as it was."""
+        try:
+            readers = {"model": self.load_model_bytes, "cfg": lambda data: self.restore_settings(srsly.json_loads(data))}
+            from_bytes(bytes_data, readers, exclude)
+        except UserError:
+            raise
+        except (ValueError, TypeError, KeyError) as error:  # msgpack's and JSON's errors name no component
+            raise UserError(f"[uniner] these bytes are not a uniner component's (from its to_bytes): {error}") from error
         return self
 
     def model_bytes(self) -> bytes:

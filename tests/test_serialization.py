@@ -115,3 +115,12 @@ def test_threshold_label_margin_and_dataset_set_on_a_built_component_survive_to_
     assert_changed_settings(spacy.load(tmp_path / "pipeline").get_pipe("uniner"))
     loaded = spacy.load(tmp_path / "pipeline", config={"components": {"uniner": {"label_margin": 0.9}}})
     assert loaded.get_pipe("uniner").label_margin == 0.9 and loaded.get_pipe("uniner").threshold == 0.01
+
+
+def test_bytes_that_are_not_a_components_are_named_and_change_nothing(tiny_llama_path):
+    uniner = built(tiny_llama_path).get_pipe("uniner")
+    data = uniner.to_bytes()
+    for garbage in (b"", b"garbage", data[: len(data) // 2]):
+        with pytest.raises(ValueError, match="these bytes are not a uniner component's"):
+            uniner.from_bytes(garbage)
+        assert uniner.labels == LABELS and uniner.generator._model is None
