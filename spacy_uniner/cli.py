@@ -31,7 +31,7 @@ from .distill.pile_ner import recorded_responses
 from .errors import UserError
 from .evaluate.datasets import DOMAINS, ZERO_SHOT_NAMES, names_in_domains
 from .evaluate.run import gazetteer, run_evaluation
-from .files import check_output_file, write_jsonl, write_text
+from .files import check_output_file, check_output_folder, write_jsonl, write_text
 from .llama_cpp import OUTTYPES, export_gguf
 from .memory import map_large_allocations
 from .pipelines import baseline_pipeline, load_pipeline, uniner_pipeline
@@ -372,6 +372,9 @@ def evaluate_cli(
     """Score a pipeline on the paper's zero-shot benchmark, beside baselines: the paper's metric on
     raw answers and spaCy's span scores on doc.ents, every query's prediction saved. A stopped run
     keeps the datasets it finished."""
+    inputs = {"pipeline": pipeline, "training data": training_data, "mirror": mirror, **{f"baseline {name}": name for name in baselines or []}}
+    check_output_folder(output, inputs, replaced=False)
+    check_output_file(output.with_suffix(".json"), inputs)
     names = list(datasets or [])
     if domains:
         try:

@@ -39,7 +39,7 @@ def export_gguf(pipeline: Union[str, Path], output: Union[str, Path], outtype: s
     Ollama and LM Studio load, written by llama.cpp's `convert_hf_to_gguf.py`."""
     if outtype not in OUTTYPES:
         raise UserError(f"outtype must be one of {', '.join(OUTTYPES)}, got {outtype!r}")
-    output = check_output_file(output)
+    output = check_output_file(output, {"pipeline": pipeline})
     model = pipeline_model(pipeline)
     converter = llama_cpp_dir() / "convert_hf_to_gguf.py"
     if not converter.is_file():

@@ -15,7 +15,10 @@ def test_a_served_pipeline_has_no_weights_to_export(tmp_path):
 
 
 def test_what_is_not_a_student_pipeline_is_named(tmp_path):
+    (tmp_path / "not-a-pipeline").mkdir()
     with pytest.raises(ValueError, match="is not a spaCy pipeline folder"):
+        export_gguf(tmp_path / "not-a-pipeline", tmp_path / "out.gguf")
+    with pytest.raises(ValueError, match="is inside the pipeline"):  # the export never writes into its input
         export_gguf(tmp_path, tmp_path / "out.gguf")
     spacy.blank("en").to_disk(tmp_path / "blank")
     with pytest.raises(ValueError, match="has no uniner component"):

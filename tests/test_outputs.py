@@ -92,3 +92,12 @@ def test_a_write_that_fails_leaves_neither_its_output_nor_the_folders_made_for_i
         with getattr(files, write)(tmp_path / "made" / "for it" / "out"):
             raise RuntimeError("killed mid-write")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_evaluate_benchmarks_and_the_gguf_export_refuse_outputs_inside_the_pipeline(student, tmp_path):
+    texts = tmp_path / "texts.jsonl"
+    srsly.write_jsonl(texts, [{"text": "Marie Curie lived in Paris."}])
+    refused("evaluate", student, student / "evaluation", "--limit", "1", message=f"the output {student / 'evaluation'} is inside the pipeline {student}")
+    refused("benchmark", student, texts, texts, student / "speed.json", message="is inside the pipeline")
+    refused("export-gguf", student, student / "student.gguf", message="is inside the pipeline")
+    assert not (student / "evaluation").exists() and not (student / "evaluation.json").exists()

@@ -166,7 +166,7 @@ def benchmark_component(pipeline: str, texts: Path, conversations: Path, output:
     """`run_benchmark` on the pipeline with its model block's `settings` changed, over the first
     `docs` texts of `passage_tokens` tokens and the most frequent types of `conversations`; the
     report written to `output` (JSON), its tables returned."""
-    check_output_file(output)
+    check_output_file(output, {"pipeline": pipeline, "texts": texts, "conversations": conversations})
     nlp = uniner_pipeline(pipeline, settings)
     generator = uniner_of(nlp).generator
     chosen = passages(texts, generator.tokenizer, docs * more_docs, passage_tokens)
@@ -191,7 +191,7 @@ def benchmark_precisions(pipeline: str, texts: Path, conversations: Path, output
     """`run_precision_benchmark` of the pipeline in each of `dtypes` (the first is the reference),
     its model block's other `settings` changed, the report written to `output` (JSON), its tables
     returned."""
-    check_output_file(output)
+    check_output_file(output, {"pipeline": pipeline, "texts": texts, "conversations": conversations})
     settings = dict(settings or {})
     first = uniner_pipeline(pipeline, dict(settings, dtype=dtypes[0]))
     generator = uniner_of(first).generator

@@ -95,7 +95,7 @@ def benchmark_engines(pipeline: Path, texts: Path, conversations: Path, output: 
     """`engine_speed` (and, with `evaluate_limit`, `engine_evaluation` on the 7 zero-shot sets),
     the report written to `output` (JSON) as each record comes, the GGUF files and server logs in
     OUTPUT without its suffix; the table returned."""
-    check_output_file(output)
+    check_output_file(output, {"pipeline": pipeline, "texts": texts, "conversations": conversations, "training data": training_data})
     work = output.with_suffix("")
     work.mkdir(parents=True, exist_ok=True)
     chosen = passages(texts, load_tokenizer(pipeline_model(pipeline)), docs, passage_tokens)

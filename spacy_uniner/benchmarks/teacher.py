@@ -188,7 +188,7 @@ def benchmark_teacher(passages: Path, output: Path, config: Path, concurrencies:
     """`benchmark_concurrency` against the real teacher at `endpoint`, or against a loopback teacher
     (`latency`, `error_rate`) with, given `kill_after`, a killed and resumed run; the report
     written to `output` (JSON), its table returned."""
-    check_output_file(output)
+    check_output_file(output, {"passages": passages, "distillation config": config})
     work = output.with_suffix("")
     result: Dict[str, Any] = {"passages": count}
     if endpoint is not None:

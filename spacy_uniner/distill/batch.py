@@ -43,6 +43,7 @@ def passage_prompts(nlp: Language, passages: Path) -> Tuple[List[Doc], Dict[str,
 
 def write_batch(passages: Path, output: Path, config_path: Path, teacher_path: Path, overrides: Dict[str, Any] = util.SimpleFrozenDict()) -> int:
     """One Batch API request a line, `custom_id` the passage id; how many were written."""
+    check_output_file(output, {"passages": passages, "distillation config": config_path, "teacher config": teacher_path})
     nlp, teacher = batch_distiller(config_path, teacher_path, overrides)
     _, prompts = passage_prompts(nlp, passages)
     write_jsonl(output, ({"custom_id": passage, "method": "POST", "url": CHAT_URL, "body": teacher.request_body(prompt)} for passage, prompt in prompts.items()))
@@ -102,7 +103,9 @@ def read_batch(passages: Path, results: Path, output: Path, config_path: Path, t
     with the report of `distill` and, under `batch`, the passages it failed or left out. The
     results are authoritative: an answer that differs from the one kept earlier replaces it
     (counted as `replaced`)."""
-    check_output_file(output)
+    for path in (output, report_path):
+        if path is not None:
+            check_output_file(path, {"passages": passages, "results": results, "distillation config": config_path, "teacher config": teacher_path})
     nlp, teacher = batch_distiller(config_path, teacher_path, overrides)
     docs, prompts = passage_prompts(nlp, passages)
     answers, failed, repeats = read_results(results, prompts, passages)
