@@ -15,7 +15,10 @@ if not hasattr(registry, "uniner_models"):
     registry.create("uniner_models", entry_points=True)
 
 TRANSFORMERS = "spacy_uniner.Transformers.v1"
-OPENAI_COMPATIBLE = "spacy_uniner.OpenAICompatible.v1"
+COMPLETIONS_SERVER = "spacy_uniner.CompletionsServer.v1"
+# The server backend's name before 2026-12-06, which the teacher's spacy-llm model also has: kept for
+# the configs saved under it (`spacy-uniner upgrade` and every command rewrite it to today's).
+LEGACY_SERVER = "spacy_uniner.OpenAICompatible.v1"
 DEFAULT_MODEL = "Universal-NER/UniNER-7B-type"
 
 
@@ -62,8 +65,9 @@ def transformers_model(
     )
 
 
-@registry.uniner_models(OPENAI_COMPATIBLE)
-def openai_compatible_model(
+@registry.uniner_models(COMPLETIONS_SERVER)
+@registry.uniner_models(LEGACY_SERVER)
+def completions_server_model(
     url: str,
     name: str,
     max_new_tokens: int = 256,

@@ -18,7 +18,7 @@ from thinc.api import ConfigValidationError
 from . import options
 from .adapt import run_adapt, split_benchmark
 from .average import average_students
-from .backends import OPENAI_COMPATIBLE
+from .backends import COMPLETIONS_SERVER
 from .base_model import PACKAGED_BASES, export_base_model
 from .benchmarks.component import benchmark_component, benchmark_precisions
 from .benchmarks.engines import benchmark_engines
@@ -456,7 +456,7 @@ def demo_cli(
     except ImportError as err:
         raise typer.BadParameter(f"The demo needs FastAPI and uvicorn: pip install 'spacy-uniner\\[demo]' ({err})") from err
 
-    backend = {"@uniner_models": OPENAI_COMPATIBLE, "url": server, "name": served_model or pipeline} if server else None
+    backend = {"@uniner_models": COMPLETIONS_SERVER, "url": server, "name": served_model or pipeline} if server else None
     nlp = uniner_pipeline(pipeline, backend)
     typer.echo(f"spacy-uniner demo of {pipeline}{f' served by {server}' if server else ''}: http://{host}:{port}")
     serve(nlp, host=host, port=port, title=Path(pipeline).name, allowed_hosts=list(allowed_hosts or []))

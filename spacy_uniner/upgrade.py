@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Tuple
 from spacy.util import SimpleFrozenDict, load_config
 from thinc.api import Config, ConfigValidationError
 
-from .backends import OPENAI_COMPATIBLE, TRANSFORMERS
+from .backends import COMPLETIONS_SERVER, LEGACY_SERVER, TRANSFORMERS
 from .errors import UserError
 from .files import write_text
 
@@ -19,16 +19,20 @@ FLAT_KEYS = frozenset(TRANSFORMERS_KEYS) | frozenset(SERVER_KEYS)
 
 
 def upgrade_block(block: Dict[str, Any]) -> Tuple[Dict[str, Any], List[str]]:
-    """A saved `uniner` block in today's shape, and the flat keys it moved (none: as it was). With
+    """A saved `uniner` block in today's shape, and the keys it moved (none: as it was): a server
+    block under the backend's old name gets today's; a flat block's keys go into a model block. With
     `server` set the model block is the server's, otherwise the in-process one's; the other
     backend's keys, which that backend never read, are dropped. A string `model` (the in-process
     backend's shorthand) becomes its block's `name`, so that overrides of the block's keys apply."""
-    moved = (["model"] if isinstance(block.get("model"), str) else []) + sorted(key for key in block if key in FLAT_KEYS)
+    model = block.get("model")
+    if isinstance(model, dict) and model.get("@uniner_models") == LEGACY_SERVER:
+        return dict(block, model=dict(model, **{"@uniner_models": COMPLETIONS_SERVER})), ["model.@uniner_models"]
+    moved = (["model"] if isinstance(model, str) else []) + sorted(key for key in block if key in FLAT_KEYS)
     if not moved:
         return dict(block), []
     upgraded = {key: value for key, value in block.items() if key not in FLAT_KEYS}
     if block.get("server"):
-        model = {"@uniner_models": OPENAI_COMPATIBLE, **{SERVER_KEYS[key]: block[key] for key in SERVER_KEYS if key in block}}
+        model = {"@uniner_models": COMPLETIONS_SERVER, **{SERVER_KEYS[key]: block[key] for key in SERVER_KEYS if key in block}}
     else:
         model = {"@uniner_models": TRANSFORMERS, **{key: block[key] for key in TRANSFORMERS_KEYS if key in block}}
     if isinstance(block.get("model"), str):
@@ -62,7 +66,7 @@ def upgrade_overrides(overrides: Dict[str, Any]) -> Dict[str, Any]:
         if server_only:
             raise UserError(
                 f"[uniner] {', '.join(server_only)} moved into the component's model block: give "
-                f'{{"model": {{"@uniner_models": "{OPENAI_COMPATIBLE}", "url": ..., "name": ...}}}} with its keys'
+                f'{{"model": {{"@uniner_models": "{COMPLETIONS_SERVER}", "url": ..., "name": ...}}}} with its keys'
             )
         given = block.get("model") or {}
         model = dict({"name": given} if isinstance(given, str) else given, **flat)

@@ -68,7 +68,7 @@ def test_what_cannot_be_averaged_is_named(tiny_llama_path, tmp_path):
     with pytest.raises(ValueError, match="exists: give a new folder"):
         average_students([first, first], tmp_path / "taken")
     served = spacy.blank("en")
-    served.add_pipe("uniner", config={"model": {"@uniner_models": "spacy_uniner.OpenAICompatible.v1", "url": "http://127.0.0.1:9/v1", "name": "student"}, "labels": ["person"]})
+    served.add_pipe("uniner", config={"model": {"@uniner_models": "spacy_uniner.CompletionsServer.v1", "url": "http://127.0.0.1:9/v1", "name": "student"}, "labels": ["person"]})
     served.to_disk(tmp_path / "served")
     with pytest.raises(ValueError, match="asks the server at http://127.0.0.1:9/v1: it holds no weights"):
         average_students([first, tmp_path / "served"], tmp_path / "mean")

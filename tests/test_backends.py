@@ -8,7 +8,7 @@ from confection import ConfigValidationError
 from spacy.util import load_config, registry
 from typer.testing import CliRunner
 
-from spacy_uniner.backends import OPENAI_COMPATIBLE, TRANSFORMERS
+from spacy_uniner.backends import COMPLETIONS_SERVER, LEGACY_SERVER, TRANSFORMERS
 from spacy_uniner.cli import app
 from spacy_uniner.generation import HFGenerator
 from spacy_uniner.pipelines import load_pipeline
@@ -47,12 +47,12 @@ def test_each_backend_takes_only_its_own_keys():
     nlp = spacy.blank("en")
     local = nlp.add_pipe("uniner", name="local", config={"model": {"name": "unused", "batch_size": 3, "dtype": "float32"}, "labels": ["x"]})
     assert isinstance(local.generator, HFGenerator) and local.generator.batch_size == 3
-    served = nlp.add_pipe("uniner", name="served", config={"model": {"@uniner_models": OPENAI_COMPATIBLE, "url": "http://127.0.0.1:9/v1", "name": "m", "concurrency": 2}, "labels": ["x"]})
+    served = nlp.add_pipe("uniner", name="served", config={"model": {"@uniner_models": COMPLETIONS_SERVER, "url": "http://127.0.0.1:9/v1", "name": "m", "concurrency": 2}, "labels": ["x"]})
     assert isinstance(served.generator, ServerGenerator) and served.generator.concurrency == 2
     assert set(nlp.config["components"]["served"]["model"]) == {"@uniner_models", "url", "name", "max_new_tokens", "concurrency", "timeout", "max_tries", "api_key_env"}
     assert set(nlp.config["components"]["local"]) == {"factory", "model", "labels", "window_size", "window_overlap", "spans_key", "overwrite_ents", "threshold", "label_margin", "dataset", "on_error", "scorer"}
     with pytest.raises(ConfigValidationError, match="batch_size"):
-        spacy.blank("en").add_pipe("uniner", config={"model": {"@uniner_models": OPENAI_COMPATIBLE, "url": "http://x/v1", "name": "m", "batch_size": 4}, "labels": ["x"]})
+        spacy.blank("en").add_pipe("uniner", config={"model": {"@uniner_models": COMPLETIONS_SERVER, "url": "http://x/v1", "name": "m", "batch_size": 4}, "labels": ["x"]})
     with pytest.raises(ConfigValidationError, match="batch_size"):
         spacy.blank("en").add_pipe("uniner", config={"model": "unused", "labels": ["x"], "batch_size": 4})  # not the component's
 
@@ -61,7 +61,7 @@ def test_a_string_model_is_the_in_process_backend_and_backends_are_registered_en
     uniner = spacy.blank("en").add_pipe("uniner", config={"model": "some/model", "labels": ["x"]})
     assert isinstance(uniner.generator, HFGenerator) and uniner.generator.source == "some/model"
     names = {point.name for point in entry_points(group="thinc_uniner_models")}
-    assert {TRANSFORMERS, OPENAI_COMPATIBLE} <= names
+    assert {TRANSFORMERS, COMPLETIONS_SERVER} <= names
     assert registry.uniner_models.get(TRANSFORMERS) is not None
 
 
@@ -76,7 +76,7 @@ def test_a_pipeline_saved_with_flat_keys_loads_and_answers_as_before(flat_pipeli
     assert entities(nlp) == expected
     # An old key given at load time goes to its new place; a server's cannot, and says where it went.
     assert load_pipeline(str(path), {"components": {"uniner": {"constrained": False}}}).get_pipe("uniner").generator.constrained is False
-    with pytest.raises(ValueError, match=r"server moved into the component's model block: give .*OpenAICompatible"):
+    with pytest.raises(ValueError, match=r"server moved into the component's model block: give .*CompletionsServer"):
         load_pipeline(str(path), {"components": {"uniner": {"server": "http://127.0.0.1:9/v1"}}})
     result = CliRunner().invoke(app, ["upgrade", str(path)])
     assert result.exit_code == 0 and "moved uniner.model, uniner.api_key_env, uniner.batch_size" in result.output
@@ -96,7 +96,22 @@ def test_upgrade_refuses_a_config_without_the_component_and_old_overrides_beside
 
 def test_a_flat_server_block_becomes_the_servers_backend():
     block, moved = upgrade_block(dict(FLAT_BLOCK, server="http://gpu:8000/v1", constrained=False, concurrency=32))
-    assert block["model"] == {"@uniner_models": OPENAI_COMPATIBLE, "url": "http://gpu:8000/v1", "name": "training/checkpoints/student", "max_new_tokens": 6,
+    assert block["model"] == {"@uniner_models": COMPLETIONS_SERVER, "url": "http://gpu:8000/v1", "name": "training/checkpoints/student", "max_new_tokens": 6,
                               "concurrency": 32, "timeout": 60.0, "max_tries": 4, "api_key_env": "OPENAI_API_KEY"}
     assert "server" in moved and "batch_size" in moved and block["on_error"] == "raise"
     assert upgrade_block(block) == (block, [])
+
+
+def test_the_server_backend_has_a_name_of_its_own_and_its_old_name_still_loads(tmp_path):
+    """The student's server backend was registered as the teacher's spacy-llm model is named; it has
+    its own name now, and a pipeline saved under the old one loads through plain spacy.load and is
+    rewritten by `upgrade`."""
+    assert COMPLETIONS_SERVER != LEGACY_SERVER and registry.llm_models.get(LEGACY_SERVER) is not registry.uniner_models.get(COMPLETIONS_SERVER)
+    assert {point.name for point in entry_points(group="thinc_uniner_models")} >= {COMPLETIONS_SERVER, LEGACY_SERVER}
+    nlp = spacy.blank("en")
+    nlp.add_pipe("uniner", config={"model": {"@uniner_models": LEGACY_SERVER, "url": "http://127.0.0.1:9/v1", "name": "m", "concurrency": 3}, "labels": ["x"]})
+    nlp.to_disk(tmp_path / "served")
+    assert spacy.load(tmp_path / "served").get_pipe("uniner").generator.concurrency == 3
+    result = CliRunner().invoke(app, ["upgrade", str(tmp_path / "served")])
+    assert result.exit_code == 0 and "uniner.model.@uniner_models" in result.output
+    assert spacy.load(tmp_path / "served").config["components"]["uniner"]["model"]["@uniner_models"] == COMPLETIONS_SERVER

@@ -9,7 +9,7 @@ import pytest
 import spacy
 import srsly
 
-from spacy_uniner.backends import OPENAI_COMPATIBLE
+from spacy_uniner.backends import COMPLETIONS_SERVER
 from spacy_uniner.base_model import export_base_model, packaged_smollm2
 from spacy_uniner.distill import run_distillation
 from spacy_uniner.benchmarks.teacher import teacher_config
@@ -76,7 +76,7 @@ def test_the_demo_page_answers_through_llama_server(student_pipeline, served_f16
 
     from spacy_uniner.demo import create_app
 
-    nlp = spacy.load(student_pipeline, config={"components": {"uniner": {"model": {"@uniner_models": OPENAI_COMPATIBLE, "url": served_f16.url, "name": "student"}}}})
+    nlp = spacy.load(student_pipeline, config={"components": {"uniner": {"model": {"@uniner_models": COMPLETIONS_SERVER, "url": served_f16.url, "name": "student"}}}})
     client = TestClient(create_app(nlp), base_url="http://127.0.0.1")
     result = client.post("/api/annotate", json={"text": TEXTS[0], "labels": "person, location"}).json()
     assert result["questions"] == 2 and "error" not in result

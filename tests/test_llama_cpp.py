@@ -8,7 +8,7 @@ from spacy_uniner.llama_cpp import LlamaServer, export_gguf
 
 def test_a_served_pipeline_has_no_weights_to_export(tmp_path):
     nlp = spacy.blank("en")
-    nlp.add_pipe("uniner", config={"model": {"@uniner_models": "spacy_uniner.OpenAICompatible.v1", "url": "http://127.0.0.1:9/v1", "name": "student"}, "labels": ["person"]})
+    nlp.add_pipe("uniner", config={"model": {"@uniner_models": "spacy_uniner.CompletionsServer.v1", "url": "http://127.0.0.1:9/v1", "name": "student"}, "labels": ["person"]})
     nlp.to_disk(tmp_path / "served")
     with pytest.raises(ValueError, match=r"asks the server at http://127.0.0.1:9/v1: it holds no weights; give the pipeline"):
         export_gguf(tmp_path / "served", tmp_path / "out.gguf")

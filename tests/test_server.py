@@ -11,7 +11,7 @@ import pytest
 import spacy
 from confection import ConfigValidationError
 
-from spacy_uniner.backends import OPENAI_COMPATIBLE
+from spacy_uniner.backends import COMPLETIONS_SERVER
 from spacy_uniner.generation import HFGenerator
 from spacy_uniner.prompts import build_prompt
 from spacy_uniner.server import ServerGenerator
@@ -120,7 +120,7 @@ def server(student):
 
 def served_nlp(server, on_error="raise", **model):
     nlp = spacy.blank("en")
-    backend = {"@uniner_models": OPENAI_COMPATIBLE, "url": server.url, "name": "tiny-llama", "max_new_tokens": 24, "max_tries": 3, **model}
+    backend = {"@uniner_models": COMPLETIONS_SERVER, "url": server.url, "name": "tiny-llama", "max_new_tokens": 24, "max_tries": 3, **model}
     nlp.add_pipe("uniner", config={"model": backend, "labels": LABELS, "on_error": on_error})
     return nlp
 
@@ -205,7 +205,7 @@ def test_a_served_pipeline_saves_its_settings_and_no_weights(server, tmp_path):
 
 
 def test_bad_server_settings_name_the_config_key():
-    backend = {"@uniner_models": OPENAI_COMPATIBLE, "url": "http://127.0.0.1:9/v1", "name": "m"}
+    backend = {"@uniner_models": COMPLETIONS_SERVER, "url": "http://127.0.0.1:9/v1", "name": "m"}
     with pytest.raises(ValueError, match="on_error"):
         spacy.blank("en").add_pipe("uniner", config={"model": backend, "labels": ["x"], "on_error": "ignore"})
     with pytest.raises(ValueError, match="concurrency"):

@@ -10,7 +10,7 @@ import pytest
 import spacy
 
 from spacy_uniner.answers import parse_answer
-from spacy_uniner.backends import OPENAI_COMPATIBLE
+from spacy_uniner.backends import COMPLETIONS_SERVER
 from spacy_uniner.server import MAX_REPLY_BYTES, ServerGenerator
 
 
@@ -94,7 +94,7 @@ def test_log_probabilities_that_are_no_probability_make_the_reply_an_error(misbe
 def test_finite_log_probabilities_give_scores_in_0_1(misbehaving):
     misbehaving.logprobs = ["-0.1", "0.00001", "-0.0"]
     nlp = spacy.blank("en")
-    nlp.add_pipe("uniner", config={"model": {"@uniner_models": OPENAI_COMPATIBLE, "url": f"http://127.0.0.1:{misbehaving.server_address[1]}/v1", "name": "m"}, "labels": ["city"]})
+    nlp.add_pipe("uniner", config={"model": {"@uniner_models": COMPLETIONS_SERVER, "url": f"http://127.0.0.1:{misbehaving.server_address[1]}/v1", "name": "m"}, "labels": ["city"]})
     doc = nlp("I live in Paris.")
     (score,) = doc.spans["uniner"].attrs["scores"]
     assert 0.0 <= score <= 1.0 and score == pytest.approx(0.9048, abs=1e-4)
@@ -103,7 +103,7 @@ def test_finite_log_probabilities_give_scores_in_0_1(misbehaving):
 @pytest.mark.parametrize("url", ["gpu-host:8000/v1", "", "ftp://host/v1", "http:///v1"])
 def test_a_url_without_scheme_or_host_is_refused_at_add_pipe_naming_the_key(url):
     with pytest.raises(ValueError, match="config key 'url'"):
-        spacy.blank("en").add_pipe("uniner", config={"model": {"@uniner_models": OPENAI_COMPATIBLE, "url": url, "name": "m"}, "labels": ["x"]})
+        spacy.blank("en").add_pipe("uniner", config={"model": {"@uniner_models": COMPLETIONS_SERVER, "url": url, "name": "m"}, "labels": ["x"]})
 
 
 @pytest.mark.parametrize("device", ["tpu9", "cuda", "cuda:1"])

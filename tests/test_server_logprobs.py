@@ -9,7 +9,7 @@ from http.server import ThreadingHTTPServer
 import pytest
 import spacy
 
-from spacy_uniner.backends import OPENAI_COMPATIBLE
+from spacy_uniner.backends import COMPLETIONS_SERVER
 from spacy_uniner.server import ServerGenerator, scored_completion
 
 from test_teacher_server import Handler as JSONHandler
@@ -142,7 +142,7 @@ TEXT = "Marie Curie worked in Paris."
 def test_the_component_scores_spans_with_llama_cpps_logprobs(recorded):
     server = recorded(LLAMA_CPP)
     nlp = spacy.blank("en")
-    nlp.add_pipe("uniner", config={"model": {"@uniner_models": OPENAI_COMPATIBLE, "url": server.url, "name": "student.gguf"}, "labels": ["person"]})
+    nlp.add_pipe("uniner", config={"model": {"@uniner_models": COMPLETIONS_SERVER, "url": server.url, "name": "student.gguf"}, "labels": ["person"]})
     doc = nlp(TEXT)
     scores = dict(zip((span.text for span in doc.spans["uniner"]), doc.spans["uniner"].attrs["scores"]))
     assert scores == pytest.approx({"Marie Curie": MARIE_CURIE, "Paris": PARIS})
@@ -153,7 +153,7 @@ def test_the_component_scores_spans_with_llama_cpps_logprobs(recorded):
 def test_a_server_without_logprobs_is_said_once_in_a_warning(recorded):
     server = recorded(TGI)
     nlp = spacy.blank("en")
-    nlp.add_pipe("uniner", config={"model": {"@uniner_models": OPENAI_COMPATIBLE, "url": server.url, "name": "student"}, "labels": ["person", "city"], "threshold": 0.5})
+    nlp.add_pipe("uniner", config={"model": {"@uniner_models": COMPLETIONS_SERVER, "url": server.url, "name": "student"}, "labels": ["person", "city"], "threshold": 0.5})
     with pytest.warns(UserWarning, match=r"gives no token log-probabilities .* every span scores 1\.0 and the component's threshold cannot apply") as record:
         docs = list(nlp.pipe([TEXT, TEXT]))
     assert len([warning for warning in record if "log-probabilities" in str(warning.message)]) == 1

@@ -9,7 +9,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 import srsly
 from spacy.language import Language
 
-from ..backends import OPENAI_COMPATIBLE
+from ..backends import COMPLETIONS_SERVER
 from ..component import pipeline_model, uniner_of
 from ..evaluate.datasets import ZERO_SHOT_NAMES
 from ..evaluate.run import run_evaluation
@@ -29,7 +29,7 @@ def local_pipeline(pipeline: Path) -> Language:
 
 def served_pipeline(pipeline: Path, url: str, concurrency: int) -> Language:
     """The pipeline with its component asking the server at `url` instead of its own weights."""
-    return uniner_pipeline(str(pipeline), {"@uniner_models": OPENAI_COMPATIBLE, "url": url, "name": pipeline.name, "concurrency": concurrency})
+    return uniner_pipeline(str(pipeline), {"@uniner_models": COMPLETIONS_SERVER, "url": url, "name": pipeline.name, "concurrency": concurrency})
 
 
 def engine_speed(pipeline: Path, texts: List[str], labels: List[str], label_counts: Sequence[int], work: Path, ggufs: Dict[str, Path], parallels: Sequence[int], threads: Optional[int], repeats: int = 2) -> Iterator[Dict[str, Any]]:
