@@ -432,12 +432,13 @@ def benchmark_precision_cli(
     passage_tokens: int = typer.Option(256, "--passage-tokens", min=1, help="Each doc is cut to this many model tokens."),
     repeats: int = typer.Option(3, "--repeats", min=1, help="Runs per precision and label count; the time is their median."),
     prompt_lookup_num_tokens: Optional[int] = typer.Option(None, "--prompt-lookup-num-tokens", min=0, help="Draft tokens a row checks in one pass near a batch's end (its model block's prompt_lookup_num_tokens; 0: none; default: the pipeline's own)."),
+    profile: bool = typer.Option(False, "--profile", help="Also run each precision once under torch.profiler at the most labels: self CPU seconds of matrix products, attention, elementwise ops and all ops."),
 ):
     """The component in several precisions, its own settings otherwise: docs/s, the speed-up over
     the first precision, the share of (text, label) answers identical to the first precision's, and
     each precision's GFLOP/s beside this machine's matmul peak in it."""
     settings = {} if prompt_lookup_num_tokens is None else {"prompt_lookup_num_tokens": prompt_lookup_num_tokens}
-    typer.echo(benchmark_precisions(pipeline, texts, conversations, output, dtypes, label_counts, docs, passage_tokens, repeats, settings))
+    typer.echo(benchmark_precisions(pipeline, texts, conversations, output, dtypes, label_counts, docs, passage_tokens, repeats, settings, profile))
 
 
 @app.command("demo")

@@ -56,6 +56,28 @@ def release_freed_memory() -> bool:
     return trim_heap()
 
 
+# The highest mark that `step_peak_gb` read before resetting it: the reset lowers the kernel's
+# ru_maxrss too, so `peak_resident_gb` keeps it.
+_reset_peaks_kib = [0]
+
+
+def step_peak_gb() -> Optional[float]:
+    """The resident high-water mark (the kernel's VmHWM) since the last call, which resets it
+    (writing 5 to /proc/self/clear_refs): one training step's peak. None without Linux's /proc."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
+            clear_refs.write("5")
+    except (OSError, StopIteration, ValueError):
+        return None
+    _reset_peaks_kib[0] = max(_reset_peaks_kib[0], kib)
+    return round(kib / 2**20, 3)
+
+
 def peak_resident_gb() -> float:
-    """This process's high-water mark of resident memory, loading included."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**30 if sys.platform == "darwin" else 2**20), 2)  # KiB on Linux, bytes on macOS
+    """This process's high-water mark of resident memory, loading included (and the marks that
+    `step_peak_gb` read before resetting them)."""
+    if sys.platform == "darwin":
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**30, 2)  # bytes on macOS
+    return round(max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, _reset_peaks_kib[0]) / 2**20, 2)  # KiB on Linux

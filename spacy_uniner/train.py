@@ -34,7 +34,7 @@ from .errors import UserError
 from .examples import IGNORE, collate, epochs_of_examples, hold_out, padding_share
 from .files import atomic_folder, check_output_file, check_output_folder, write_json, write_jsonl
 from .loading import load_causal_lm
-from .memory import peak_resident_gb, release_freed_memory, trim_heap
+from .memory import peak_resident_gb, release_freed_memory, step_peak_gb, trim_heap
 from .precision import decoder_layers, resolve_precision
 from .prompts import render_conversation
 from .upgrade import read_config
@@ -395,6 +395,9 @@ def train(
             averaging.update()
         epoch = step * settings.gradient_accumulation * accelerator.num_processes * settings.epochs / len(batches)
         entry = log_entry(accelerator, step, epoch, losses, scheduler.get_last_lr()[0], tokens, started)
+        peak = step_peak_gb()
+        if peak is not None:
+            entry["peak_gb"] = peak  # this process's, since the step before (docs/training.md#memory)
         log.append(entry)
         losses = []
         progress.update(1)

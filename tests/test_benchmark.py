@@ -64,10 +64,10 @@ def test_the_precision_benchmark_compares_each_precision_with_the_first(tiny_lla
     srsly.write_jsonl(tmp_path / "texts.jsonl", [{"text": text} for text in TEXTS])
     srsly.write_json(tmp_path / "conversations.json", [conversation(f"c{i}", "Some text.", [(t, []) for t in ["person", "city", "drug", "country"][: 4 - i]]) for i in range(4)])
     arguments = ["benchmark-precision", str(tiny_llama_path), str(tmp_path / "texts.jsonl"), str(tmp_path / "conversations.json"), str(tmp_path / "precision.json")]
-    result = CliRunner().invoke(app, arguments + ["--dtypes", "float32,bfloat16,int8", "--label-counts", "1,4", "--docs", "2", "--passage-tokens", "24", "--repeats", "1"])
+    result = CliRunner().invoke(app, arguments + ["--dtypes", "float32,bfloat16,int8", "--label-counts", "1,4", "--docs", "2", "--passage-tokens", "24", "--repeats", "1", "--profile"])
     assert result.exit_code == 0, (result.output, result.exception)
     records = srsly.read_json(tmp_path / "precision.json")["records"]
-    speed = [record for record in records if "labels" in record]
+    speed = [record for record in records if "docs_per_s" in record]
     assert [(r["dtype"], r["labels"]) for r in speed] == [(d, n) for d in ("float32", "bfloat16", "int8") for n in (1, 4)]
     assert all(r["queries"] == 2 * r["labels"] and r["docs_per_s"] > 0 and 0 <= r["identical_share"] <= 1 for r in speed)
     assert all(r["identical_share"] == 1.0 and r["speedup"] == 1.0 for r in speed if r["dtype"] == "float32")
@@ -76,5 +76,10 @@ def test_the_precision_benchmark_compares_each_precision_with_the_first(tiny_lla
     # ran (the GFLOP/s arithmetic is checked on the component benchmark above).
     assert len(peaks) == 3 and all(peak["tokens_per_s"] > 0 and peak["matmul_peak_gflops"] > 0 for peak in peaks)
     assert "| int8 | int8 | 4 |" in result.output
+    # The profile: each precision's ops at the most labels, matrix products a part of all ops.
+    profiles = {record["dtype"]: record["profile"] for record in records if "profile" in record}
+    assert list(profiles) == ["float32", "bfloat16", "int8"]
+    assert all(0 < profile["matrix products"] < profile["all ops"] for profile in profiles.values())
+    assert "| matrix products | " in result.output and "| float32 / bfloat16 |" in result.output
     result = CliRunner().invoke(app, arguments + ["--dtypes", "float32,int4"])
     assert result.exit_code == 2 and "int4" in result.output

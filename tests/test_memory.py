@@ -5,7 +5,7 @@ import psutil
 import pytest
 import torch
 
-from spacy_uniner.memory import peak_resident_gb, release_freed_memory, trim_heap
+from spacy_uniner.memory import peak_resident_gb, release_freed_memory, step_peak_gb, trim_heap
 
 
 def test_trimming_returns_the_pages_of_freed_tensors_that_the_heap_kept():
@@ -25,6 +25,22 @@ def test_trimming_returns_the_pages_of_freed_tensors_that_the_heap_kept():
 def test_release_and_peak_report():
     release_freed_memory()
     assert 0.01 < peak_resident_gb() < 1024
+
+
+def test_a_steps_peak_is_the_high_water_mark_since_the_step_before():
+    """Each call reads the kernel's mark and resets it: a large tensor made and freed shows in the
+    next reading only. A run-long peak (ru_maxrss) would keep it for every later step."""
+    if step_peak_gb() is None:
+        pytest.skip("no /proc/self/clear_refs: not Linux")
+    step_peak_gb()
+    before = step_peak_gb()
+    tensor = torch.ones(2**28 // 4 * 3)  # 768 MiB, touched
+    del tensor
+    release_freed_memory()
+    peak = step_peak_gb()
+    assert peak - before > 0.6
+    assert step_peak_gb() - before < 0.3
+    assert peak_resident_gb() >= round(peak, 2)  # the run's peak outlives the reset
 
 
 FREED_LARGE_TENSORS = """

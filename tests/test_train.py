@@ -145,6 +145,7 @@ def test_a_tiny_model_trains_and_its_loss_drops(tiny_llama_path, tmp_path):
     assert log[-1]["loss"] < log[0]["loss"] * 0.8
     assert all(entry["tokens_per_s"] > 0 for entry in log) and log[0]["lr"] > log[-1]["lr"]  # cosine decay
     report = result["report"]
+    assert all(0.05 < entry["peak_gb"] <= report["peak_resident_gb"] + 0.01 for entry in log)  # each step's own peak
     assert report["examples"] == 4 and 0 <= report["padding_share"] < 0.5 and report["supervised_tokens"] > 0
     assert 0.1 < report["peak_resident_gb"] < 64
     assert (tmp_path / "student" / "model.safetensors").exists()

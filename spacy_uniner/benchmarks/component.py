@@ -25,7 +25,7 @@ from ..prompts import label_of_question
 from ..scores import ScoredAnswer
 from ..stopping import AnswerEnded
 from ..tokens import encode_texts
-from .measure import Answers, agreement, machine, markdown_rows, prefix_pass, timed, timed_answers
+from .measure import Answers, agreement, machine, markdown_rows, prefix_pass, profiled_ops, timed, timed_answers
 
 
 def frequent_labels(conversations: Path, count: int) -> List[str]:
@@ -136,11 +136,12 @@ def run_benchmark(nlp: Language, texts: List[str], labels: List[str], label_coun
         yield record
 
 
-def run_precision_benchmark(load: Callable[[str], Language], dtypes: Sequence[str], texts: List[str], labels: List[str], label_counts: Sequence[int], repeats: int = 3) -> Iterator[Dict[str, Any]]:
+def run_precision_benchmark(load: Callable[[str], Language], dtypes: Sequence[str], texts: List[str], labels: List[str], label_counts: Sequence[int], repeats: int = 3, profile: bool = False) -> Iterator[Dict[str, Any]]:
     """The component in each precision (`load(dtype)` gives the pipeline) over the same texts and
     labels: docs/s (the median of `repeats` runs), the speed-up over the first precision's and the
     share of (text, label) answers whose mentions are those of the first precision's; then one
-    record per precision with its prefix pass's GFLOP/s beside the matmul peak in that precision."""
+    record per precision with its prefix pass's GFLOP/s beside the matmul peak in that precision,
+    and with `profile`, one with the self CPU time by op group of a run at the most labels."""
     reference: Dict[int, Tuple[float, Answers]] = {}
     for dtype in dtypes:
         nlp = load(dtype)
@@ -160,6 +161,8 @@ def run_precision_benchmark(load: Callable[[str], Language], dtypes: Sequence[st
                 "identical_share": round(agreement(answers, first_answers), 4),
             }
         yield {"dtype": dtype, "precision": generator.precision.name, "prefix_pass": prefix_pass(generator, texts, labels[0])}
+        if profile:
+            yield {"dtype": dtype, "precision": generator.precision.name, "labels": max(label_counts), "profile": profiled_ops(nlp, texts, labels[: max(label_counts)])}
 
 
 def benchmark_component(pipeline: str, texts: Path, conversations: Path, output: Path, label_counts: Sequence[int], docs: int, passage_tokens: int, settings: Dict[str, Any], more_docs: int, repeats: int) -> str:
@@ -187,7 +190,7 @@ def benchmark_component(pipeline: str, texts: Path, conversations: Path, output:
     )
 
 
-def benchmark_precisions(pipeline: str, texts: Path, conversations: Path, output: Path, dtypes: Sequence[str], label_counts: Sequence[int], docs: int, passage_tokens: int, repeats: int, settings: Optional[Dict[str, Any]] = None) -> str:
+def benchmark_precisions(pipeline: str, texts: Path, conversations: Path, output: Path, dtypes: Sequence[str], label_counts: Sequence[int], docs: int, passage_tokens: int, repeats: int, settings: Optional[Dict[str, Any]] = None, profile: bool = False) -> str:
     """`run_precision_benchmark` of the pipeline in each of `dtypes` (the first is the reference),
     its model block's other `settings` changed, the report written to `output` (JSON), its tables
     returned."""
@@ -199,19 +202,31 @@ def benchmark_precisions(pipeline: str, texts: Path, conversations: Path, output
     labels = frequent_labels(conversations, max(label_counts))
     loaded = {dtypes[0]: first}  # the first precision's pipeline, already loaded for its tokenizer
     records = []
-    for record in run_precision_benchmark(lambda dtype: loaded.pop(dtype, None) or uniner_pipeline(pipeline, dict(settings, dtype=dtype)), dtypes, chosen, labels, label_counts, repeats):
+    for record in run_precision_benchmark(lambda dtype: loaded.pop(dtype, None) or uniner_pipeline(pipeline, dict(settings, dtype=dtype)), dtypes, chosen, labels, label_counts, repeats, profile):
         tqdm.write(json.dumps(record))
         records.append(record)
     report = {"machine": machine(generator.device), "model": pipeline, "docs": docs, "passage_tokens": passage_tokens, "prompt_lookup_num_tokens": generator.prompt_lookup_num_tokens, "records": records}
     write_json(output, report)
-    speed = [record for record in records if "labels" in record]
+    speed = [record for record in records if "docs_per_s" in record]
     peaks = [dict(record["prefix_pass"], dtype=record["dtype"], precision=record["precision"]) for record in records if "prefix_pass" in record]
+    profiles = {record["dtype"]: record["profile"] for record in records if "profile" in record}
     return (
         f"{report['machine']}; {docs} docs of {passage_tokens} tokens; drafts of up to {generator.prompt_lookup_num_tokens} tokens\n"
         + markdown_rows(["dtype", "precision", "labels", "docs_per_s", "speedup", "identical_share"], speed)
         + "\n\n"
         + markdown_rows(["dtype", "precision", "tokens_per_s", "gflops", "matmul_peak_gflops", "share_of_peak"], peaks)
+        + (f"\n\nSelf CPU seconds by op, one profiled run at {max(label_counts)} labels:\n" + profile_table(profiles) if profiles else "")
     )
+
+
+def profile_table(profiles: Dict[str, Dict[str, float]]) -> str:
+    """Op groups as rows, precisions as columns, and the first precision's time over each other's."""
+    first, *others = list(profiles)
+    rows = [
+        {"op": group, **{dtype: seconds[group] for dtype, seconds in profiles.items()}, **{f"{first} / {dtype}": f"{profiles[first][group] / profiles[dtype][group]:.1f}x" if profiles[dtype][group] else "" for dtype in others}}
+        for group in profiles[first]
+    ]
+    return markdown_rows(["op", *profiles, *(f"{first} / {dtype}" for dtype in others)], rows)
 
 
 def markdown_table(records: List[Dict[str, Any]]) -> str:

@@ -37,6 +37,31 @@ def timed_answers(nlp: Language, texts: List[str], labels: List[str], repeats: i
     return statistics.median(seconds), {prompt: parse_answer(answer.text).strings for prompt, answer in recorder.answers.items()}
 
 
+# torch.profiler's ops by what they do, first match wins ("aten::add" would also match addmm).
+OP_GROUPS = (
+    ("matrix products", ("aten::mm", "aten::addmm", "aten::bmm", "quantized::linear")),
+    ("attention", ("attention",)),
+    ("elementwise", ("aten::mul", "aten::copy_", "aten::add", "aten::silu")),
+)
+
+
+def profiled_ops(nlp: Language, texts: List[str], labels: List[str]) -> Dict[str, float]:
+    """Self CPU seconds by op group (OP_GROUPS), and of all ops, in one run of `nlp.pipe(texts)`
+    asking `labels` under torch.profiler (which slows the run: compare its groups, not its total
+    with unprofiled timings)."""
+    uniner_of(nlp).labels = labels
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        list(nlp.pipe(texts))
+    seconds = dict.fromkeys([name for name, _ in OP_GROUPS] + ["all ops"], 0.0)
+    for event in profiler.key_averages():
+        spent = event.self_cpu_time_total / 1e6
+        seconds["all ops"] += spent
+        group = next((name for name, keys in OP_GROUPS if any(key in event.key for key in keys)), None)
+        if group is not None:
+            seconds[group] += spent
+    return {name: round(value, 3) for name, value in seconds.items()}
+
+
 def agreement(answers: Answers, reference: Answers) -> float:
     """The share of the reference's prompts whose parsed answer is the same."""
     return sum(answers.get(prompt) == strings for prompt, strings in reference.items()) / len(reference)
