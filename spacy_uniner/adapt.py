@@ -13,11 +13,12 @@ import spacy
 from spacy.tokens import Doc, DocBin, Span
 
 from .component import pipeline_model, uniner_of
-from .data import conversation, read_conversations, read_docs
+from .data import read_conversations, read_docs
 from .errors import UserError
 from .evaluate.datasets import Benchmark, Sentence, load_benchmark
 from .evaluate.run import evaluate_benchmark, sentence_doc
 from .files import atomic_file, check_output_file, check_output_folder, write_json
+from .gold import gold_conversations
 from .pipelines import load_pipeline
 from .train import checkpoints_beside, run_training
 
@@ -46,15 +47,6 @@ def read_gold(path: Path, name: str, spans_key: Optional[str] = None, label_name
         where = f"doc.spans[{spans_key!r}]" if spans_key else "doc.ents (give --spans-key for gold in doc.spans)"
         raise UserError(f"{path} holds {len(docs)} docs and no gold mention in {where}: nothing to learn from")
     return Benchmark(name, labels, sentences)
-
-
-def gold_conversations(gold: Benchmark, dataset: Optional[str]) -> List[Dict[str, Any]]:
-    """One conversation per gold doc: every label of the data asked, `[]` where the doc has none of it."""
-    return [
-        conversation(f"gold-{sentence.index}", sentence.text, [(label, list(dict.fromkeys(sentence.mentions(label)))) for label in gold.types], dataset)
-        for sentence in gold.sentences
-        if sentence.tokens
-    ]
 
 
 def mixed_conversations(gold: List[Dict[str, Any]], distilled: Optional[Path], share: float, seed: int) -> Tuple[List[Dict[str, Any]], int]:

@@ -270,11 +270,17 @@ def build_data_cli(
     recorded_negatives: bool = typer.Option(True, "--recorded-negatives/--no-recorded-negatives", help="Ask the types the teacher was asked about and left empty (with --negative-rate 0 and --no-recorded-negatives, no negative at all)."),
     draws: int = typer.Option(1, "--draws", help="Conversations per passage, each with its own draw of sampled negatives: one training epoch is then this many passes with fresh negatives.", min=1),
     extra_draws: Optional[options.Items] = typer.Option(None, "--extra-draws", parser=options.name_counts, metavar="SOURCE=N,...", help="More draws for the passages of a source, beside --draws: def=1,gliner=1 writes the recorded teacher's definition sentences and GLiNER sample once more (a source is the start of a passage id up to its first '-')."),
+    gold_sets: options.Items = typer.Option("", "--gold-sets", parser=options.names_or_none, metavar="NAME,...", help="Human-annotated sets of the mirror (names of assets/benchmarks.json) whose passages are added as conversations, every type of a set asked of every passage; never one of assets/held_out.json, and no sentence sharing 13 words in a row with a held-out one. '' for none."),
+    gold_words: int = typer.Option(90_000, "--gold-words", min=1, help="Words of gold passage text in all, an equal share per set."),
+    gold_passage_words: int = typer.Option(128, "--gold-passage-words", min=1, help="A gold passage: consecutive sentences of a set up to this many words."),
+    gold_dataset_line: bool = typer.Option(True, "--gold-dataset-line/--no-gold-dataset-line", help="Open each gold passage with its set's 'Dataset: NAME' line, as the paper's supervised variant does, so that the student keeps each set's guidelines apart from the open types."),
+    mirror: Path = typer.Option(Path("../shared/data"), "--mirror", help="The folder holding the benchmark files (the project's `mirror` variable)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the report to this JSON file."),
 ):
     """Turn teacher annotations into training conversations: one question per type with the JSON
-    list of its mentions, negatives answered []."""
-    result = run_build_data(annotations, output, report, negative_rate=negative_rate, min_type_count=min_type_count, dataset=dataset, seed=seed, recorded_negatives=recorded_negatives, draws=draws, extra_draws=dict(extra_draws or []))
+    list of its mentions, negatives answered []; with --gold-sets, human-annotated sets' passages too."""
+    gold = dict(names=list(gold_sets), mirror=mirror, words=gold_words, passage_words=gold_passage_words, dataset_line=gold_dataset_line, seed=seed) if gold_sets else None
+    result = run_build_data(annotations, output, report, gold, negative_rate=negative_rate, min_type_count=min_type_count, dataset=dataset, seed=seed, recorded_negatives=recorded_negatives, draws=draws, extra_draws=dict(extra_draws or []))
     typer.echo(json.dumps(result, indent=2))
 
 

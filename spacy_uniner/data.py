@@ -9,7 +9,7 @@ more sampled by type frequency, as the paper did.
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy
 from spacy.tokens import Doc, DocBin
@@ -19,7 +19,9 @@ from .distill.run import PASSAGE_ID, PASSAGE_META
 from .distill.task import ANSWER_KEY
 from .errors import UserError
 from .files import check_output_file, write_json
-from .prompts import READ_REPLY, question_turn, text_turn
+from .evaluate.datasets import GOLD_ID
+from .gold import gold_set_conversations
+from .prompts import conversation, text_turn
 
 
 def normalize_type(label: str) -> str:
@@ -40,13 +42,6 @@ def passage_answers(doc: Doc) -> Dict[str, List[str]]:
 
 def source_of(passage_id: str) -> str:
     return passage_id.split("-")[0]
-
-
-def conversation(passage_id: str, text: str, questions: Iterable[Tuple[str, List[str]]], dataset: Optional[str] = None) -> Dict[str, Any]:
-    turns = [("human", text_turn(text, dataset)), ("gpt", READ_REPLY)]
-    for label, mentions in questions:
-        turns += [("human", question_turn(label)), ("gpt", json.dumps(mentions, ensure_ascii=False))]
-    return {"id": passage_id, "conversations": [{"from": role, "value": value} for role, value in turns]}
 
 
 def build_conversations(
@@ -169,11 +164,18 @@ def read_conversations(path: Path) -> List[Tuple[str, List[str]]]:
     return conversations
 
 
-def run_build_data(annotations: Path, output: Path, report_path: Optional[Path] = None, **settings: Any) -> Dict[str, Any]:
+def run_build_data(annotations: Path, output: Path, report_path: Optional[Path] = None, gold: Optional[Dict[str, Any]] = None, **settings: Any) -> Dict[str, Any]:
+    """The teacher's conversations (`settings` as `build_conversations` takes them) and, with `gold`
+    (`gold_set_conversations`'s arguments), the gold sets' after them, in one file."""
     for path in (output, report_path):
         if path is not None:
-            check_output_file(path, {"annotations": annotations})
+            check_output_file(path, {"annotations": annotations, **({"mirror": gold["mirror"]} if gold else {})})
+    # The gold sets first: a held-out or unknown name stops the build before the annotations are read.
+    gold_conversations, gold_report = gold_set_conversations(**gold) if gold else ([], None)
     conversations, report = build_conversations(read_annotations(annotations), **settings)
+    if gold:
+        conversations += gold_conversations
+        report.update(gold=gold_report, sources=dict(report["sources"], **{GOLD_ID: len(gold_conversations)}))
     write_json(output, conversations)
     if report_path is not None:
         write_json(report_path, report)

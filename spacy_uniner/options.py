@@ -66,6 +66,13 @@ counts = comma_list(positive_int, "whole numbers of at least 1")
 fractions = comma_list(fraction, "numbers in [0, 1]")
 precisions = comma_list(precision_name, f"precisions (auto, {', '.join(PRECISIONS)})")
 names = comma_list(str, "names")
+
+
+def names_or_none(value: str) -> List[str]:
+    """Like `names`, and "" for none (a project variable that is empty)."""
+    return Items() if not value.strip() else names(value)
+
+
 name_counts = comma_list(name_count, "NAME=N pairs (N a whole number of at least 0)")
 
 

@@ -4,7 +4,8 @@ released UniNER models expect it) and the teacher's data-construction question f
 Everything that writes a student prompt or a training conversation goes through
 `render_conversation`, so serving and training cannot drift apart.
 """
-from typing import Iterator, Optional, Sequence, Tuple
+import json
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 SYSTEM = "A virtual assistant answers questions from a user based on the provided text."
 ROLES = ("USER", "ASSISTANT")
@@ -44,6 +45,15 @@ def text_turn(text: str, dataset: Optional[str] = None) -> str:
 
 def question_turn(label: str) -> str:
     return f"What describes {label} in the text?"
+
+
+def conversation(conversation_id: str, text: str, questions: Iterable[Tuple[str, List[str]]], dataset: Optional[str] = None) -> Dict[str, Any]:
+    """A training conversation in the format of the public Pile-NER-type data: the text turn, the
+    reply, then each (type, mentions) as its question and the JSON list of its mentions."""
+    turns = [("human", text_turn(text, dataset)), ("gpt", READ_REPLY)]
+    for label, mentions in questions:
+        turns += [("human", question_turn(label)), ("gpt", json.dumps(mentions, ensure_ascii=False))]
+    return {"id": conversation_id, "conversations": [{"from": role, "value": value} for role, value in turns]}
 
 
 def label_of_question(question: str) -> str:

@@ -8,7 +8,8 @@ import spacy
 import torch
 from spacy.tokens import DocBin
 
-from spacy_uniner.adapt import gold_conversations, read_gold, run_adapt, split_benchmark
+from spacy_uniner.adapt import read_gold, run_adapt, split_benchmark
+from spacy_uniner.gold import gold_conversations
 from spacy_uniner.prompts import build_prompt, prompt_text
 
 ROOT = Path(__file__).parent.parent

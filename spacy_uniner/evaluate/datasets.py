@@ -31,6 +31,16 @@ _TAG = re.compile(r"O|[BIES]-.+")
 DEV = "-dev"  # NAME-dev: the dev split of a set that has one (dev_path), to choose settings on
 
 
+# A set's gold passages in training data (`build-data --gold-sets`) have ids gold-NAME-N: what
+# `evaluate` reads to score a set the student saw apart from the zero-shot ones.
+GOLD_ID = "gold"
+
+
+def set_of_passage_id(passage_id: str) -> Optional[str]:
+    """The benchmark set of a gold passage id, None for any other id."""
+    return passage_id[len(GOLD_ID) + 1 :].rpartition("-")[0] if passage_id.startswith(GOLD_ID + "-") else None
+
+
 def benchmark_specs(benchmarks: Path = BENCHMARKS) -> Dict[str, dict]:
     return {name: spec for name, spec in srsly.read_json(benchmarks).items() if not name.startswith("_")}
 
@@ -87,6 +97,12 @@ class Sentence:
 
     def mentions(self, entity_type: str) -> List[str]:
         return [self.words(start, end) for start, end, label in self.spans if label == entity_type]
+
+
+def words_key(text: str) -> List[str]:
+    """A text's words, lower case, without punctuation: benchmark text is pre-tokenized ("model s ,"),
+    so texts are compared by these."""
+    return re.findall(r"[a-z0-9]+", text.lower())
 
 
 @dataclass

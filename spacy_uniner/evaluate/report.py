@@ -42,16 +42,26 @@ def markdown_table(results: Results, mention_thresholds: Dict[str, float], label
         average = [f"{100 * numpy.mean([scores[metric][key] for scores in datasets.values()]):.1f}" for metric in ("paper", "spans") for key in ("p", "r", "f")]
         lines.append("| **average** | " + " | ".join(average) + " | | |")
         sections.append("\n".join(lines))
+    names = list(next(iter(f1_by_dataset(results)["paper"].values())))  # every system ran the same datasets
+    sections.append(side_by_side("### F1 side by side (paper metric / span metric)", results, names))
+    sections.extend(threshold_table(system, datasets) for system, datasets in results.items() if has_sweep(datasets))
+    return "\n\n".join(sections) + "\n"
+
+
+def side_by_side(heading: str, results: Results, names: List[str]) -> str:
+    """The F1 of every system on the named rows (datasets, "average"), paper metric / span metric."""
     table = f1_by_dataset(results)
     systems = list(results)
-    names = list(next(iter(table["paper"].values())))  # every system ran the same datasets
-    lines = ["### F1 side by side (paper metric / span metric)", "", "| dataset | " + " | ".join(systems) + " |", "|---" * (len(systems) + 1) + "|"]
+    lines = [heading, "", "| dataset | " + " | ".join(systems) + " |", "|---" * (len(systems) + 1) + "|"]
     for name in names:
         cells = [" / ".join(f"{table[metric][system][name]:.1f}" for metric in METRICS) if name in table["paper"][system] else "" for system in systems]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    sections.append("\n".join(lines))
-    sections.extend(threshold_table(system, datasets) for system, datasets in results.items() if has_sweep(datasets))
-    return "\n\n".join(sections) + "\n"
+    return "\n".join(lines)
+
+
+def seen_table(results: Results, seen: List[str]) -> str:
+    """F1 on the sets the student was trained on, apart from the zero-shot tables and their averages."""
+    return side_by_side("### Seen in training (not zero-shot: in no table or average above; paper metric / span metric)", results, seen)
 
 
 def has_sweep(datasets: Dict[str, Dict[str, Any]]) -> bool:

@@ -2,7 +2,6 @@
 both ways: the paper's metric on its raw answers, spaCy's span scores on the doc.ents it writes."""
 import hashlib
 import json
-import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,9 +23,9 @@ from ..errors import UserError
 from ..files import write_json, write_jsonl, write_text
 from ..prompts import build_prompt, label_of_question
 from ..scores import ScoredAnswer, scored_answers
-from .datasets import BENCHMARKS, Benchmark, Sentence, benchmark_spec, load_benchmark, paper_queries
+from .datasets import BENCHMARKS, DEV, Benchmark, Sentence, benchmark_spec, load_benchmark, paper_queries, set_of_passage_id, words_key
 from .metrics import paper_parse, paper_parse_scored, threshold_scores
-from .report import bar_chart, domain_chart, domain_table, markdown_table, precision_recall_chart, sets_table
+from .report import bar_chart, domain_chart, domain_table, markdown_table, precision_recall_chart, seen_table, sets_table
 
 if TYPE_CHECKING:
     from ..component import UniNER
@@ -176,20 +175,11 @@ def counting_rule(nlp: Language) -> Tuple[float, float]:
     return (0.0, 1.0) if uniner is None else (uniner.threshold, uniner.label_margin)
 
 
-def words_key(text: str) -> List[str]:
-    return re.findall(r"[a-z0-9]+", text.lower())
-
-
-def zero_shot_check(conversations: Path, sentences: List[Sentence], shingle: int = 8, fewest_words: int = 4) -> List[Sentence]:
-    """The zero-shot rule: no evaluation sentence in a training text. Case and tokenization are
-    ignored, as benchmark text is pre-tokenized ("model s ,"). A sentence of `shingle` words or more
-    is in a training text when every run of `shingle` of its words is: that is a copied sentence,
-    and it is refused with an error. A shorter one is found when a training text holds its words
-    in a row; it is returned, for the caller to leave out, because a few words in a row ("I 'm not
-    sure .", "Administrative divisions of Peru") may be a common phrase rather than a copy.
-    Sentences of fewer than `fewest_words` words (MIT's "pub", "todd") say nothing about where a
-    text came from and are not checked."""
-    texts = [words_key(messages[0]) for _, messages in read_conversations(conversations)]
+def in_texts(texts: List[List[str]], sentences: List[Sentence], shingle: int = 8, fewest_words: int = 4) -> Tuple[List[Sentence], List[Sentence]]:
+    """The sentences that the texts (as `words_key` words) hold: copied ones, of `shingle` words or
+    more, every run of `shingle` of whose words a text holds; and short ones, of `fewest_words` or
+    more, whose words a text holds in a row. Shorter sentences (MIT's "pub", "todd") say nothing
+    about where a text came from and are not checked."""
     runs_seen = {tuple(words[i : i + shingle]) for words in texts for i in range(len(words) - shingle + 1)}
     joined = " | ".join(" ".join(words) for words in texts)
     copied, short = [], []
@@ -197,12 +187,38 @@ def zero_shot_check(conversations: Path, sentences: List[Sentence], shingle: int
         words = words_key(sentence.text)
         if len(words) >= shingle:
             if all(tuple(words[i : i + shingle]) in runs_seen for i in range(len(words) - shingle + 1)):
-                copied.append(f"{sentence.dataset} sentence {sentence.index}: {sentence.text[:80]!r}")
+                copied.append(sentence)
         elif len(words) >= fewest_words and f" {' '.join(words)} " in f" {joined} ":
             short.append(sentence)
+    return copied, short
+
+
+def training_texts(conversations: Path, gold: bool = False) -> List[List[str]]:
+    """The words of a training file's texts: the gold sets' passages (`gold`) or every other one."""
+    return [words_key(messages[0]) for conversation_id, messages in read_conversations(conversations) if (set_of_passage_id(conversation_id) is not None) == gold]
+
+
+def zero_shot_check(conversations: Path, sentences: List[Sentence]) -> List[Sentence]:
+    """The zero-shot rule: no evaluation sentence in a training text (the gold sets' passages aside:
+    the sets they come from are scored as seen). Case and tokenization are ignored, as benchmark
+    text is pre-tokenized ("model s ,"). A copied sentence (`in_texts`) is refused with an error; a
+    short one is returned, for the caller to leave out, because a few words in a row ("I 'm not
+    sure .", "Administrative divisions of Peru") may be a common phrase rather than a copy."""
+    copied, short = in_texts(training_texts(conversations), sentences)
     if copied:
-        raise UserError(f"Zero-shot rule: {len(copied)} evaluation sentences are in the training conversations {conversations}; take them out of the training data:\n" + "\n".join(copied[:20]))
+        listed = [f"{sentence.dataset} sentence {sentence.index}: {sentence.text[:80]!r}" for sentence in copied]
+        raise UserError(f"Zero-shot rule: {len(copied)} evaluation sentences are in the training conversations {conversations}; take them out of the training data:\n" + "\n".join(listed[:20]))
     return short
+
+
+def seen_sets(conversations: Path, benchmarks: Dict[str, Benchmark]) -> List[str]:
+    """Which of `benchmarks` the training file's gold passages (from `build-data --gold-sets`) come
+    from, or hold copied sentences of (CoNLL++ is CoNLL03's text again): scored apart, never as
+    zero-shot."""
+    named = {set_of_passage_id(conversation_id) for conversation_id, _ in read_conversations(conversations)}
+    seen = {name for name in benchmarks if name.removesuffix(DEV) in named}
+    copied, _ = in_texts(training_texts(conversations, gold=True), [sentence for name, benchmark in benchmarks.items() if name not in seen for sentence in benchmark.sentences])
+    return [name for name in benchmarks if name in seen or name in {sentence.dataset for sentence in copied}]
 
 
 def system_identity(nlp: Language) -> Dict[str, Any]:
@@ -262,8 +278,10 @@ def run_evaluation(
     # Short sentences that a training text holds are left out before sampling, so the sample of a
     # set without any stays the same.
     left_out: Dict[str, List[int]] = {}
+    seen: List[str] = []
     if training_data is not None:
-        for sentence in zero_shot_check(training_data, [sentence for benchmark in benchmarks.values() for sentence in benchmark.sentences]):
+        seen = seen_sets(training_data, benchmarks)
+        for sentence in zero_shot_check(training_data, [sentence for name, benchmark in benchmarks.items() if name not in seen for sentence in benchmark.sentences]):
             left_out.setdefault(sentence.dataset, []).append(sentence.index)
     chosen = {name: sample([s for s in benchmark.sentences if s.index not in left_out.get(name, ())], limit, seed) for name, benchmark in benchmarks.items()}
     results: Dict[str, Dict[str, Any]] = {}
@@ -291,20 +309,27 @@ def run_evaluation(
             results[system][name]["thresholds"] = threshold_scores(srsly.read_jsonl(folder / f"{name}.jsonl"), thresholds, label_margins[system])
     domains = {name: specs[name]["domain"] for name in benchmarks}
     precisions = {system: identity["precision"] for system, identity in identities.items() if identity.get("precision")}
-    summary = {"settings": dict(settings, thresholds=list(thresholds)), "precisions": precisions, "mention_thresholds": mention_thresholds, "label_margins": label_margins, "systems": results, "seconds": seconds, "domains": domains, "skipped": skipped, "left_out": left_out}
+    summary = {"settings": dict(settings, thresholds=list(thresholds)), "precisions": precisions, "mention_thresholds": mention_thresholds, "label_margins": label_margins, "systems": results, "seconds": seconds, "domains": domains, "skipped": skipped, "left_out": left_out, "seen": seen}
     write_json(output.with_suffix(".json"), summary)
-    sections = [markdown_table(results, mention_thresholds, label_margins)]
+    # The tables, averages and charts are the zero-shot sets'; a set the student was trained on is
+    # shown apart (when every set was, the tables are theirs, under that heading).
+    shown = {system: {name: scores for name, scores in datasets.items() if name not in seen} for system, datasets in results.items()}
+    shown = results if not any(shown.values()) else shown
+    shown_domains = {name: domain for name, domain in domains.items() if name in next(iter(shown.values()))}
+    sections = [markdown_table(shown, mention_thresholds, label_margins)]
+    if seen:
+        sections.append(seen_table(results, seen))
     if precisions:
         sections.insert(0, "Decoded in: " + ", ".join(f"{system} {name}" for system, name in precisions.items()))
     if by_domain:
-        sections[:0] = [domain_table(results, domains), sets_table(results, domains)]
-        domain_chart(results, domains, output.with_name(output.name + "-domains.png"))
+        sections[:0] = [domain_table(shown, shown_domains), sets_table(shown, shown_domains)]
+        domain_chart(shown, shown_domains, output.with_name(output.name + "-domains.png"))
     if left_out:
         sections.append("### Left out (short sentences a training text holds: the zero-shot rule)\n\n" + "\n".join(f"- {name}: sentences {indices}" for name, indices in left_out.items()))
     if skipped:
         sections.append("### Skipped sets\n\n" + "\n".join(f"- {name}: {error}" for name, error in skipped.items()))
     write_text(output.with_suffix(".md"), "\n\n".join(section.strip() for section in sections) + "\n")
-    bar_chart(results, output.with_suffix(".png"))
+    bar_chart(shown, output.with_suffix(".png"))
     if len(thresholds) > 1:
-        precision_recall_chart(results, output.with_name(output.name + "-pr.png"))
+        precision_recall_chart(shown, output.with_name(output.name + "-pr.png"))
     return summary
