@@ -18,7 +18,7 @@ from spacy.vocab import Vocab
 from .distill.run import PASSAGE_ID, PASSAGE_META
 from .distill.task import ANSWER_KEY
 from .errors import UserError
-from .files import check_output_file, write_json
+from .files import check_output_files, write_json
 from .evaluate.datasets import GOLD_ID
 from .gold import gold_set_conversations
 from .prompts import conversation, text_turn
@@ -167,9 +167,7 @@ def read_conversations(path: Path) -> List[Tuple[str, List[str]]]:
 def run_build_data(annotations: Path, output: Path, report_path: Optional[Path] = None, gold: Optional[Dict[str, Any]] = None, **settings: Any) -> Dict[str, Any]:
     """The teacher's conversations (`settings` as `build_conversations` takes them) and, with `gold`
     (`gold_set_conversations`'s arguments), the gold sets' after them, in one file."""
-    for path in (output, report_path):
-        if path is not None:
-            check_output_file(path, {"annotations": annotations, **({"mirror": gold["mirror"]} if gold else {})})
+    check_output_files((output, report_path), {"annotations": annotations, **({"mirror": gold["mirror"]} if gold else {})})
     # The gold sets first: a held-out or unknown name stops the build before the annotations are read.
     gold_conversations, gold_report = gold_set_conversations(**gold) if gold else ([], None)
     conversations, report = build_conversations(read_annotations(annotations), **settings)

@@ -32,6 +32,13 @@ def check_output_file(path: PathLike, inputs: Inputs = None) -> Path:
     return writable_parent(path)
 
 
+def check_output_files(paths: Iterable[Optional[PathLike]], inputs: Inputs = None) -> None:
+    """`check_output_file` for each of a command's outputs that is given (None: not asked for)."""
+    for path in paths:
+        if path is not None:
+            check_output_file(path, inputs)
+
+
 def check_output_folder(path: PathLike, inputs: Inputs = None, replaced: bool = True) -> Path:
     """`path` as a folder to write: refused up front when it is a file, its parent cannot be
     written, or it is one of the command's `inputs` or inside one; and, when it is `replaced` whole

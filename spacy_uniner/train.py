@@ -32,7 +32,7 @@ from .average import RunningMean
 from .data import question_pairs, read_conversations
 from .errors import UserError
 from .examples import IGNORE, collate, epochs_of_examples, hold_out, padding_share
-from .files import atomic_folder, check_output_file, check_output_folder, write_json, write_jsonl
+from .files import atomic_folder, check_output_files, check_output_folder, write_json, write_jsonl
 from .loading import load_causal_lm
 from .memory import peak_resident_gb, release_freed_memory, step_peak_gb, trim_heap
 from .precision import decoder_layers, resolve_precision
@@ -457,9 +457,7 @@ def run_training(
     inputs = {"conversations": conversations, "training config": config_path, "pipeline config": pipeline_config}
     check_output_folder(output, inputs)
     check_output_folder(checkpoints, inputs, replaced=False)
-    for path in (log_path, report_path):
-        if path is not None:
-            check_output_file(path, {**inputs, "pipeline": output, "checkpoints": checkpoints})
+    check_output_files((log_path, report_path), {**inputs, "pipeline": output, "checkpoints": checkpoints})
     student_dir = checkpoints / "student"
     result = train(conversations, student_dir, config, checkpoints, log_path)
     release_freed_memory()  # the trainer's model and optimizer, before the pipeline loads the student

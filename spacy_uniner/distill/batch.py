@@ -14,7 +14,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from ..errors import UserError
-from ..files import check_output_file, write_json, write_jsonl
+from ..files import check_output_file, check_output_files, write_json, write_jsonl
 from .run import PASSAGE_ID, distill, distill_report, forget_cached, load_distiller, read_jsonl_lines, read_passages, teacher_of, write_docs
 from .teachers import OpenAICompatible
 
@@ -103,9 +103,7 @@ def read_batch(passages: Path, results: Path, output: Path, config_path: Path, t
     with the report of `distill` and, under `batch`, the passages it failed or left out. The
     results are authoritative: an answer that differs from the one kept earlier replaces it
     (counted as `replaced`)."""
-    for path in (output, report_path):
-        if path is not None:
-            check_output_file(path, {"passages": passages, "results": results, "distillation config": config_path, "teacher config": teacher_path})
+    check_output_files((output, report_path), {"passages": passages, "results": results, "distillation config": config_path, "teacher config": teacher_path})
     nlp, teacher = batch_distiller(config_path, teacher_path, overrides)
     docs, prompts = passage_prompts(nlp, passages)
     answers, failed, repeats = read_results(results, prompts, passages)

@@ -17,7 +17,7 @@ from spacy_llm.cache import BatchCache
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..files import atomic_file, check_output_file, drop_torn_last_line, exclusive, write_json, write_jsonl
+from ..files import atomic_file, check_output_files, drop_torn_last_line, exclusive, write_json, write_jsonl
 from .task import ANSWER_KEY
 
 # doc.user_data keys of the passage's id and meta from the passages file.
@@ -232,9 +232,7 @@ def run_distillation(
 ) -> Dict[str, Any]:
     """Distill a passages file into `output` (a DocBin) and return (and write) the report."""
     inputs = {"passages": passages, "distillation config": config_path, "teacher config": teacher_path}
-    for path in (output, report_path):
-        if path is not None:
-            check_output_file(path, inputs)
+    check_output_files((output, report_path), inputs)
     nlp = load_distiller(config_path, teacher_path, overrides)
     with ExitStack() as held:
         # One run at a time writes an output, a cache and a journal: two would ask (and pay) the
