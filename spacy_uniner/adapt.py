@@ -20,6 +20,7 @@ from .evaluate.run import evaluate_benchmark, sentence_doc
 from .files import atomic_file, check_output_file, check_output_folder, write_json
 from .gold import gold_conversations
 from .pipelines import load_pipeline
+from .spacy_ner import train_spacy_ner
 from .train import checkpoints_beside, run_training
 
 
@@ -84,11 +85,15 @@ def run_adapt(
     seed: int = 0,
     overrides: Optional[Dict[str, Any]] = None,
     report_path: Optional[Path] = None,
+    compare_spacy: bool = False,
+    before: Optional[Dict[str, float]] = None,
 ) -> Dict[str, Any]:
     """Fine-tune `student` (a `uniner` pipeline folder) on the gold docs of `gold_train` mixed with
     its distilled conversations, write the adapted pipeline to `output`, and report the paper F and
     span F on `gold_eval` before and after. `overrides` are the trainer's config keys (as `train`
-    takes them); the student's own pipeline settings are kept, with the gold labels."""
+    takes them); the student's own pipeline settings are kept, with the gold labels. With
+    `compare_spacy`, spaCy's own `ner` is trained on the same gold-train into CHECKPOINTS/spacy-ner
+    and scored beside it (`spacy_ner`). `before` is the student's score on `gold_eval` when known."""
     if isinstance(distilled_share, bool) or not isinstance(distilled_share, (int, float)) or not 0 <= distilled_share <= MAX_DISTILLED_SHARE:
         raise UserError(f"the distilled share (--distilled-share) must be a number from 0 to {MAX_DISTILLED_SHARE} distilled conversations per gold one, got {distilled_share!r}")
     checkpoints = Path(checkpoints) if checkpoints is not None else checkpoints_beside(output)
@@ -112,7 +117,7 @@ def run_adapt(
         raise UserError(f"{gold_eval} has no gold mention of {missing}, which {gold_train} teaches: it cannot show what adapting did for them")
     eval_gold.types = train_gold.types
     uniner.dataset = dataset
-    before = score_gold(nlp, eval_gold)
+    before = before or score_gold(nlp, eval_gold)
     del nlp, uniner  # the student's weights are not held in memory while it trains
 
     conversations, mixed = mixed_conversations(gold_conversations(train_gold, dataset), distilled, distilled_share, seed)
@@ -126,6 +131,10 @@ def run_adapt(
     }
     training = run_training(data, output, config_path, Path(student) / "config.cfg", Path(checkpoints), settings)
     after = score_gold(spacy.load(output), eval_gold)
+    minutes = round((time.perf_counter() - started) / 60, 2)
+    if compare_spacy:
+        baseline = train_spacy_ner(train_gold, Path(checkpoints) / "spacy-ner", seed)
+        baseline.update(score_gold(spacy.load(baseline["pipeline"]), eval_gold))
     report = {
         "before": before,
         "after": after,
@@ -134,12 +143,20 @@ def run_adapt(
         "train_docs": len(train_gold.sentences),
         "eval_docs": len(eval_gold.sentences),
         "distilled_conversations": mixed,
-        "minutes": round((time.perf_counter() - started) / 60, 2),
+        "minutes": minutes,
         "training": {key: value for key, value in training.items() if key not in ("held_out_answers",)},
+        **({"spacy": baseline} if compare_spacy else {}),
     }
     if report_path is not None:
         write_json(report_path, report)
     return report
+
+
+def write_gold_docs(path: Path, sentences: List[Sentence]) -> None:
+    """Benchmark sentences as a gold DocBin (`sentence_doc`'s gold), as a user's own would come."""
+    nlp = spacy.blank("en")
+    with atomic_file(path) as partial:
+        DocBin(docs=[sentence_doc(nlp, sentence, gold=True) for sentence in sentences]).to_disk(partial)
 
 
 def split_benchmark(name: str, mirror: Path, train_output: Path, eval_output: Path, train_size: int, eval_size: Optional[int], seed: int = 0) -> Dict[str, int]:
@@ -155,8 +172,6 @@ def split_benchmark(name: str, mirror: Path, train_output: Path, eval_output: Pa
         raise UserError(f"{name} has {len(sentences)} sentences: the gold-train size must be from 1 to {len(sentences) - 1}, got {train_size}")
     order = numpy.random.default_rng(seed).permutation(len(sentences))
     train_part, eval_part = sorted(order[:train_size]), sorted(order[train_size:])[:eval_size]
-    nlp = spacy.blank("en")
     for path, part in ((train_output, train_part), (eval_output, eval_part)):
-        with atomic_file(path) as partial:
-            DocBin(docs=[sentence_doc(nlp, sentences[i], gold=True) for i in part]).to_disk(partial)
+        write_gold_docs(path, [sentences[i] for i in part])
     return {"sentences": len(sentences), "train": len(train_part), "eval": len(eval_part)}

@@ -18,6 +18,7 @@ from thinc.api import ConfigValidationError
 from . import options
 from .adapt import run_adapt, split_benchmark
 from .average import average_students
+from .curve import run_curve
 from .backends import COMPLETIONS_SERVER
 from .base_model import PACKAGED_BASES, export_base_model
 from .benchmarks.component import benchmark_component, benchmark_precisions
@@ -321,6 +322,7 @@ def adapt_cli(
     config: Path = typer.Option(Path("configs/train.cfg"), "--config", "-c", help="The training config (\\[training] hyperparameters); the base is the student itself.", exists=True, dir_okay=False),
     checkpoints: Optional[Path] = typer.Option(None, "--checkpoints", help="Folder of the run's checkpoints and conversations (default: OUTPUT-checkpoints); a killed run resumes from it."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the report (before and after, labels, docs, minutes) to this JSON file."),
+    compare_spacy: bool = typer.Option(False, "--compare-spacy", help="Also train spaCy's own ner (the `spacy init config -p ner -o efficiency` config, early-stopped on a fifth of GOLD_TRAIN) on the same gold into CHECKPOINTS/spacy-ner and score it on GOLD_EVAL beside the student: which to ship."),
 ):
     """Teach a student your own domain from your gold spaCy data: the gold docs become UniNER
     conversations (every label asked of every doc), mixed with a share of the student's distilled
@@ -331,8 +333,32 @@ def adapt_cli(
     if names is not None and not (isinstance(names, dict) and all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in names.items())):
         raise typer.BadParameter(f"{label_names} must hold a JSON object of label -> type name strings", param_hint="--label-names")
     map_large_allocations()
-    result = run_adapt(student, gold_train, gold_eval, output, config, checkpoints, dataset, spans_key, names, distilled, distilled_share, overrides=parse_config_overrides(ctx.args), report_path=report)
+    result = run_adapt(student, gold_train, gold_eval, output, config, checkpoints, dataset, spans_key, names, distilled, distilled_share, overrides=parse_config_overrides(ctx.args), report_path=report, compare_spacy=compare_spacy)
     typer.echo(json.dumps({key: value for key, value in result.items() if key != "training"}, indent=2))
+
+
+@app.command("learning-curve", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def learning_curve_cli(
+    ctx: typer.Context,
+    student: Path = typer.Argument(..., help="The student pipeline to adapt (from `train`).", exists=True, file_okay=False),
+    output: Path = typer.Argument(..., help="The curve's folder: a folder a set (its DocBins and one JSON a point, kept for a rerun with the same settings), curve.json, curve.md and curve.png."),
+    sets: options.Items = typer.Option("NCBI-disease,WNUT17,FabNER,HarveyNER", "--sets", parser=options.names, metavar="NAME,...", help="Sets of assets/benchmarks.json to adapt to; the held-out group of assets/held_out.json, which zero-shot training never sees."),
+    sizes: options.Items = typer.Option("25,50,100,300", "--sizes", parser=options.counts, metavar="N,...", help="Gold-train sizes in sentences (each the first N of one shuffled pool)."),
+    eval_size: int = typer.Option(300, "--eval", help="Held-out sentences a set, the same for every size, scored for both systems."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the shuffle, of the dev carve-out and of the distilled draw."),
+    distilled: Optional[Path] = typer.Option(None, "--distilled", help="As `adapt --distilled`.", exists=True, dir_okay=False),
+    distilled_share: float = typer.Option(0.5, "--distilled-share", help="As `adapt --distilled-share`."),
+    config: Path = typer.Option(Path("configs/train.cfg"), "--config", "-c", help="As `adapt --config`.", exists=True, dir_okay=False),
+    mirror: Path = typer.Option(Path("../shared/data"), "--mirror", help="The folder holding the benchmark files."),
+):
+    """The learning curve that tells a spaCy user whether to adapt: for each set and gold size, the
+    student adapted by `adapt` beside spaCy's own ner (`adapt --compare-spacy`) trained on the same
+    sentences, both scored with spaCy's span scores on one held-out part of the set. Extra
+    --section.key value options go to adapt's training, as with `adapt`."""
+    map_large_allocations()
+    adapt_options = {"config_path": config, "distilled": distilled, "distilled_share": distilled_share, "overrides": parse_config_overrides(ctx.args)}
+    run_curve(student, sets, sizes, output, mirror, eval_size, seed, adapt_options)
+    typer.echo((output / "curve.md").read_text(encoding="utf-8"))
 
 
 @app.command("gold-split")

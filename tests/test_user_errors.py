@@ -97,6 +97,16 @@ def test_adapt_refuses_a_label_map_that_is_not_one(tmp_path, broken_pipeline):
     assert done.returncode == 2 and "must hold a JSON object of label -> type name strings" in done.stderr
 
 
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "data" / "benchmarks").is_dir(), reason="needs the data mirror ../shared/data")
+def test_a_learning_curve_larger_than_its_set_is_refused_before_any_work(tmp_path, broken_pipeline):
+    mirror = ROOT.parent / "shared" / "data"
+    done = spacy_uniner("learning-curve", broken_pipeline, tmp_path / "curve", "--sets", "NCBI-disease", "--sizes", "25,700", "--eval", "300", "--mirror", mirror)
+    one_line_error(done, "NCBI-disease has 940 sentences", "300 held out and a gold-train of 700")
+    assert not (tmp_path / "curve").exists()
+    done = spacy_uniner("learning-curve", broken_pipeline, tmp_path / "curve", "--sizes", "25,0")
+    assert done.returncode == 2 and "--sizes" in done.stderr
+
+
 def test_only_a_user_error_is_one_line_a_programming_error_keeps_its_traceback(tmp_path, monkeypatch, capsys):
     from spacy_uniner import cli
     from spacy_uniner.errors import UserError

@@ -1,0 +1,80 @@
+"""The learning curve: the student adapted beside spaCy's own ner trained on the same gold, both
+scored on one held-out part; spaCy's ner is trained as `spacy train` trains it."""
+import json
+from pathlib import Path
+
+import pytest
+import spacy
+
+from spacy_uniner.curve import curve_parts, run_curve
+from spacy_uniner.evaluate.datasets import Benchmark, Sentence, load_benchmark
+from spacy_uniner.spacy_ner import carve_dev, train_spacy_ner
+
+ROOT = Path(__file__).parent.parent
+MIRROR = ROOT.parent / "shared" / "data"
+needs_mirror = pytest.mark.skipif(not (MIRROR / "benchmarks").is_dir(), reason="needs the data mirror ../shared/data")
+TINY_TRAINING = {"training.batch_size": 4, "training.gradient_accumulation": 1, "training.epochs": 1, "training.learning_rate": 1e-3}
+
+
+def drug_sentence(index: int) -> Sentence:
+    drug = ["aspirin", "ibuprofen", "insulin", "heparin", "morphine", "codeine"][index % 6]
+    tokens = ["Patients", "given", drug, "recovered", "within", str(index % 9 + 2), "days", "."]
+    return Sentence("drugs", index, tokens, [(2, 3, "drug")])
+
+
+def test_the_dev_part_is_carved_from_the_gold_train_by_seed():
+    sentences = [drug_sentence(i) for i in range(25)]
+    train, dev = carve_dev(sentences, seed=0)
+    assert (len(train), len(dev)) == (20, 5)
+    assert sorted(s.index for s in train + dev) == list(range(25))
+    assert [s.index for s in carve_dev(sentences, seed=0)[1]] == [s.index for s in dev]
+    assert [len(part) for part in carve_dev(sentences[:2], seed=0)] == [1, 1]
+    with pytest.raises(ValueError, match="at least 2 gold-train sentences"):
+        carve_dev(sentences[:1], seed=0)
+
+
+def test_spacy_ner_learns_the_gold_it_is_given(tmp_path):
+    gold = Benchmark("drugs", ["drug"], [drug_sentence(i) for i in range(30)])
+    report = train_spacy_ner(gold, tmp_path / "ner")
+    assert (report["train_docs"], report["dev_docs"]) == (24, 6)
+    assert report["dev_ents_f"] > 0.5  # stopped on its dev part, having learned the drugs
+    nlp = spacy.load(report["pipeline"])
+    assert nlp.pipe_names == ["tok2vec", "ner"] and "drug" in nlp.get_pipe("ner").labels
+    assert [(ent.text, ent.label_) for ent in nlp("Patients given insulin recovered within 3 days .").ents] == [("insulin", "drug")]
+
+
+@needs_mirror
+def test_curve_parts_hold_one_eval_part_and_nested_train_parts():
+    sentences = load_benchmark("NCBI-disease", MIRROR).sentences
+    held_out, trains = curve_parts(sentences, [5, 20], 30, seed=0)
+    assert len(held_out) == 30 and [len(trains[5]), len(trains[20])] == [5, 20]
+    assert {s.index for s in trains[5]} < {s.index for s in trains[20]}
+    assert not {s.index for s in trains[20]} & {s.index for s in held_out}
+    with pytest.raises(ValueError, match="NCBI-disease has 940 sentences: too few for 900 held out and a gold-train of 50"):
+        curve_parts(sentences, [50], 900, seed=0)
+
+
+@needs_mirror
+def test_the_curve_adapts_and_trains_spacy_ner_on_the_same_gold_and_resumes(tiny_llama_path, tmp_path):
+    student = tmp_path / "student"
+    nlp = spacy.blank("en")
+    nlp.add_pipe("uniner", config={"model": {"name": str(tiny_llama_path), "device": "cpu", "max_new_tokens": 8}, "labels": ["person"]})
+    nlp.to_disk(student)
+    options = {"config_path": ROOT / "configs" / "train.cfg", "overrides": TINY_TRAINING}
+    report = run_curve(student, ["NCBI-disease"], [2, 4], tmp_path / "curve", MIRROR, eval_size=4, adapt_options=options)
+    points = report["curve"]["NCBI-disease"]
+    assert [point["size"] for point in points] == [2, 4]
+    for point in points:
+        assert point["train_docs"] == point["size"] and point["eval_docs"] == 4 and point["labels"] == ["disease"]
+        assert point["spacy"]["train_docs"] + point["spacy"]["dev_docs"] == point["size"]
+        assert {"ents_f", "paper_f", "minutes"} <= set(point["spacy"]) and {"ents_f", "paper_f"} <= set(point["after"])
+    assert points[1]["before"] == points[0]["before"]  # one held-out part, scored once before adapting
+    folder = tmp_path / "curve"
+    assert sorted(p.name for p in (folder / "NCBI-disease").iterdir()) == ["2.json", "4.json", "eval.spacy", "train-2.spacy", "train-4.spacy"]
+    assert (folder / "curve.md").read_text().count("| NCBI-disease |") == 2 and (folder / "curve.png").stat().st_size > 0
+    # A rerun with the same settings keeps the points; other settings redo them.
+    written = (folder / "NCBI-disease" / "4.json").stat().st_mtime_ns
+    assert run_curve(student, ["NCBI-disease"], [2, 4], folder, MIRROR, eval_size=4, adapt_options=options) == report
+    assert (folder / "NCBI-disease" / "4.json").stat().st_mtime_ns == written
+    rerun = run_curve(student, ["NCBI-disease"], [2], folder, MIRROR, eval_size=4, seed=1, adapt_options=options)
+    assert json.loads((folder / "NCBI-disease" / "2.json").read_text())["settings"]["seed"] == 1 and rerun["sizes"] == [2]
