@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from spacy_uniner.evaluate.datasets import load_benchmark
 from spacy_uniner.prompts import build_prompt
-from spacy_uniner.data import conversation
+from spacy_uniner.data import conversation, read_conversations
 from spacy_uniner.cli import app
 from spacy_uniner.pipelines import baseline_pipeline
 from spacy_uniner.evaluate.report import bar_chart
@@ -115,7 +115,7 @@ def test_short_sentences_a_training_text_holds_are_left_out_of_the_evaluation(sc
     training = tmp_path / "conversations.json"
     srsly.write_json(training, [conversation("t0", f"We had burgers at the pub. Then: {longer.text.upper()}!", [("food", ["burgers"])])])
     assert len(short) >= 2
-    assert zero_shot_check(training, short + [longer]) == [longer]
+    assert zero_shot_check(training, read_conversations(training), short + [longer]) == [longer]
     summary = run_evaluation({"student": scripted_nlp({}, labels=["x"])}, ["mit-restaurant"], MIRROR, tmp_path / "run", training_data=training)
     assert summary["left_out"] == {"mit-restaurant": [longer.index]}
     assert summary["systems"]["student"]["mit-restaurant"]["sentences"] == len(sentences) - 1

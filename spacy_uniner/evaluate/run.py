@@ -193,12 +193,15 @@ def in_texts(texts: List[List[str]], sentences: List[Sentence], shingle: int = 8
     return copied, short
 
 
-def training_texts(conversations: Path, gold: bool = False) -> List[List[str]]:
-    """The words of a training file's texts: the gold sets' passages (`gold`) or every other one."""
-    return [words_key(messages[0]) for conversation_id, messages in read_conversations(conversations) if (set_of_passage_id(conversation_id) is not None) == gold]
+Conversations = List[Tuple[str, List[str]]]  # (id, messages) of a training file, as `read_conversations` gives them
 
 
-def zero_shot_check(conversations: Path, sentences: List[Sentence]) -> List[Sentence]:
+def training_texts(conversations: Conversations, gold: bool = False) -> List[List[str]]:
+    """The words of the training texts: the gold sets' passages (`gold`) or every other one."""
+    return [words_key(messages[0]) for conversation_id, messages in conversations if (set_of_passage_id(conversation_id) is not None) == gold]
+
+
+def zero_shot_check(path: Path, conversations: Conversations, sentences: List[Sentence]) -> List[Sentence]:
     """The zero-shot rule: no evaluation sentence in a training text (the gold sets' passages aside:
     the sets they come from are scored as seen). Case and tokenization are ignored, as benchmark
     text is pre-tokenized ("model s ,"). A copied sentence (`in_texts`) is refused with an error; a
@@ -207,15 +210,15 @@ def zero_shot_check(conversations: Path, sentences: List[Sentence]) -> List[Sent
     copied, short = in_texts(training_texts(conversations), sentences)
     if copied:
         listed = [f"{sentence.dataset} sentence {sentence.index}: {sentence.text[:80]!r}" for sentence in copied]
-        raise UserError(f"Zero-shot rule: {len(copied)} evaluation sentences are in the training conversations {conversations}; take them out of the training data:\n" + "\n".join(listed[:20]))
+        raise UserError(f"Zero-shot rule: {len(copied)} evaluation sentences are in the training conversations {path}; take them out of the training data:\n" + "\n".join(listed[:20]))
     return short
 
 
-def seen_sets(conversations: Path, benchmarks: Dict[str, Benchmark]) -> List[str]:
+def seen_sets(conversations: Conversations, benchmarks: Dict[str, Benchmark]) -> List[str]:
     """Which of `benchmarks` the training file's gold passages (from `build-data --gold-sets`) come
     from, or hold copied sentences of (CoNLL++ is CoNLL03's text again): scored apart, never as
     zero-shot."""
-    named = {set_of_passage_id(conversation_id) for conversation_id, _ in read_conversations(conversations)}
+    named = {set_of_passage_id(conversation_id) for conversation_id, _ in conversations}
     seen = {name for name in benchmarks if name.removesuffix(DEV) in named}
     copied, _ = in_texts(training_texts(conversations, gold=True), [sentence for name, benchmark in benchmarks.items() if name not in seen for sentence in benchmark.sentences])
     return [name for name in benchmarks if name in seen or name in {sentence.dataset for sentence in copied}]
@@ -280,8 +283,9 @@ def run_evaluation(
     left_out: Dict[str, List[int]] = {}
     seen: List[str] = []
     if training_data is not None:
-        seen = seen_sets(training_data, benchmarks)
-        for sentence in zero_shot_check(training_data, [sentence for name, benchmark in benchmarks.items() if name not in seen for sentence in benchmark.sentences]):
+        conversations = read_conversations(training_data)  # read once: a training file is tens of MB
+        seen = seen_sets(conversations, benchmarks)
+        for sentence in zero_shot_check(training_data, conversations, [sentence for name, benchmark in benchmarks.items() if name not in seen for sentence in benchmark.sentences]):
             left_out.setdefault(sentence.dataset, []).append(sentence.index)
     chosen = {name: sample([s for s in benchmark.sentences if s.index not in left_out.get(name, ())], limit, seed) for name, benchmark in benchmarks.items()}
     results: Dict[str, Dict[str, Any]] = {}
