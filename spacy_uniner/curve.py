@@ -45,6 +45,7 @@ def run_point(student: Path, folder: Path, size: int, eval_path: Path, train: Li
     for made in (adapted, adapted.with_name(adapted.name + "-checkpoints")):  # kept by a killed run, which resumes from them
         shutil.rmtree(made)
     point = {"settings": settings, "size": size, **{key: value for key, value in report.items() if key != "training"}, "steps": report["training"].get("steps")}
+    del point["spacy"]["pipeline"]  # removed with the checkpoints
     write_json(point_path, point)
     return point
 

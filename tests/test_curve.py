@@ -68,6 +68,7 @@ def test_the_curve_adapts_and_trains_spacy_ner_on_the_same_gold_and_resumes(tiny
         assert point["train_docs"] == point["size"] and point["eval_docs"] == 4 and point["labels"] == ["disease"]
         assert point["spacy"]["train_docs"] + point["spacy"]["dev_docs"] == point["size"]
         assert {"ents_f", "paper_f", "minutes"} <= set(point["spacy"]) and {"ents_f", "paper_f"} <= set(point["after"])
+        assert "pipeline" not in point["spacy"]  # it went with the checkpoints
     assert points[1]["before"] == points[0]["before"]  # one held-out part, scored once before adapting
     folder = tmp_path / "curve"
     assert sorted(p.name for p in (folder / "NCBI-disease").iterdir()) == ["2.json", "4.json", "eval.spacy", "train-2.spacy", "train-4.spacy"]
