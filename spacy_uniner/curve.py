@@ -47,7 +47,7 @@ def run_point(student: Path, folder: Path, size: int, eval_path: Path, train: Li
     point = {"settings": settings, "size": size, **{key: value for key, value in report.items() if key != "training"}, "steps": report["training"].get("steps")}
     del point["spacy"]["pipeline"]  # removed with the checkpoints
     write_json(point_path, point)
-    return point
+    return srsly.read_json(point_path)  # as a rerun reads it (JSON keeps 10 digits of a score)
 
 
 def run_curve(
@@ -111,6 +111,7 @@ def curve_chart(curve: Dict[str, List[Dict[str, Any]]], path: Path) -> Figure:
         ax.plot(sizes, [100 * point["spacy"]["ents_f"] for point in points], marker="s", label="spaCy ner")
         ax.axhline(100 * points[0]["before"]["ents_f"], linestyle="--", color="grey", label="student, zero-shot")
         ax.set_xscale("log")
+        ax.minorticks_off()  # the sizes themselves label the axis
         ax.set_xticks(sizes, [str(size) for size in sizes])
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("gold sentences")

@@ -36,7 +36,9 @@ def test_the_benchmark_writes_one_record_per_label_count_with_identical_answers(
         assert record["ratio"] > 0 and record["token_bound"] >= 1.0
         # The component's time is the median of its runs (3 by default).
         runs = record["component_seconds"]
-        assert len(runs) == 3 and record["docs"] / record["docs_per_s"] == pytest.approx(sorted(runs)[1], abs=0.001)
+        # Both figures are rounded to 3 decimals: what the two roundings allow, however slow the machine.
+        median = sorted(runs)[1]
+        assert len(runs) == 3 and record["docs"] / median == pytest.approx(record["docs_per_s"], abs=0.0005 + record["docs"] * 0.0005 / median**2 + 1e-9)
     # With more labels, more of each prompt is shared.
     assert report["records"][0]["token_bound"] < report["records"][1]["token_bound"] < report["records"][2]["token_bound"]
     assert "| 6 |" in result.output and "(3 docs)" in result.output and "CPU cores" in report["machine"]
@@ -46,7 +48,8 @@ def test_the_benchmark_writes_one_record_per_label_count_with_identical_answers(
     parameters = sum(module.weight.numel() for module in blocks.modules() if isinstance(module, torch.nn.Linear))
     assert 24 < prefixes["prompt_tokens"] < 24 + 60 and prefixes["tokens_per_s"] > 0 and prefixes["matmul_peak_gflops"] > 0
     assert prefixes["gflops"] == pytest.approx(2 * parameters * prefixes["tokens_per_s"] / 1e9, rel=0.01, abs=0.06)
-    assert prefixes["share_of_peak"] == pytest.approx(prefixes["gflops"] / prefixes["matmul_peak_gflops"], rel=0.01, abs=0.001)
+    # share_of_peak is rounded to 3 decimals from the unrounded GFLOP/s; gflops to 1 decimal.
+    assert prefixes["share_of_peak"] == pytest.approx(prefixes["gflops"] / prefixes["matmul_peak_gflops"], rel=0.01, abs=0.0005 + 0.05 / prefixes["matmul_peak_gflops"])
     assert "Prefix pass:" in result.output and "one large matmul here" in result.output
 
 
