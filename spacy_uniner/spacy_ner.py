@@ -10,13 +10,14 @@ from typing import Any, Dict, List, Tuple
 import numpy
 import spacy
 from spacy.cli.init_config import init_config
-from spacy.tokens import Doc, DocBin, Span
+from spacy.tokens import Doc, DocBin
 from spacy.training.initialize import init_nlp
 from spacy.training.loop import train as train_nlp
 from spacy.util import filter_spans
 
 from .errors import UserError
 from .evaluate.datasets import Benchmark, Sentence
+from .evaluate.run import GOLD_MENTIONS, sentence_doc
 from .files import atomic_folder
 
 # The share of the gold-train that spaCy's training scores after each `eval_frequency` steps and
@@ -24,11 +25,11 @@ from .files import atomic_folder
 DEV_SHARE = 0.2
 
 
-def training_doc(vocab: spacy.Vocab, sentence: Sentence) -> Doc:
-    """A gold sentence as a training Doc: its mentions in doc.ents, the longest of overlapping ones
-    (doc.ents holds no nesting), every other token outside an entity."""
-    doc = Doc(vocab, words=sentence.tokens, spaces=sentence.spaces or [True] * (len(sentence.tokens) - 1) + [False])
-    doc.ents = filter_spans([Span(doc, start, end, label=label) for start, end, label in sentence.spans])
+def training_doc(nlp: spacy.Language, sentence: Sentence) -> Doc:
+    """A gold sentence as a training Doc (`sentence_doc`'s gold): its mentions in doc.ents, the
+    longest of overlapping ones (doc.ents holds no nesting), every other token outside an entity."""
+    doc = sentence_doc(nlp, sentence, gold=True)
+    doc.ents = filter_spans(doc.spans[GOLD_MENTIONS])
     return doc
 
 
@@ -50,9 +51,9 @@ def train_spacy_ner(gold_train: Benchmark, output: Path, seed: int = 0) -> Dict[
     train_part, dev_part = carve_dev(gold_train.sentences, seed)
     config = init_config(lang="en", pipeline=["ner"], optimize="efficiency", gpu=False)
     with atomic_folder(output) as partial:
-        vocab = spacy.blank("en").vocab
+        blank = spacy.blank("en")
         for name, part in (("train.spacy", train_part), ("dev.spacy", dev_part)):
-            DocBin(docs=[training_doc(vocab, s) for s in part]).to_disk(partial / name)
+            DocBin(docs=[training_doc(blank, s) for s in part]).to_disk(partial / name)
         config = config.merge({"paths": {"train": str(partial / "train.spacy"), "dev": str(partial / "dev.spacy")}, "training": {"seed": seed}})
         nlp = init_nlp(config, use_gpu=-1)
         log = io.StringIO()
