@@ -138,7 +138,10 @@ def question_pairs(messages: List[str]) -> List[List[str]]:
     return [messages[i : i + 2] for i in range(2, len(messages), 2)]
 
 
-def read_conversations(path: Path) -> List[Tuple[str, List[str]]]:
+Conversations = List[Tuple[str, List[str]]]  # (id, messages) of a training file
+
+
+def read_conversations(path: Path) -> Conversations:
     """(id, messages) per conversation of a Pile-NER-type JSON file, checked: a list of records whose
     turns alternate human/gpt, open with a text turn and end with an answer."""
     path = Path(path)

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from ..answers import parse_answer
 from ..component import uniner_of
-from ..data import normalize_type, question_pairs, read_conversations
+from ..data import Conversations, normalize_type, question_pairs, read_conversations
 from ..errors import UserError
 from ..files import write_json, write_jsonl, write_text
 from ..prompts import build_prompt, label_of_question
@@ -191,9 +191,6 @@ def in_texts(texts: List[List[str]], sentences: List[Sentence], shingle: int = 8
         elif len(words) >= fewest_words and f" {' '.join(words)} " in f" {joined} ":
             short.append(sentence)
     return copied, short
-
-
-Conversations = List[Tuple[str, List[str]]]  # (id, messages) of a training file, as `read_conversations` gives them
 
 
 def training_texts(conversations: Conversations, gold: bool = False) -> List[List[str]]:
