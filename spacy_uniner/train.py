@@ -47,6 +47,7 @@ class TrainSettings:
     """The [training] section of configs/train.cfg (see there for what each setting does)."""
 
     epochs: int = 3
+    min_steps: int = 0
     learning_rate: float = 2e-5
     weight_decay: float = 0.0
     warmup_ratio: float = 0.04
@@ -74,11 +75,12 @@ class TrainSettings:
             wanted = (int, float) if setting.type is float else setting.type
             if not isinstance(value, wanted) or (isinstance(value, bool) and setting.type is not bool):
                 raise UserError(f"[training] {setting.name} must be {setting.type.__name__}, got {value!r}")
-        for name in ("epochs", "batch_size", "gradient_accumulation", "max_length", "checkpoint_every", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                raise UserError(f"[training] {name} must be >= 1, got {getattr(self, name)}")
-        if self.learning_rate <= 0 or not 0 <= self.warmup_ratio < 1 or self.held_out < 0 or self.freeze_layers < 0 or self.max_batch_tokens < 0:
-            raise UserError(f"[training] needs learning_rate > 0, 0 <= warmup_ratio < 1, held_out >= 0, freeze_layers >= 0 and max_batch_tokens >= 0, got {self}")
+        for names, least in ((("epochs", "batch_size", "gradient_accumulation", "max_length", "checkpoint_every", "keep_checkpoints"), 1), (("min_steps", "max_batch_tokens", "held_out", "freeze_layers"), 0)):
+            for name in names:
+                if getattr(self, name) < least:
+                    raise UserError(f"[training] {name} must be >= {least}, got {getattr(self, name)}")
+        if self.learning_rate <= 0 or not 0 <= self.warmup_ratio < 1:
+            raise UserError(f"[training] needs learning_rate > 0 and 0 <= warmup_ratio < 1, got {self.learning_rate} and {self.warmup_ratio}")
         if not 0 <= self.average_last <= 1:
             raise UserError(f"[training] average_last must be a share of the steps in [0, 1], got {self.average_last}")
         if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
@@ -317,12 +319,23 @@ def append_line(path: Path, entry: Dict[str, Any]) -> None:
         file.write(json.dumps(entry) + "\n")
 
 
-def training_batches(tokenizer: PreTrainedTokenizerBase, train_set: List[Tuple[str, List[str]]], settings: TrainSettings, positions: Optional[int]) -> Tuple[DataLoader, List[List[int]], Dict[str, Any]]:
+def passes(settings: TrainSettings, batches_an_epoch: int, processes: int) -> int:
+    """`epochs`, or more where that many would make fewer than `min_steps` optimizer steps: data as
+    small as a user's 25 gold sentences is passed over more often, not learned in a few steps."""
+    steps_an_epoch = batches_an_epoch / (settings.gradient_accumulation * processes)
+    return max(settings.epochs, math.ceil(settings.min_steps / steps_an_epoch))
+
+
+def training_batches(tokenizer: PreTrainedTokenizerBase, train_set: List[Tuple[str, List[str]]], settings: TrainSettings, positions: Optional[int], processes: int) -> Tuple[DataLoader, List[List[int]], Dict[str, Any]]:
     """Every epoch's examples (long conversations split at max_length, capped at the base's
-    `positions`) in length batches, as a loader; the batches, and the data's report."""
+    `positions`) in length batches, as a loader; the batches, and the data's report (with the
+    number of epochs, more than `epochs` where `min_steps` asks for more)."""
     max_length = min(settings.max_length, positions or settings.max_length)
-    examples, batches, report = epochs_of_examples(tokenizer, train_set, max_length, settings.epochs, settings.batch_size, settings.seed)
-    report.update(max_length=max_length, padding_share=round(padding_share([len(ids) for ids, _ in examples], batches), 4))
+    epochs = settings.epochs
+    if settings.min_steps:
+        epochs = passes(settings, len(epochs_of_examples(tokenizer, train_set, max_length, 1, settings.batch_size, settings.seed)[1]), processes)
+    examples, batches, report = epochs_of_examples(tokenizer, train_set, max_length, epochs, settings.batch_size, settings.seed)
+    report.update(epochs=epochs, max_length=max_length, padding_share=round(padding_share([len(ids) for ids, _ in examples], batches), 4))
     return DataLoader(examples, batch_sampler=batches, collate_fn=partial(collate, pad_id=tokenizer.pad_token_id)), batches, report
 
 
@@ -353,7 +366,7 @@ def train(
     if not train_set:
         raise UserError(f"{conversations_path}: all {len(conversations)} conversations are held out ([training] held_out = {settings.held_out})")
     model, tokenizer, use_lora = load_base_model(config["model"], config["lora"], accelerator.device.type)
-    loader, batches, report = training_batches(tokenizer, train_set, settings, getattr(model.config, "max_position_embeddings", None))
+    loader, batches, report = training_batches(tokenizer, train_set, settings, getattr(model.config, "max_position_embeddings", None), accelerator.num_processes)
     report["held_out"] = len(held_out)
 
     trainable = prepare_model(model, settings, use_lora, accelerator.device.type)
@@ -393,7 +406,7 @@ def train(
         step += 1
         if averaging is not None and step >= average_from:
             averaging.update()
-        epoch = step * settings.gradient_accumulation * accelerator.num_processes * settings.epochs / len(batches)
+        epoch = step * settings.gradient_accumulation * accelerator.num_processes * report["epochs"] / len(batches)
         entry = log_entry(accelerator, step, epoch, losses, scheduler.get_last_lr()[0], tokens, started)
         peak = step_peak_gb()
         if peak is not None:

