@@ -319,7 +319,7 @@ def adapt_cli(
     label_names: Optional[Path] = typer.Option(None, "--label-names", help='A JSON file mapping the data\'s labels to the types asked, e.g. {"ORG": "organization"}; labels not in it are asked as written.', exists=True, dir_okay=False),
     distilled: Optional[Path] = typer.Option(None, "--distilled", help="The student's distilled conversations (from `build-data`), a share of which is mixed in so that it keeps the types it knew.", exists=True, dir_okay=False),
     distilled_share: float = typer.Option(0.5, "--distilled-share", help="Distilled conversations mixed in per gold conversation (0.5: as measured in docs/training.md)."),
-    config: Path = typer.Option(Path("configs/train.cfg"), "--config", "-c", help="The training config (\\[training] hyperparameters); the base is the student itself.", exists=True, dir_okay=False),
+    config: Path = typer.Option(Path("configs/adapt.cfg"), "--config", "-c", help="The training config (\\[training] hyperparameters, chosen for adapting: docs/training.md); the base is the student itself.", exists=True, dir_okay=False),
     checkpoints: Optional[Path] = typer.Option(None, "--checkpoints", help="Folder of the run's checkpoints and conversations (default: OUTPUT-checkpoints); a killed run resumes from it."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the report (before and after, labels, docs, minutes) to this JSON file."),
     compare_spacy: bool = typer.Option(False, "--compare-spacy", help="Also train spaCy's own ner (the `spacy init config -p ner -o efficiency` config, early-stopped on a fifth of GOLD_TRAIN) on the same gold into CHECKPOINTS/spacy-ner and score it on GOLD_EVAL beside the student: which to ship."),
@@ -348,7 +348,7 @@ def learning_curve_cli(
     seed: int = typer.Option(0, "--seed", help="Seed of the shuffle, of the dev carve-out and of the distilled draw."),
     distilled: Optional[Path] = typer.Option(None, "--distilled", help="As `adapt --distilled`.", exists=True, dir_okay=False),
     distilled_share: float = typer.Option(0.5, "--distilled-share", help="As `adapt --distilled-share`."),
-    config: Path = typer.Option(Path("configs/train.cfg"), "--config", "-c", help="As `adapt --config`.", exists=True, dir_okay=False),
+    config: Path = typer.Option(Path("configs/adapt.cfg"), "--config", "-c", help="As `adapt --config`.", exists=True, dir_okay=False),
     mirror: Path = typer.Option(Path("../shared/data"), "--mirror", help="The folder holding the benchmark files."),
 ):
     """The learning curve that tells a spaCy user whether to adapt: for each set and gold size, the

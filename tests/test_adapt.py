@@ -11,9 +11,10 @@ from spacy.tokens import DocBin
 from spacy_uniner.adapt import read_gold, run_adapt, split_benchmark
 from spacy_uniner.gold import gold_conversations
 from spacy_uniner.prompts import build_prompt, prompt_text
+from spacy_uniner.train import load_train_config
 
 ROOT = Path(__file__).parent.parent
-TRAIN_CFG = ROOT / "configs" / "train.cfg"
+ADAPT_CFG = ROOT / "configs" / "adapt.cfg"
 MIRROR = ROOT.parent / "shared" / "data"
 TINY_TRAINING = {"training.batch_size": 2, "training.gradient_accumulation": 1, "training.epochs": 1, "training.learning_rate": 1e-3}
 
@@ -63,9 +64,11 @@ def test_a_student_is_adapted_and_scored_before_and_after(student, tmp_path):
     train, held_out = gold_docbin(tmp_path / "train.spacy", TRAIN, key="sc"), gold_docbin(tmp_path / "eval.spacy", EVAL, key="sc")
     distilled = tmp_path / "distilled.json"
     distilled.write_text(json.dumps([{"id": "d1", "conversations": [{"from": "human", "value": "Text: Ana lives in Paris."}, {"from": "gpt", "value": "I've read this text."}, {"from": "human", "value": "What describes city in the text?"}, {"from": "gpt", "value": '["Paris"]'}]}]))
-    report = run_adapt(student, train, held_out, tmp_path / "adapted", TRAIN_CFG, tmp_path / "ck", dataset="meds", spans_key="sc", distilled=distilled, overrides=TINY_TRAINING, report_path=tmp_path / "report.json")
+    report = run_adapt(student, train, held_out, tmp_path / "adapted", ADAPT_CFG, tmp_path / "ck", dataset="meds", spans_key="sc", distilled=distilled, overrides=TINY_TRAINING, report_path=tmp_path / "report.json")
     assert set(report) >= {"before", "after", "labels", "train_docs", "minutes"}
     assert report["labels"] == ["CHEM", "DISEASE"] and report["train_docs"] == 3 and report["distilled_conversations"] == 1
+    # Four conversations, two a step: adapt.cfg's min_steps passes over them 50 times, not once.
+    assert report["training"]["steps"] == load_train_config(ADAPT_CFG)["training"]["min_steps"] == 100 and report["training"]["epochs"] == 50
     for side in ("before", "after"):
         assert all(0.0 <= report[side][key] <= 1.0 for key in ("paper_f", "ents_f"))
     assert json.loads((tmp_path / "report.json").read_text())["after"] == report["after"]
@@ -82,12 +85,12 @@ def test_bad_gold_data_and_students_get_a_clear_error(student, tmp_path):
     no_gold = gold_docbin(tmp_path / "none.spacy", [("Nothing here.", [])])
     train, held_out = gold_docbin(tmp_path / "train.spacy", TRAIN), gold_docbin(tmp_path / "eval.spacy", [("He has asthma.", [("asthma", "DISEASE")])])
     with pytest.raises(ValueError, match=r"none.spacy holds 1 docs and no gold mention in doc.ents"):
-        run_adapt(student, no_gold, held_out, tmp_path / "out", TRAIN_CFG, tmp_path / "ck")
+        run_adapt(student, no_gold, held_out, tmp_path / "out", ADAPT_CFG, tmp_path / "ck")
     with pytest.raises(ValueError, match=r"eval.spacy has no gold mention of \['CHEM'\]"):
-        run_adapt(student, train, held_out, tmp_path / "out", TRAIN_CFG, tmp_path / "ck")
+        run_adapt(student, train, held_out, tmp_path / "out", ADAPT_CFG, tmp_path / "ck")
     spacy.blank("en").to_disk(tmp_path / "blank")
     with pytest.raises(ValueError, match="has no uniner component"):
-        run_adapt(tmp_path / "blank", train, held_out, tmp_path / "out", TRAIN_CFG, tmp_path / "ck")
+        run_adapt(tmp_path / "blank", train, held_out, tmp_path / "out", ADAPT_CFG, tmp_path / "ck")
     assert not (tmp_path / "out").exists() and not (tmp_path / "ck").exists()
 
 

@@ -60,7 +60,7 @@ def test_the_curve_adapts_and_trains_spacy_ner_on_the_same_gold_and_resumes(tiny
     nlp = spacy.blank("en")
     nlp.add_pipe("uniner", config={"model": {"name": str(tiny_llama_path), "device": "cpu", "max_new_tokens": 8}, "labels": ["person"]})
     nlp.to_disk(student)
-    options = {"config_path": ROOT / "configs" / "train.cfg", "overrides": TINY_TRAINING}
+    options = {"config_path": ROOT / "configs" / "adapt.cfg", "overrides": TINY_TRAINING}
     report = run_curve(student, ["NCBI-disease"], [2, 4], tmp_path / "curve", MIRROR, eval_size=4, adapt_options=options)
     points = report["curve"]["NCBI-disease"]
     assert [point["size"] for point in points] == [2, 4]
