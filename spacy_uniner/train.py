@@ -93,6 +93,9 @@ def load_train_config(path: Path, overrides: Optional[Dict[str, Any]] = None) ->
     unknown = set(config) - {"model", "training", "lora"}
     if unknown:
         raise UserError(f"{path}: unknown sections {sorted(unknown)}; expected [model], [training] and [lora]")
+    base = config["model"].get("base")
+    if not isinstance(base, str) or not base.strip():
+        raise UserError(f"{path}: [model] base must name the base model, a hub id or a local folder (--model.base), got {base!r}")
     try:
         TrainSettings(**config["training"])
     except TypeError as err:

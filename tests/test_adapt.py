@@ -68,7 +68,7 @@ def test_a_student_is_adapted_and_scored_before_and_after(student, tmp_path):
     assert set(report) >= {"before", "after", "labels", "train_docs", "minutes"}
     assert report["labels"] == ["CHEM", "DISEASE"] and report["train_docs"] == 3 and report["distilled_conversations"] == 1
     # Four conversations, two a step: adapt.cfg's min_steps passes over them 50 times, not once.
-    assert report["training"]["steps"] == load_train_config(ADAPT_CFG)["training"]["min_steps"] == 100 and report["training"]["epochs"] == 50
+    assert report["training"]["steps"] == load_train_config(ADAPT_CFG, {"model.base": str(student)})["training"]["min_steps"] == 100 and report["training"]["epochs"] == 50
     for side in ("before", "after"):
         assert all(0.0 <= report[side][key] <= 1.0 for key in ("paper_f", "ents_f"))
     assert json.loads((tmp_path / "report.json").read_text())["after"] == report["after"]

@@ -416,6 +416,8 @@ def test_bad_conversation_files_give_a_clear_error(content, message, tiny_llama_
 def test_bad_settings_give_a_clear_error(tiny_llama_path, tmp_path):
     with pytest.raises(ValueError, match="known settings"):
         load_train_config(TRAIN_CFG, {"training.learning_rte": 1e-4})
+    with pytest.raises(ValueError, match=r"adapt.cfg: \[model\] base must name the base model.*got None"):
+        load_train_config(ROOT / "configs" / "adapt.cfg")  # adapt sets the student as its base
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         train(write_conversations(tmp_path / "c.json"), tmp_path / "s", train_config(tiny_llama_path, batch_size=0), tmp_path / "ck")
     with pytest.raises(ValueError, match="average_last must be a share of the steps"):
