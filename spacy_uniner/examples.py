@@ -1,8 +1,9 @@
 """Conversations as training examples: each conversation's token ids with only the answers
 supervised, split where it is too long, its questions reshuffled every epoch, batched by length; and
 the passages held back from training."""
+import itertools
 from bisect import bisect_right
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Sequence, Tuple
 
 import numpy
 import torch
@@ -14,6 +15,8 @@ from .prompts import conversation_parts, render_conversation
 from .tokens import encode_texts
 
 IGNORE = -100  # the label transformers and torch's cross entropy skip
+Example = Tuple[List[int], List[int]]  # input ids, labels
+Epoch = Tuple[List[Example], List[List[int]], Dict[str, int]]  # examples, micro-batches, report
 
 
 def supervised_tokens(tokenizer: PreTrainedTokenizerBase, chunks: Sequence[Sequence[str]]) -> List[Tuple[List[int], List[int]]]:
@@ -101,19 +104,24 @@ def length_batches(lengths: Sequence[int], batch_size: int, rng: numpy.random.Ge
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def epochs_of_examples(tokenizer, conversations, max_length: int, epochs: int, batch_size: int, seed: int):
-    """Every epoch's examples (questions reshuffled, as the paper's training code does) and
-    micro-batches, seeded, so a resumed run sees the same ones; and epoch 1's report."""
-    examples: List[Tuple[List[int], List[int]]] = []
-    batches: List[List[int]] = []
-    for epoch in range(epochs):
+def epochs_of_examples(tokenizer, conversations, max_length: int, batch_size: int, seed: int) -> Iterator[Epoch]:
+    """Each epoch's examples (questions reshuffled, as the paper's training code does), its
+    micro-batches and its report, without end: seeded by (seed, epoch), so a resumed run sees the
+    same ones; the caller takes as many epochs as it passes over."""
+    for epoch in itertools.count():
         rng = numpy.random.default_rng([seed, epoch])
-        epoch_examples, epoch_report = training_examples(tokenizer, [(i, shuffled_questions(m, rng)) for i, m in conversations], max_length)
-        batches += [[len(examples) + i for i in batch] for batch in length_batches([len(ids) for ids, _ in epoch_examples], batch_size, rng)]
+        examples, report = training_examples(tokenizer, [(i, shuffled_questions(m, rng)) for i, m in conversations], max_length)
+        yield examples, length_batches([len(ids) for ids, _ in examples], batch_size, rng), report
+
+
+def joined_epochs(epochs: Iterable[Epoch]) -> Tuple[List[Example], List[List[int]]]:
+    """The epochs' examples in one list, and their batches as indices into it."""
+    examples: List[Example] = []
+    batches: List[List[int]] = []
+    for epoch_examples, epoch_batches, _ in epochs:
+        batches += [[len(examples) + i for i in batch] for batch in epoch_batches]
         examples += epoch_examples
-        if epoch == 0:
-            report = epoch_report
-    return examples, batches, report
+    return examples, batches
 
 
 def padding_share(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:

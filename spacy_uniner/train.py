@@ -7,6 +7,7 @@ accelerate's config): accelerate owns devices, precision, gradient accumulation 
 """
 import contextlib
 import hashlib
+import itertools
 import json
 import math
 import shutil
@@ -31,7 +32,7 @@ from .answers import parse_answer
 from .average import RunningMean
 from .data import question_pairs, read_conversations
 from .errors import UserError
-from .examples import IGNORE, collate, epochs_of_examples, hold_out, padding_share
+from .examples import IGNORE, collate, epochs_of_examples, hold_out, joined_epochs, padding_share
 from .files import atomic_folder, check_output_files, check_output_folder, write_json, write_jsonl
 from .loading import load_causal_lm
 from .memory import peak_resident_gb, release_freed_memory, step_peak_gb, trim_heap
@@ -334,10 +335,11 @@ def training_batches(tokenizer: PreTrainedTokenizerBase, train_set: List[Tuple[s
     `positions`) in length batches, as a loader; the batches, and the data's report (with the
     number of epochs, more than `epochs` where `min_steps` asks for more)."""
     max_length = min(settings.max_length, positions or settings.max_length)
-    epochs = settings.epochs
-    if settings.min_steps:
-        epochs = passes(settings, len(epochs_of_examples(tokenizer, train_set, max_length, 1, settings.batch_size, settings.seed)[1]), processes)
-    examples, batches, report = epochs_of_examples(tokenizer, train_set, max_length, epochs, settings.batch_size, settings.seed)
+    each_epoch = epochs_of_examples(tokenizer, train_set, max_length, settings.batch_size, settings.seed)
+    first = next(each_epoch)
+    epochs = passes(settings, len(first[1]), processes)
+    examples, batches = joined_epochs([first, *itertools.islice(each_epoch, epochs - 1)])
+    report = first[2]
     report.update(epochs=epochs, max_length=max_length, padding_share=round(padding_share([len(ids) for ids, _ in examples], batches), 4))
     return DataLoader(examples, batch_sampler=batches, collate_fn=partial(collate, pad_id=tokenizer.pad_token_id)), batches, report
 

@@ -1,5 +1,6 @@
 """Student training: masking, splitting, batching, the loop, resume, LoRA, and the round trip from
 training conversations to answers through the `uniner` component."""
+import itertools
 import json
 import os
 import subprocess
@@ -19,7 +20,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from spacy_uniner.benchmarks.component import reference_answers
 from spacy_uniner.data import conversation
-from spacy_uniner.examples import IGNORE, collate, epochs_of_examples, length_batches, padding_share, split_conversation, supervised_tokens
+from spacy_uniner.examples import IGNORE, collate, epochs_of_examples, joined_epochs, length_batches, padding_share, split_conversation, supervised_tokens
 from spacy_uniner.prompts import READ_REPLY, build_prompt, text_turn
 from spacy_uniner.tokens import encode_texts, load_tokenizer
 from spacy_uniner.train import TrainSettings, load_train_config, passes, pieces, run_training, train
@@ -129,12 +130,13 @@ def test_each_epoch_asks_the_questions_in_a_new_order_and_the_same_on_every_run(
     tokenizer = load_tokenizer(tiny_llama_path)
     questions = [(f"type {n}", [] if n % 2 else ["Paris"]) for n in range(6)]
     conversations = [("p0", messages_of(PASSAGES[0][0], questions))]
-    examples, batches, report = epochs_of_examples(tokenizer, conversations, 512, epochs=3, batch_size=1, seed=0)
-    assert len(examples) == 3 and batches == [[0], [1], [2]] and report["examples"] == 1
+    epochs = list(itertools.islice(epochs_of_examples(tokenizer, conversations, 512, batch_size=1, seed=0), 3))
+    examples, batches = joined_epochs(epochs)
+    assert len(examples) == 3 and batches == [[0], [1], [2]] and all(report["examples"] == 1 for *_, report in epochs)
     orders = [tokenizer.decode(ids) for ids, _ in examples]
     assert len(set(orders)) == 3
     assert all(sorted(order.split("USER:")[2:]) == sorted(orders[0].split("USER:")[2:]) for order in orders)
-    assert examples == epochs_of_examples(tokenizer, conversations, 512, epochs=3, batch_size=1, seed=0)[0]
+    assert examples == joined_epochs(itertools.islice(epochs_of_examples(tokenizer, conversations, 512, batch_size=1, seed=0), 3))[0]
 
 
 def test_a_tiny_model_trains_and_its_loss_drops(tiny_llama_path, tmp_path):
