@@ -33,6 +33,10 @@ def gold_spans(doc: Doc, spans_key: Optional[str]) -> List[Span]:
     return list(doc.spans[spans_key]) if spans_key in doc.spans else []
 
 
+def labels_taught(sentences: List[Sentence]) -> List[str]:
+    return sorted({label for sentence in sentences for _, _, label in sentence.spans})
+
+
 def read_gold(path: Path, name: str, spans_key: Optional[str] = None, label_names: Optional[Dict[str, str]] = None) -> Benchmark:
     """A gold DocBin as a benchmark: each doc a sentence with its own spacing, its gold `doc.ents`
     (or `doc.spans[spans_key]`) the mentions, their labels as written or mapped by `label_names`.
@@ -43,7 +47,7 @@ def read_gold(path: Path, name: str, spans_key: Optional[str] = None, label_name
     for index, doc in enumerate(docs):
         spans = [(span.start, span.end, names.get(span.label_, span.label_)) for span in gold_spans(doc, spans_key)]
         sentences.append(Sentence(name, index, [token.text for token in doc], spans, [bool(token.whitespace_) for token in doc]))
-    labels = sorted({label for sentence in sentences for _, _, label in sentence.spans})
+    labels = labels_taught(sentences)
     if not labels:
         where = f"doc.spans[{spans_key!r}]" if spans_key else "doc.ents (give --spans-key for gold in doc.spans)"
         raise UserError(f"{path} holds {len(docs)} docs and no gold mention in {where}: nothing to learn from")

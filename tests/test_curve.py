@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import spacy
 
+from spacy_uniner import curve
 from spacy_uniner.curve import curve_parts, run_curve
 from spacy_uniner.evaluate.datasets import Benchmark, Sentence, load_benchmark
 from spacy_uniner.spacy_ner import carve_dev, train_spacy_ner
@@ -79,3 +80,23 @@ def test_the_curve_adapts_and_trains_spacy_ner_on_the_same_gold_and_resumes(tiny
     assert (folder / "NCBI-disease" / "4.json").stat().st_mtime_ns == written
     rerun = run_curve(student, ["NCBI-disease"], [2], folder, MIRROR, eval_size=4, seed=1, adapt_options=options)
     assert json.loads((folder / "NCBI-disease" / "2.json").read_text())["settings"]["seed"] == 1 and rerun["sizes"] == [2]
+
+
+@needs_mirror
+def test_the_zero_shot_score_is_reused_only_where_the_gold_train_teaches_the_same_labels(monkeypatch, tmp_path):
+    # HarveyNER's first 25 gold-train sentences (seed 0) hold only `point`, its first 50 three of its
+    # four labels, 100 and 300 all four: adapt asks and scores only the labels its gold-train teaches.
+    given = {}
+
+    def scored_point(student, folder, size, eval_path, train, settings, adapt_options):
+        given[size] = adapt_options.get("before")
+        labels = sorted({label for sentence in train for _, _, label in sentence.spans})
+        score = {"ents_f": len(labels) / 10, "paper_f": len(labels) / 10}
+        return {"size": size, "labels": labels, "before": adapt_options.get("before", score), "after": score, "spacy": {**score, "minutes": 1.0}, "minutes": 1.0}
+
+    monkeypatch.setattr(curve, "run_point", scored_point)
+    (tmp_path / "student").mkdir()
+    report = run_curve(tmp_path / "student", ["HarveyNER"], [25, 50, 100, 300], tmp_path / "curve", MIRROR, eval_size=300)
+    assert given == {25: None, 50: None, 100: None, 300: {"ents_f": 0.4, "paper_f": 0.4}}
+    assert [point["before"]["ents_f"] for point in report["curve"]["HarveyNER"]] == [0.1, 0.3, 0.4, 0.4]
+    assert "| HarveyNER | 25 | 1 | 10.0 |" in (tmp_path / "curve" / "curve.md").read_text()
