@@ -86,6 +86,7 @@ def run_adapt(
     label_names: Optional[Dict[str, str]] = None,
     distilled: Optional[Path] = None,
     distilled_share: float = 0.5,
+    negatives: Optional[float] = None,
     seed: int = 0,
     overrides: Optional[Dict[str, Any]] = None,
     report_path: Optional[Path] = None,
@@ -97,9 +98,12 @@ def run_adapt(
     span F on `gold_eval` before and after. `overrides` are the trainer's config keys (as `train`
     takes them); the student's own pipeline settings are kept, with the gold labels. With
     `compare_spacy`, spaCy's own `ner` is trained on the same gold-train into CHECKPOINTS/spacy-ner
-    and scored beside it (`spacy_ner`). `before` is the student's score on `gold_eval` when known."""
+    and scored beside it (`spacy_ner`). `before` is the student's score on `gold_eval` when known.
+    `negatives` caps the questions answered `[]` per question with mentions (`gold_conversations`)."""
     if isinstance(distilled_share, bool) or not isinstance(distilled_share, (int, float)) or not 0 <= distilled_share <= MAX_DISTILLED_SHARE:
         raise UserError(f"the distilled share (--distilled-share) must be a number from 0 to {MAX_DISTILLED_SHARE} distilled conversations per gold one, got {distilled_share!r}")
+    if negatives is not None and (isinstance(negatives, bool) or not isinstance(negatives, (int, float)) or not 0 <= negatives < float("inf")):
+        raise UserError(f"--negatives must be a number >= 0 of questions answered [] per question with mentions, got {negatives!r}")
     checkpoints = Path(checkpoints) if checkpoints is not None else checkpoints_beside(output)
     inputs = {"student": student, "gold-train": gold_train, "gold-eval": gold_eval, "distilled conversations": distilled, "training config": config_path}
     check_output_folder(output, inputs)
@@ -124,7 +128,7 @@ def run_adapt(
     before = before or score_gold(nlp, eval_gold)
     del nlp, uniner  # the student's weights are not held in memory while it trains
 
-    conversations, mixed = mixed_conversations(gold_conversations(train_gold, dataset), distilled, distilled_share, seed)
+    conversations, mixed = mixed_conversations(gold_conversations(train_gold, dataset, negatives=negatives, seed=seed), distilled, distilled_share, seed)
     data = Path(checkpoints) / "adapt-conversations.json"
     write_json(data, conversations)
     settings = {
@@ -146,6 +150,7 @@ def run_adapt(
         "dataset": dataset,
         "train_docs": len(train_gold.sentences),
         "eval_docs": len(eval_gold.sentences),
+        "gold_conversations": len(conversations) - mixed,
         "distilled_conversations": mixed,
         "minutes": minutes,
         "training": {key: value for key, value in training.items() if key not in ("held_out_answers",)},

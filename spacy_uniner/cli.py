@@ -319,6 +319,7 @@ def adapt_cli(
     label_names: Optional[Path] = typer.Option(None, "--label-names", help='A JSON file mapping the data\'s labels to the types asked, e.g. {"ORG": "organization"}; labels not in it are asked as written.', exists=True, dir_okay=False),
     distilled: Optional[Path] = typer.Option(None, "--distilled", help="The student's distilled conversations (from `build-data`), a share of which is mixed in so that it keeps the types it knew.", exists=True, dir_okay=False),
     distilled_share: float = typer.Option(0.5, "--distilled-share", help="Distilled conversations mixed in per gold conversation (0.5: as measured in docs/training.md)."),
+    negatives: Optional[float] = typer.Option(None, "--negatives", help="At most this many questions answered [] per question with mentions (drawn by the seed; a doc left with no question is not trained on). Default: every label asked of every doc."),
     config: Path = typer.Option(Path("configs/adapt.cfg"), "--config", "-c", help="The training config (\\[training] hyperparameters, chosen for adapting: docs/training.md); the base is the student itself.", exists=True, dir_okay=False),
     checkpoints: Optional[Path] = typer.Option(None, "--checkpoints", help="Folder of the run's checkpoints and conversations (default: OUTPUT-checkpoints); a killed run resumes from it."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the report (before and after, labels, docs, minutes) to this JSON file."),
@@ -333,7 +334,7 @@ def adapt_cli(
     if names is not None and not (isinstance(names, dict) and all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in names.items())):
         raise typer.BadParameter(f"{label_names} must hold a JSON object of label -> type name strings", param_hint="--label-names")
     map_large_allocations()
-    result = run_adapt(student, gold_train, gold_eval, output, config, checkpoints, dataset, spans_key, names, distilled, distilled_share, overrides=parse_config_overrides(ctx.args), report_path=report, compare_spacy=compare_spacy)
+    result = run_adapt(student, gold_train, gold_eval, output, config, checkpoints, dataset, spans_key, names, distilled, distilled_share, negatives, overrides=parse_config_overrides(ctx.args), report_path=report, compare_spacy=compare_spacy)
     typer.echo(json.dumps({key: value for key, value in result.items() if key != "training"}, indent=2))
 
 
@@ -348,6 +349,7 @@ def learning_curve_cli(
     seed: int = typer.Option(0, "--seed", help="Seed of the shuffle, of the dev carve-out and of the distilled draw."),
     distilled: Optional[Path] = typer.Option(None, "--distilled", help="As `adapt --distilled`.", exists=True, dir_okay=False),
     distilled_share: float = typer.Option(0.5, "--distilled-share", help="As `adapt --distilled-share`."),
+    negatives: Optional[float] = typer.Option(None, "--negatives", help="As `adapt --negatives`."),
     config: Path = typer.Option(Path("configs/adapt.cfg"), "--config", "-c", help="As `adapt --config`.", exists=True, dir_okay=False),
     mirror: Path = typer.Option(Path("../shared/data"), "--mirror", help="The folder holding the benchmark files."),
 ):
@@ -356,7 +358,7 @@ def learning_curve_cli(
     sentences, both scored with spaCy's span scores on one held-out part of the set. Extra
     --section.key value options go to adapt's training, as with `adapt`."""
     map_large_allocations()
-    adapt_options = {"config_path": config, "distilled": distilled, "distilled_share": distilled_share, "overrides": parse_config_overrides(ctx.args)}
+    adapt_options = {"config_path": config, "distilled": distilled, "distilled_share": distilled_share, "negatives": negatives, "overrides": parse_config_overrides(ctx.args)}
     run_curve(student, sets, sizes, output, mirror, eval_size, seed, adapt_options)
     typer.echo((output / "curve.md").read_text(encoding="utf-8"))
 

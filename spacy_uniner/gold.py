@@ -35,14 +35,19 @@ def trainable_sets() -> List[str]:
     return [name for name in benchmark_specs() if name not in held_out]
 
 
-def gold_conversations(gold: Benchmark, dataset: Optional[str], id_prefix: str = GOLD_ID) -> List[Dict[str, Any]]:
+def gold_conversations(gold: Benchmark, dataset: Optional[str], id_prefix: str = GOLD_ID, negatives: Optional[float] = None, seed: int = 0) -> List[Dict[str, Any]]:
     """One conversation per gold sentence or passage (ids PREFIX-N): every type of the data asked,
-    `[]` where it has none."""
-    return [
-        conversation(f"{id_prefix}-{sentence.index}", sentence.text, [(label, list(dict.fromkeys(sentence.mentions(label)))) for label in gold.types], dataset)
-        for sentence in gold.sentences
-        if sentence.tokens
-    ]
+    `[]` where it has none. With `negatives`, at most that many questions answered `[]` per question
+    with mentions, drawn by `seed`; the others are not asked, and a sentence left with no question is
+    not trained on."""
+    sentences = [sentence for sentence in gold.sentences if sentence.tokens]
+    questions = [[(label, list(dict.fromkeys(sentence.mentions(label)))) for label in gold.types] for sentence in sentences]
+    if negatives is not None:
+        empty = [(i, j) for i, asked in enumerate(questions) for j, (_, mentions) in enumerate(asked) if not mentions]
+        kept = round(negatives * (sum(map(len, questions)) - len(empty)))
+        dropped = {empty[k] for k in numpy.random.default_rng(seed).permutation(len(empty))[kept:]}
+        questions = [[question for j, question in enumerate(asked) if (i, j) not in dropped] for i, asked in enumerate(questions)]
+    return [conversation(f"{id_prefix}-{sentence.index}", sentence.text, asked, dataset) for sentence, asked in zip(sentences, questions) if asked]
 
 
 def runs_of(words: Sequence[str], lengths: Iterable[int] = (RUN,)) -> Iterable[int]:

@@ -60,6 +60,26 @@ def test_gold_docs_become_conversations_asking_every_label(tmp_path):
     assert prompt_text(prompt) == "He has asthma."
 
 
+def test_negatives_caps_the_questions_answered_empty_per_question_with_mentions(tmp_path):
+    # TRAIN asks 2 labels of 3 docs: 3 questions with mentions, 3 answered [] (2 of them the last doc's).
+    gold = read_gold(gold_docbin(tmp_path / "train.spacy", TRAIN), "meds")
+
+    def asked(conversations):
+        return {record["id"]: [turn["value"] for turn in record["conversations"][2:]] for record in conversations}
+
+    every = asked(gold_conversations(gold, None))
+    assert sum(answer == "[]" for turns in every.values() for answer in turns[1::2]) == 3
+    assert asked(gold_conversations(gold, None, negatives=5.0)) == every
+    only_mentions = asked(gold_conversations(gold, None, negatives=0.0))
+    assert len(only_mentions) == 2 and all(answer != "[]" for turns in only_mentions.values() for answer in turns[1::2])  # "Nothing here." not trained on
+    one = [asked(gold_conversations(gold, None, negatives=1 / 3, seed=seed)) for seed in (0, 0, 1, 2, 3)]
+    assert one[0] == one[1]  # drawn by the seed
+    for draw in one:
+        answers = [answer for turns in draw.values() for answer in turns[1::2]]
+        assert answers.count("[]") == 1 and len(answers) == 4
+    assert len({json.dumps(draw, sort_keys=True) for draw in one}) > 1
+
+
 def test_a_student_is_adapted_and_scored_before_and_after(student, tmp_path):
     train, held_out = gold_docbin(tmp_path / "train.spacy", TRAIN, key="sc"), gold_docbin(tmp_path / "eval.spacy", EVAL, key="sc")
     distilled = tmp_path / "distilled.json"

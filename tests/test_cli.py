@@ -41,7 +41,7 @@ def test_help_lists_the_commands():
         ("distill", ["--config", "--teacher", "--report", "--passages-per-batch"]),
         ("build-data", ["--negative-rate", "--min-type-count", "--dataset", "--seed", "--report"]),
         ("train", ["--config", "--pipeline-config", "--checkpoints", "--log", "--report"]),
-        ("adapt", ["--dataset", "--spans-key", "--label-names", "--distilled", "--distilled-share", "--checkpoints", "--report"]),
+        ("adapt", ["--dataset", "--spans-key", "--label-names", "--distilled", "--distilled-share", "--negatives", "--checkpoints", "--report"]),
         ("gold-split", ["--train", "--eval", "--seed", "--mirror"]),
         ("evaluate", ["--datasets", "--domains", "--mirror", "--limit", "--seed", "--training-data", "--baselines", "--thresholds", "--dtype"]),
         ("benchmark", ["--label-counts", "--docs", "--passage-tokens", "--batch-size", "--max-new-tokens", "--device", "--more-docs", "--constrained"]),

@@ -97,6 +97,12 @@ def test_adapt_refuses_a_label_map_that_is_not_one(tmp_path, broken_pipeline):
     assert done.returncode == 2 and "must hold a JSON object of label -> type name strings" in done.stderr
 
 
+def test_adapt_refuses_a_negative_count_of_negatives_before_any_work(tmp_path, broken_pipeline):
+    (tmp_path / "gold.spacy").write_bytes(b"")
+    one_line_error(spacy_uniner("adapt", broken_pipeline, tmp_path / "gold.spacy", tmp_path / "gold.spacy", tmp_path / "out", "--negatives", "-1"), "--negatives must be a number >= 0", "got -1.0")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out-checkpoints").exists()
+
+
 @pytest.mark.skipif(not (ROOT.parent / "shared" / "data" / "benchmarks").is_dir(), reason="needs the data mirror ../shared/data")
 def test_a_learning_curve_larger_than_its_set_is_refused_before_any_work(tmp_path, broken_pipeline):
     mirror = ROOT.parent / "shared" / "data"
