@@ -26,6 +26,8 @@ from .train import checkpoints_beside, run_training
 
 # More distilled conversations per gold one than this would drown the gold it adapts to.
 MAX_DISTILLED_SHARE = 10.0
+# Questions answered [] per question with mentions, chosen on dev parts (docs/training.md#questions-answered-empty).
+NEGATIVES = 4.0
 
 def gold_spans(doc: Doc, spans_key: Optional[str]) -> List[Span]:
     if spans_key is None:
@@ -86,7 +88,7 @@ def run_adapt(
     label_names: Optional[Dict[str, str]] = None,
     distilled: Optional[Path] = None,
     distilled_share: float = 0.5,
-    negatives: Optional[float] = None,
+    negatives: Optional[float] = NEGATIVES,
     seed: int = 0,
     overrides: Optional[Dict[str, Any]] = None,
     report_path: Optional[Path] = None,
@@ -99,11 +101,13 @@ def run_adapt(
     takes them); the student's own pipeline settings are kept, with the gold labels. With
     `compare_spacy`, spaCy's own `ner` is trained on the same gold-train into CHECKPOINTS/spacy-ner
     and scored beside it (`spacy_ner`). `before` is the student's score on `gold_eval` when known.
-    `negatives` caps the questions answered `[]` per question with mentions (`gold_conversations`)."""
+    `negatives` caps the questions answered `[]` per question with mentions (`gold_conversations`;
+    None or infinity: every label asked of every doc)."""
     if isinstance(distilled_share, bool) or not isinstance(distilled_share, (int, float)) or not 0 <= distilled_share <= MAX_DISTILLED_SHARE:
         raise UserError(f"the distilled share (--distilled-share) must be a number from 0 to {MAX_DISTILLED_SHARE} distilled conversations per gold one, got {distilled_share!r}")
-    if negatives is not None and (isinstance(negatives, bool) or not isinstance(negatives, (int, float)) or not 0 <= negatives < float("inf")):
-        raise UserError(f"--negatives must be a number >= 0 of questions answered [] per question with mentions, got {negatives!r}")
+    if negatives is not None and (isinstance(negatives, bool) or not isinstance(negatives, (int, float)) or not 0 <= negatives):
+        raise UserError(f"--negatives must be a number >= 0 of questions answered [] per question with mentions (inf: all of them), got {negatives!r}")
+    negatives = None if negatives == float("inf") else negatives
     checkpoints = Path(checkpoints) if checkpoints is not None else checkpoints_beside(output)
     inputs = {"student": student, "gold-train": gold_train, "gold-eval": gold_eval, "distilled conversations": distilled, "training config": config_path}
     check_output_folder(output, inputs)

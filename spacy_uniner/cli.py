@@ -16,7 +16,7 @@ from spacy.cli._util import parse_config_overrides
 from thinc.api import ConfigValidationError
 
 from . import options
-from .adapt import run_adapt, split_benchmark
+from .adapt import NEGATIVES, run_adapt, split_benchmark
 from .average import average_students
 from .curve import run_curve
 from .backends import COMPLETIONS_SERVER
@@ -319,7 +319,7 @@ def adapt_cli(
     label_names: Optional[Path] = typer.Option(None, "--label-names", help='A JSON file mapping the data\'s labels to the types asked, e.g. {"ORG": "organization"}; labels not in it are asked as written.', exists=True, dir_okay=False),
     distilled: Optional[Path] = typer.Option(None, "--distilled", help="The student's distilled conversations (from `build-data`), a share of which is mixed in so that it keeps the types it knew.", exists=True, dir_okay=False),
     distilled_share: float = typer.Option(0.5, "--distilled-share", help="Distilled conversations mixed in per gold conversation (0.5: as measured in docs/training.md)."),
-    negatives: Optional[float] = typer.Option(None, "--negatives", help="At most this many questions answered [] per question with mentions (drawn by the seed; a doc left with no question is not trained on). Default: every label asked of every doc."),
+    negatives: float = typer.Option(NEGATIVES, "--negatives", help="At most this many questions answered [] per question with mentions, those of docs with a mention of another label first (drawn by the seed; a doc left with no question is not trained on); inf asks every label of every doc."),
     config: Path = typer.Option(Path("configs/adapt.cfg"), "--config", "-c", help="The training config (\\[training] hyperparameters, chosen for adapting: docs/training.md); the base is the student itself.", exists=True, dir_okay=False),
     checkpoints: Optional[Path] = typer.Option(None, "--checkpoints", help="Folder of the run's checkpoints and conversations (default: OUTPUT-checkpoints); a killed run resumes from it."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the report (before and after, labels, docs, minutes) to this JSON file."),
@@ -349,7 +349,7 @@ def learning_curve_cli(
     seed: int = typer.Option(0, "--seed", help="Seed of the shuffle, of the dev carve-out and of the distilled draw."),
     distilled: Optional[Path] = typer.Option(None, "--distilled", help="As `adapt --distilled`.", exists=True, dir_okay=False),
     distilled_share: float = typer.Option(0.5, "--distilled-share", help="As `adapt --distilled-share`."),
-    negatives: Optional[float] = typer.Option(None, "--negatives", help="As `adapt --negatives`."),
+    negatives: float = typer.Option(NEGATIVES, "--negatives", help="As `adapt --negatives`."),
     config: Path = typer.Option(Path("configs/adapt.cfg"), "--config", "-c", help="As `adapt --config`.", exists=True, dir_okay=False),
     mirror: Path = typer.Option(Path("../shared/data"), "--mirror", help="The folder holding the benchmark files."),
 ):

@@ -38,14 +38,21 @@ def trainable_sets() -> List[str]:
 def gold_conversations(gold: Benchmark, dataset: Optional[str], id_prefix: str = GOLD_ID, negatives: Optional[float] = None, seed: int = 0) -> List[Dict[str, Any]]:
     """One conversation per gold sentence or passage (ids PREFIX-N): every type of the data asked,
     `[]` where it has none. With `negatives`, at most that many questions answered `[]` per question
-    with mentions, drawn by `seed`; the others are not asked, and a sentence left with no question is
-    not trained on."""
+    with mentions: first those of sentences with a mention of another type, then those of sentences
+    with none, each drawn by `seed`; the others are not asked, and a sentence left with no question
+    is not trained on."""
     sentences = [sentence for sentence in gold.sentences if sentence.tokens]
     questions = [[(label, list(dict.fromkeys(sentence.mentions(label)))) for label in gold.types] for sentence in sentences]
     if negatives is not None:
+        rng = numpy.random.default_rng(seed)
+        mentions_any = [any(mentions for _, mentions in asked) for asked in questions]
         empty = [(i, j) for i, asked in enumerate(questions) for j, (_, mentions) in enumerate(asked) if not mentions]
+        # An empty answer beside a mention of another type teaches which type a mention is; the many
+        # sentences of a sparse set that mention nothing teach mostly to answer [] (docs/training.md).
+        beside, alone = [i_j for i_j in empty if mentions_any[i_j[0]]], [i_j for i_j in empty if not mentions_any[i_j[0]]]
+        drawn = [part[k] for part in (beside, alone) for k in rng.permutation(len(part))]
         kept = round(negatives * (sum(map(len, questions)) - len(empty)))
-        dropped = {empty[k] for k in numpy.random.default_rng(seed).permutation(len(empty))[kept:]}
+        dropped = set(drawn[kept:])
         questions = [[question for j, question in enumerate(asked) if (i, j) not in dropped] for i, asked in enumerate(questions)]
     return [conversation(f"{id_prefix}-{sentence.index}", sentence.text, asked, dataset) for sentence, asked in zip(sentences, questions) if asked]
 

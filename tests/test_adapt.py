@@ -1,6 +1,7 @@
 """Adaptation: gold spaCy docs -> conversations -> the same trainer from the student's weights ->
 an adapted pipeline, scored before and after on held-out gold."""
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,7 @@ import spacy
 import torch
 from spacy.tokens import DocBin
 
-from spacy_uniner.adapt import read_gold, run_adapt, split_benchmark
+from spacy_uniner.adapt import NEGATIVES, read_gold, run_adapt, split_benchmark
 from spacy_uniner.gold import gold_conversations
 from spacy_uniner.prompts import build_prompt, prompt_text
 from spacy_uniner.train import load_train_config
@@ -61,7 +62,8 @@ def test_gold_docs_become_conversations_asking_every_label(tmp_path):
 
 
 def test_negatives_caps_the_questions_answered_empty_per_question_with_mentions(tmp_path):
-    # TRAIN asks 2 labels of 3 docs: 3 questions with mentions, 3 answered [] (2 of them the last doc's).
+    # TRAIN asks 2 labels of 3 docs: 3 questions with mentions, 3 answered []: CHEM of "He has
+    # asthma." (beside a mention) and both of "Nothing here." (a doc with no mention).
     gold = read_gold(gold_docbin(tmp_path / "train.spacy", TRAIN), "meds")
 
     def asked(conversations):
@@ -72,12 +74,13 @@ def test_negatives_caps_the_questions_answered_empty_per_question_with_mentions(
     assert asked(gold_conversations(gold, None, negatives=5.0)) == every
     only_mentions = asked(gold_conversations(gold, None, negatives=0.0))
     assert len(only_mentions) == 2 and all(answer != "[]" for turns in only_mentions.values() for answer in turns[1::2])  # "Nothing here." not trained on
-    one = [asked(gold_conversations(gold, None, negatives=1 / 3, seed=seed)) for seed in (0, 0, 1, 2, 3)]
-    assert one[0] == one[1]  # drawn by the seed
-    for draw in one:
-        answers = [answer for turns in draw.values() for answer in turns[1::2]]
-        assert answers.count("[]") == 1 and len(answers) == 4
-    assert len({json.dumps(draw, sort_keys=True) for draw in one}) > 1
+    for seed in range(4):  # the empty answer beside a mention comes first, whatever the seed
+        assert asked(gold_conversations(gold, None, negatives=1 / 3, seed=seed)) == {**only_mentions, "gold-1": ["What describes CHEM in the text?", "[]", "What describes DISEASE in the text?", '["asthma"]']}
+    two = [asked(gold_conversations(gold, None, negatives=2 / 3, seed=seed)) for seed in (0, 0, 1, 2, 3)]
+    assert two[0] == two[1]  # drawn by the seed
+    for draw in two:
+        assert draw["gold-1"][1] == "[]" and len(draw["gold-2"]) == 2 and draw["gold-2"][1] == "[]"
+    assert len({json.dumps(draw, sort_keys=True) for draw in two}) > 1
 
 
 def test_a_student_is_adapted_and_scored_before_and_after(student, tmp_path):
@@ -99,6 +102,25 @@ def test_a_student_is_adapted_and_scored_before_and_after(student, tmp_path):
     before = dict(spacy.load(student).get_pipe("uniner").generator.model.named_parameters())
     changed = [name for name, weight in adapted.generator.model.named_parameters() if not torch.equal(weight, before[name])]
     assert changed  # the student learned from the gold: its weights moved
+
+
+def test_adapt_trains_on_the_default_share_of_questions_answered_empty(student, tmp_path):
+    # Sparse gold as users have it: 3 questions with mentions, 1 answered [] beside a mention and 14
+    # in docs that mention nothing; adapt's default keeps NEGATIVES per question with mentions.
+    sparse = TRAIN + [(f"Nothing here {i}.", []) for i in range(6)]
+    train, held_out = gold_docbin(tmp_path / "train.spacy", sparse), gold_docbin(tmp_path / "eval.spacy", EVAL)
+    def answers(**options):
+        report = run_adapt(student, train, held_out, tmp_path / "adapted", ADAPT_CFG, tmp_path / "ck", overrides={**TINY_TRAINING, "training.min_steps": 1}, **options)
+        written = {record["id"]: [turn["value"] for turn in record["conversations"][3::2]] for record in json.loads((tmp_path / "ck" / "adapt-conversations.json").read_text())}
+        assert report["gold_conversations"] == len(written)
+        shutil.rmtree(tmp_path / "ck")
+        return written
+
+    capped = answers()
+    assert sum(turns.count("[]") for turns in capped.values()) == round(NEGATIVES * 3) < 15
+    assert capped["gold-1"] == ["[]", '["asthma"]']
+    every = answers(negatives=float("inf"))  # `--negatives inf`: every label of every doc
+    assert sum(turns.count("[]") for turns in every.values()) == 15 and len(every) == len(sparse)
 
 
 def test_bad_gold_data_and_students_get_a_clear_error(student, tmp_path):
