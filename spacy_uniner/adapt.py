@@ -1,10 +1,10 @@
 """Adaptation: a distilled student taught a user's own domain from their gold spaCy data, as the
 paper's supervised setting does it. Gold docs -> UniNER conversations (every label of the data asked
 of every passage, `[]` where it has none, at most NEGATIVES of those per answered question; a
-"Dataset: NAME" line when a name is given) mixed with a
-share of the student's distilled conversations, so that it keeps the types it knew -> the same
-trainer, from the student's own weights -> a pipeline like `train`'s. The held-out gold is scored
-before and after, with the paper's metric and spaCy's span scores."""
+"Dataset: NAME" line when a name is given) mixed with a share of the student's distilled
+conversations, so that it keeps the types it knew -> the same trainer, from the student's own
+weights -> a pipeline like `train`'s. The held-out gold is scored before and after, with the
+paper's metric and spaCy's span scores."""
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple

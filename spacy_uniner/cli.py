@@ -326,8 +326,9 @@ def adapt_cli(
     compare_spacy: bool = typer.Option(False, "--compare-spacy", help="Also train spaCy's own ner (the `spacy init config -p ner -o efficiency` config, early-stopped on a fifth of GOLD_TRAIN) on the same gold into CHECKPOINTS/spacy-ner and score it on GOLD_EVAL beside the student: which to ship."),
 ):
     """Teach a student your own domain from your gold spaCy data: the gold docs become UniNER
-    conversations (every label asked of every doc, the questions answered [] capped by --negatives), mixed with a share of the student's distilled
-    ones, and the student is fine-tuned on them from its own weights with the same trainer. The
+    conversations (every label asked of every doc, the questions answered [] capped by --negatives),
+    mixed with a share of the student's distilled ones, and the student is fine-tuned on them from
+    its own weights with the same trainer. The
     held-out gold is scored before and after (the paper's metric and spaCy's span F). Extra
     --section.key value options override the training config, e.g. --training.epochs 2."""
     names = srsly.read_json(label_names) if label_names is not None else None
