@@ -109,6 +109,7 @@ def test_adapt_trains_on_the_default_share_of_questions_answered_empty(student, 
     # in docs that mention nothing; adapt's default keeps NEGATIVES per question with mentions.
     sparse = TRAIN + [(f"Nothing here {i}.", []) for i in range(6)]
     train, held_out = gold_docbin(tmp_path / "train.spacy", sparse), gold_docbin(tmp_path / "eval.spacy", EVAL)
+
     def answers(**options):
         report = run_adapt(student, train, held_out, tmp_path / "adapted", ADAPT_CFG, tmp_path / "ck", overrides={**TINY_TRAINING, "training.min_steps": 1}, **options)
         written = {record["id"]: [turn["value"] for turn in record["conversations"][3::2]] for record in json.loads((tmp_path / "ck" / "adapt-conversations.json").read_text())}
