@@ -57,6 +57,14 @@ def read_gold(path: Path, name: str, spans_key: Optional[str] = None, label_name
     return Benchmark(name, labels, sentences)
 
 
+def negatives_cap(negatives: Optional[float]) -> Optional[float]:
+    """`--negatives` as `gold_conversations` takes it (and JSON can hold it): None, no cap, for None
+    or infinity."""
+    if negatives is not None and (isinstance(negatives, bool) or not isinstance(negatives, (int, float)) or not 0 <= negatives):
+        raise UserError(f"--negatives must be a number >= 0 of questions answered [] per question with mentions (inf: all of them), got {negatives!r}")
+    return None if negatives == float("inf") else negatives
+
+
 def mixed_conversations(gold: List[Dict[str, Any]], distilled: Optional[Path], share: float, seed: int) -> Tuple[List[Dict[str, Any]], int]:
     """The gold conversations and `share` times as many of the distilled ones (drawn with `seed`)."""
     if distilled is None or share <= 0:
@@ -106,9 +114,7 @@ def run_adapt(
     None or infinity: every label asked of every doc)."""
     if isinstance(distilled_share, bool) or not isinstance(distilled_share, (int, float)) or not 0 <= distilled_share <= MAX_DISTILLED_SHARE:
         raise UserError(f"the distilled share (--distilled-share) must be a number from 0 to {MAX_DISTILLED_SHARE} distilled conversations per gold one, got {distilled_share!r}")
-    if negatives is not None and (isinstance(negatives, bool) or not isinstance(negatives, (int, float)) or not 0 <= negatives):
-        raise UserError(f"--negatives must be a number >= 0 of questions answered [] per question with mentions (inf: all of them), got {negatives!r}")
-    negatives = None if negatives == float("inf") else negatives
+    negatives = negatives_cap(negatives)
     checkpoints = Path(checkpoints) if checkpoints is not None else checkpoints_beside(output)
     inputs = {"student": student, "gold-train": gold_train, "gold-eval": gold_eval, "distilled conversations": distilled, "training config": config_path}
     check_output_folder(output, inputs)

@@ -328,9 +328,9 @@ def adapt_cli(
     """Teach a student your own domain from your gold spaCy data: the gold docs become UniNER
     conversations (every label asked of every doc, the questions answered [] capped by --negatives),
     mixed with a share of the student's distilled ones, and the student is fine-tuned on them from
-    its own weights with the same trainer. The
-    held-out gold is scored before and after (the paper's metric and spaCy's span F). Extra
-    --section.key value options override the training config, e.g. --training.epochs 2."""
+    its own weights with the same trainer. The held-out gold is scored before and after (the
+    paper's metric and spaCy's span F). Extra --section.key value options override the training
+    config, e.g. --training.epochs 2."""
     names = srsly.read_json(label_names) if label_names is not None else None
     if names is not None and not (isinstance(names, dict) and all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in names.items())):
         raise typer.BadParameter(f"{label_names} must hold a JSON object of label -> type name strings", param_hint="--label-names")

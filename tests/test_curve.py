@@ -9,6 +9,7 @@ import spacy
 from spacy_uniner import curve
 from spacy_uniner.curve import curve_parts, run_curve
 from spacy_uniner.evaluate.datasets import Benchmark, Sentence, load_benchmark
+from spacy_uniner.files import write_json
 from spacy_uniner.spacy_ner import carve_dev, train_spacy_ner
 
 ROOT = Path(__file__).parent.parent
@@ -100,3 +101,23 @@ def test_the_zero_shot_score_is_reused_only_where_the_gold_train_teaches_the_sam
     assert given == {25: None, 50: None, 100: None, 300: {"ents_f": 0.4, "paper_f": 0.4}}
     assert [point["before"]["ents_f"] for point in report["curve"]["HarveyNER"]] == [0.1, 0.3, 0.4, 0.4]
     assert "| HarveyNER | 25 | 1 | 10.0 |" in (tmp_path / "curve" / "curve.md").read_text()
+
+
+@needs_mirror
+def test_a_curve_without_a_cap_on_empty_answers_records_settings_json_can_hold(monkeypatch, tmp_path):
+    # `--negatives inf` reaches each point as "no cap" (None): a point's settings are written as JSON.
+    settings_given = []
+
+    def scored_point(student, folder, size, eval_path, train, settings, adapt_options):
+        settings_given.append((settings["negatives"], adapt_options["negatives"]))
+        write_json(folder / f"{size}.json", {"settings": settings})
+        score = {"ents_f": 0.5, "paper_f": 0.5}
+        return {"size": size, "labels": ["disease"], "before": score, "after": score, "spacy": {**score, "minutes": 1.0}, "minutes": 1.0}
+
+    monkeypatch.setattr(curve, "run_point", scored_point)
+    (tmp_path / "student").mkdir()
+    run_curve(tmp_path / "student", ["NCBI-disease"], [25], tmp_path / "curve", MIRROR, eval_size=300, adapt_options={"negatives": float("inf")})
+    assert settings_given == [(None, None)]
+    with pytest.raises(ValueError, match="--negatives must be a number >= 0"):
+        run_curve(tmp_path / "student", ["NCBI-disease"], [25], tmp_path / "other", MIRROR, eval_size=300, adapt_options={"negatives": -1})
+    assert not (tmp_path / "other").exists()
