@@ -25,7 +25,9 @@ from .spacy_ner import train_spacy_ner
 from .train import checkpoints_beside, run_training
 
 
-# More distilled conversations per gold one than this would drown the gold it adapts to.
+# Distilled conversations mixed in per gold one (docs/training.md#adapting-to-your-gold-data); more
+# than the maximum would drown the gold it adapts to.
+DISTILLED_SHARE = 0.5
 MAX_DISTILLED_SHARE = 10.0
 # Questions answered [] per question with mentions, chosen on dev parts (docs/training.md#questions-answered-empty).
 NEGATIVES = 4.0
@@ -65,6 +67,18 @@ def negatives_cap(negatives: Optional[float]) -> Optional[float]:
     return None if negatives == float("inf") else negatives
 
 
+def distilled_of(student: Path, distilled: Optional[Path], share: float) -> Optional[Path]:
+    """The distilled conversations to mix in: `distilled` when given, else those the student learned
+    from (`train` names them in the pipeline's meta.json); none for a share of 0 or a student whose
+    meta names none. A named file that is gone is an error, not a student adapted without them."""
+    if distilled is not None or share == 0 or not (Path(student) / "meta.json").is_file():
+        return distilled
+    recorded = spacy.util.load_meta(Path(student) / "meta.json").get("uniner", {}).get("distilled")
+    if recorded is not None and not Path(recorded).is_file():
+        raise UserError(f"{student}'s meta.json names {recorded} as the conversations it learned from, which is not there: give them with --distilled FILE, or --distilled-share 0 to mix in none")
+    return None if recorded is None else Path(recorded)
+
+
 def mixed_conversations(gold: List[Dict[str, Any]], distilled: Optional[Path], share: float, seed: int) -> Tuple[List[Dict[str, Any]], int]:
     """The gold conversations and `share` times as many of the distilled ones (drawn with `seed`)."""
     if distilled is None or share <= 0:
@@ -96,7 +110,7 @@ def run_adapt(
     spans_key: Optional[str] = None,
     label_names: Optional[Dict[str, str]] = None,
     distilled: Optional[Path] = None,
-    distilled_share: float = 0.5,
+    distilled_share: float = DISTILLED_SHARE,
     negatives: Optional[float] = NEGATIVES,
     seed: int = 0,
     overrides: Optional[Dict[str, Any]] = None,
@@ -111,10 +125,12 @@ def run_adapt(
     `compare_spacy`, spaCy's own `ner` is trained on the same gold-train into CHECKPOINTS/spacy-ner
     and scored beside it (`spacy_ner`). `before` is the student's score on `gold_eval` when known.
     `negatives` caps the questions answered `[]` per question with mentions (`gold_conversations`;
-    None or infinity: every label asked of every doc)."""
+    None or infinity: every label asked of every doc). `distilled` defaults to the conversations the
+    student learned from (`distilled_of`); the adapted pipeline names the same ones."""
     if isinstance(distilled_share, bool) or not isinstance(distilled_share, (int, float)) or not 0 <= distilled_share <= MAX_DISTILLED_SHARE:
         raise UserError(f"the distilled share (--distilled-share) must be a number from 0 to {MAX_DISTILLED_SHARE} distilled conversations per gold one, got {distilled_share!r}")
     negatives = negatives_cap(negatives)
+    distilled = distilled_of(student, distilled, distilled_share)
     checkpoints = Path(checkpoints) if checkpoints is not None else checkpoints_beside(output)
     inputs = {"student": student, "gold-train": gold_train, "gold-eval": gold_eval, "distilled conversations": distilled, "training config": config_path}
     check_output_folder(output, inputs)
@@ -148,7 +164,7 @@ def run_adapt(
         "components.uniner.labels": train_gold.types,
         "components.uniner.dataset": dataset,
     }
-    training = run_training(data, output, config_path, Path(student) / "config.cfg", Path(checkpoints), settings)
+    training = run_training(data, output, config_path, Path(student) / "config.cfg", Path(checkpoints), settings, distilled=distilled)
     after = score_gold(spacy.load(output), eval_gold)
     minutes = round((time.perf_counter() - started) / 60, 2)
     if compare_spacy:
@@ -162,6 +178,7 @@ def run_adapt(
         "train_docs": len(train_gold.sentences),
         "eval_docs": len(eval_gold.sentences),
         "gold_conversations": len(conversations) - mixed,
+        "distilled": None if distilled is None else str(distilled),
         "distilled_conversations": mixed,
         "minutes": minutes,
         "training": {key: value for key, value in training.items() if key not in ("held_out_answers",)},

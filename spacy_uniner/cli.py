@@ -16,7 +16,7 @@ from spacy.cli._util import parse_config_overrides
 from thinc.api import ConfigValidationError
 
 from . import options
-from .adapt import NEGATIVES, run_adapt, split_benchmark
+from .adapt import DISTILLED_SHARE, NEGATIVES, run_adapt, split_benchmark
 from .average import average_students
 from .curve import run_curve
 from .backends import COMPLETIONS_SERVER
@@ -301,7 +301,7 @@ def train_cli(
     options override the configs, e.g. --model.base Qwen/Qwen2.5-0.5B --training.epochs 1
     --lora.enabled true --components.uniner.labels '["disease", "drug"]'."""
     map_large_allocations()  # this process trains: activations off the heap (`memory`)
-    result = run_training(conversations, output, config, pipeline_config, checkpoints, parse_config_overrides(ctx.args), log, report)
+    result = run_training(conversations, output, config, pipeline_config, checkpoints, parse_config_overrides(ctx.args), log, report, distilled=conversations)
     if PartialState().is_main_process:
         summary = {key: value for key, value in result.items() if key != "held_out_answers"}
         typer.echo(json.dumps(summary, indent=2))
@@ -317,8 +317,8 @@ def adapt_cli(
     dataset: Optional[str] = typer.Option(None, "--dataset", help="A name for the data: every conversation and every question of the adapted pipeline opens with the paper's 'Dataset: NAME' line."),
     spans_key: Optional[str] = typer.Option(None, "--spans-key", help="Read the gold mentions from doc.spans[KEY] instead of doc.ents."),
     label_names: Optional[Path] = typer.Option(None, "--label-names", help='A JSON file mapping the data\'s labels to the types asked, e.g. {"ORG": "organization"}; labels not in it are asked as written.', exists=True, dir_okay=False),
-    distilled: Optional[Path] = typer.Option(None, "--distilled", help="The student's distilled conversations (from `build-data`), a share of which is mixed in so that it keeps the types it knew.", exists=True, dir_okay=False),
-    distilled_share: float = typer.Option(0.5, "--distilled-share", help="Distilled conversations mixed in per gold conversation (0.5: as measured in docs/training.md)."),
+    distilled: Optional[Path] = typer.Option(None, "--distilled", help="The student's distilled conversations (from `build-data`), a share of which is mixed in so that it keeps the types it knew (default: those it was trained on, which `train` names in its meta.json).", exists=True, dir_okay=False),
+    distilled_share: float = typer.Option(DISTILLED_SHARE, "--distilled-share", help="Distilled conversations mixed in per gold conversation (as measured in docs/training.md; 0: none)."),
     negatives: float = typer.Option(NEGATIVES, "--negatives", help="At most this many questions answered [] per question with mentions, those of docs with a mention of another label first (drawn by the seed; a doc left with no question is not trained on); inf asks every label of every doc."),
     config: Path = typer.Option(Path("configs/adapt.cfg"), "--config", "-c", help="The training config (\\[training] hyperparameters, chosen for adapting: docs/training.md); the base is the student itself.", exists=True, dir_okay=False),
     checkpoints: Optional[Path] = typer.Option(None, "--checkpoints", help="Folder of the run's checkpoints and conversations (default: OUTPUT-checkpoints); a killed run resumes from it."),
@@ -349,7 +349,7 @@ def learning_curve_cli(
     eval_size: int = typer.Option(300, "--eval", help="Held-out sentences a set, the same for every size, scored for both systems."),
     seed: int = typer.Option(0, "--seed", help="Seed of the shuffle, of the dev carve-out and of the distilled draw."),
     distilled: Optional[Path] = typer.Option(None, "--distilled", help="As `adapt --distilled`.", exists=True, dir_okay=False),
-    distilled_share: float = typer.Option(0.5, "--distilled-share", help="As `adapt --distilled-share`."),
+    distilled_share: float = typer.Option(DISTILLED_SHARE, "--distilled-share", help="As `adapt --distilled-share`."),
     negatives: float = typer.Option(NEGATIVES, "--negatives", help="As `adapt --negatives`."),
     config: Path = typer.Option(Path("configs/adapt.cfg"), "--config", "-c", help="As `adapt --config`.", exists=True, dir_okay=False),
     mirror: Path = typer.Option(Path("../shared/data"), "--mirror", help="The folder holding the benchmark files."),

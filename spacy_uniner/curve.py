@@ -12,7 +12,7 @@ import numpy
 import srsly
 from matplotlib.figure import Figure
 
-from .adapt import NEGATIVES, labels_taught, negatives_cap, run_adapt, write_gold_docs
+from .adapt import DISTILLED_SHARE, NEGATIVES, distilled_of, labels_taught, negatives_cap, run_adapt, write_gold_docs
 from .errors import UserError
 from .evaluate.datasets import Sentence, load_benchmark
 from .evaluate.report import save_figure
@@ -66,6 +66,7 @@ def run_curve(
     adapt_options = dict(adapt_options or {})
     # Checked before hours of work, and recorded in each point's settings as JSON can hold it.
     adapt_options["negatives"] = negatives_cap(adapt_options.get("negatives", NEGATIVES))
+    adapt_options["distilled"] = distilled_of(student, adapt_options.get("distilled"), adapt_options.get("distilled_share", DISTILLED_SHARE))
     inputs = {"student": student, "mirror": mirror, **{key: value for key, value in adapt_options.items() if isinstance(value, Path)}}
     check_output_folder(output, inputs, replaced=False)
     sizes = sorted(set(sizes))

@@ -36,7 +36,7 @@ from .examples import IGNORE, collate, epochs_of_examples, hold_out, joined_epoc
 from .files import atomic_folder, check_output_files, check_output_folder, write_json, write_jsonl
 from .loading import load_causal_lm
 from .memory import peak_resident_gb, release_freed_memory, step_peak_gb, trim_heap
-from .precision import decoder_layers, resolve_precision
+from .precision import decoder_layers, resolve_precision, training_mixed_precision
 from .prompts import render_conversation
 from .upgrade import read_config
 
@@ -308,11 +308,8 @@ def optimization(accelerator: Accelerator, model: torch.nn.Module, trainable: Li
 
 
 def training_accelerator(settings: TrainSettings) -> Accelerator:
-    """accelerate for the run, its seed set; mixed precision "auto" is bf16 on a GPU that has it, none
-    elsewhere (a CPU's bf16 is a choice the user makes: it is slow where it is emulated)."""
-    mixed_precision = settings.mixed_precision
-    if mixed_precision == "auto":
-        mixed_precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    """accelerate for the run, its seed set, its mixed precision by `training_mixed_precision`."""
+    mixed_precision = training_mixed_precision(settings.mixed_precision)
     accelerator = Accelerator(gradient_accumulation_steps=settings.gradient_accumulation, mixed_precision=mixed_precision)
     set_seed(settings.seed)
     return accelerator
@@ -463,10 +460,13 @@ def run_training(
     overrides: Optional[Dict[str, Any]] = None,
     log_path: Optional[Path] = None,
     report_path: Optional[Path] = None,
+    distilled: Optional[Path] = None,
 ) -> Dict[str, Any]:
     """Train, then write the spaCy pipeline (`pipeline_config` around the student) to `output`.
     Overrides of [nlp] and [components] go to the pipeline config, the rest to the training config.
-    `checkpoints` defaults to the folder beside `output` (see `checkpoints_beside`)."""
+    `checkpoints` defaults to the folder beside `output` (see `checkpoints_beside`). `distilled`: the
+    distilled conversations the student learned from, named in the pipeline's meta.json
+    (meta["uniner"]["distilled"]) for `adapt` to mix in; `train` names its data."""
     checkpoints = Path(checkpoints) if checkpoints is not None else checkpoints_beside(output)
     overrides = dict(overrides or {})
     pipeline_overrides = {key: overrides.pop(key) for key in list(overrides) if key.startswith(("nlp.", "components."))}
@@ -483,6 +483,8 @@ def run_training(
         return result["report"]
     pipeline_overrides["components.uniner.model.name"] = str(student_dir)
     nlp = util.load_model_from_config(read_config(pipeline_config, pipeline_overrides)[0], auto_fill=True)
+    if distilled is not None:
+        nlp.meta["uniner"] = {"distilled": str(Path(distilled).resolve())}
     with atomic_folder(output) as partial:
         nlp.to_disk(partial)
     for finished in checkpoints.glob("step-*"):  # they were for resuming this run, whose pipeline is on disk
