@@ -69,14 +69,18 @@ def negatives_cap(negatives: Optional[float]) -> Optional[float]:
 
 def distilled_of(student: Path, distilled: Optional[Path], share: float) -> Optional[Path]:
     """The distilled conversations to mix in: `distilled` when given, else those the student learned
-    from (`train` names them in the pipeline's meta.json); none for a share of 0 or a student whose
-    meta names none. A named file that is gone is an error, not a student adapted without them."""
+    from (`train` names them in the pipeline's meta.json, from its folder); none for a share of 0 or
+    a student whose meta names none. A named file that is gone is an error, not a student adapted
+    without them."""
     if distilled is not None or share == 0 or not (Path(student) / "meta.json").is_file():
         return distilled
     recorded = spacy.util.load_meta(Path(student) / "meta.json").get("uniner", {}).get("distilled")
-    if recorded is not None and not Path(recorded).is_file():
-        raise UserError(f"{student}'s meta.json names {recorded} as the conversations it learned from, which is not there: give them with --distilled FILE, or --distilled-share 0 to mix in none")
-    return None if recorded is None else Path(recorded)
+    if recorded is None:
+        return None
+    path = (Path(student) / recorded).resolve()  # from the pipeline's folder (`train`); an absolute path stays
+    if not path.is_file():
+        raise UserError(f"{student}'s meta.json names {recorded} ({path}) as the conversations it learned from, which is not there: give them with --distilled FILE, or --distilled-share 0 to mix in none")
+    return path
 
 
 def mixed_conversations(gold: List[Dict[str, Any]], distilled: Optional[Path], share: float, seed: int) -> Tuple[List[Dict[str, Any]], int]:

@@ -217,3 +217,14 @@ def write_jsonl(path: PathLike, lines: Iterable[Any]) -> None:
 def write_text(path: PathLike, text: str) -> None:
     with atomic_file(path) as partial:
         partial.write_text(text, encoding="utf8")
+
+
+def path_from(folder: PathLike, path: PathLike) -> str:
+    """`path` as a file written into `folder` names it: relative to the folder (so a project moved
+    whole still finds it, and a pipeline shared or packaged names no one's home folder), absolute
+    where no relative path leads there (another drive)."""
+    target = Path(path).resolve()
+    try:
+        return Path(os.path.relpath(target, Path(folder).resolve())).as_posix()
+    except ValueError:
+        return str(target)

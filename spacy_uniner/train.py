@@ -33,7 +33,7 @@ from .average import RunningMean
 from .data import question_pairs, read_conversations
 from .errors import UserError
 from .examples import IGNORE, collate, epochs_of_examples, hold_out, joined_epochs, padding_share
-from .files import atomic_folder, check_output_files, check_output_folder, write_json, write_jsonl
+from .files import atomic_folder, check_output_files, check_output_folder, path_from, write_json, write_jsonl
 from .loading import load_causal_lm
 from .memory import peak_resident_gb, release_freed_memory, step_peak_gb, trim_heap
 from .precision import decoder_layers, resolve_precision, training_mixed_precision
@@ -466,7 +466,7 @@ def run_training(
     Overrides of [nlp] and [components] go to the pipeline config, the rest to the training config.
     `checkpoints` defaults to the folder beside `output` (see `checkpoints_beside`). `distilled`: the
     distilled conversations the student learned from, named in the pipeline's meta.json
-    (meta["uniner"]["distilled"]) for `adapt` to mix in; `train` names its data."""
+    (meta["uniner"]["distilled"], from the pipeline's folder) for `adapt` to mix in; `train` names its data."""
     checkpoints = Path(checkpoints) if checkpoints is not None else checkpoints_beside(output)
     overrides = dict(overrides or {})
     pipeline_overrides = {key: overrides.pop(key) for key in list(overrides) if key.startswith(("nlp.", "components."))}
@@ -484,7 +484,7 @@ def run_training(
     pipeline_overrides["components.uniner.model.name"] = str(student_dir)
     nlp = util.load_model_from_config(read_config(pipeline_config, pipeline_overrides)[0], auto_fill=True)
     if distilled is not None:
-        nlp.meta["uniner"] = {"distilled": str(Path(distilled).resolve())}
+        nlp.meta["uniner"] = {"distilled": path_from(output, distilled)}
     with atomic_folder(output) as partial:
         nlp.to_disk(partial)
     for finished in checkpoints.glob("step-*"):  # they were for resuming this run, whose pipeline is on disk

@@ -9,7 +9,7 @@ import spacy
 import torch
 from spacy.tokens import DocBin
 
-from spacy_uniner.adapt import NEGATIVES, read_gold, run_adapt, split_benchmark
+from spacy_uniner.adapt import DISTILLED_SHARE, NEGATIVES, distilled_of, read_gold, run_adapt, split_benchmark
 from spacy_uniner.gold import gold_conversations
 from spacy_uniner.prompts import build_prompt, prompt_text
 from spacy_uniner.train import load_train_config
@@ -90,7 +90,7 @@ def test_a_student_is_adapted_and_scored_before_and_after(student, tmp_path):
     report = run_adapt(student, train, held_out, tmp_path / "adapted", ADAPT_CFG, tmp_path / "ck", dataset="meds", spans_key="sc", distilled=distilled, overrides=TINY_TRAINING, report_path=tmp_path / "report.json")
     assert set(report) >= {"before", "after", "labels", "train_docs", "minutes"}
     assert report["labels"] == ["CHEM", "DISEASE"] and report["train_docs"] == 3 and report["distilled_conversations"] == 1
-    assert report["distilled"] == str(distilled) and spacy.load(tmp_path / "adapted").meta["uniner"] == {"distilled": str(distilled.resolve())}  # adapted again, it mixes them in
+    assert report["distilled"] == str(distilled) and spacy.load(tmp_path / "adapted").meta["uniner"] == {"distilled": "../distilled.json"}  # adapted again, it mixes them in
     # Four conversations, two a step: adapt.cfg's min_steps passes over them 50 times, not once.
     assert report["training"]["steps"] == load_train_config(ADAPT_CFG, {"model.base": str(student)})["training"]["min_steps"] == 100 and report["training"]["epochs"] == 50
     for side in ("before", "after"):
@@ -126,19 +126,26 @@ def test_adapt_trains_on_the_default_share_of_questions_answered_empty(student, 
 
 
 def test_adapt_mixes_in_the_conversations_the_student_learned_from_by_default(student, tmp_path):
-    distilled = tmp_path / "corpus" / "conversations.json"
-    distilled.parent.mkdir()
+    distilled = tmp_path / "project" / "corpus" / "conversations.json"
+    distilled.parent.mkdir(parents=True)
     distilled.write_text(json.dumps([{"id": f"d{i}", "conversations": [{"from": "human", "value": f"Text: Ana {i} lives in Paris."}, {"from": "gpt", "value": "I've read this text."}, {"from": "human", "value": "What describes city in the text?"}, {"from": "gpt", "value": '["Paris"]'}]} for i in range(4)]))
-    trained = tmp_path / "student"
+    trained = tmp_path / "project" / "training" / "student"
+    trained.parent.mkdir()
     nlp = spacy.load(student)
-    nlp.meta["uniner"] = {"distilled": str(distilled)}  # as `train` names its data
+    nlp.meta["uniner"] = {"distilled": "../../corpus/conversations.json"}  # as `train` names its data
     nlp.to_disk(trained)
+    moved = tmp_path / "moved" / "corpus" / "conversations.json"
+    nlp.meta["uniner"] = {"distilled": str(moved)}  # as students trained before 2026-12-07 name them
+    nlp.to_disk(tmp_path / "older")
+    (tmp_path / "project").rename(tmp_path / "moved")  # a project moved whole finds them
+    trained, distilled = tmp_path / "moved" / "training" / "student", moved
+    assert distilled_of(trained, None, DISTILLED_SHARE) == distilled == distilled_of(tmp_path / "older", None, DISTILLED_SHARE)
     train, held_out = gold_docbin(tmp_path / "train.spacy", TRAIN), gold_docbin(tmp_path / "eval.spacy", EVAL)
     report = run_adapt(trained, train, held_out, tmp_path / "adapted", ADAPT_CFG, tmp_path / "ck", overrides={**TINY_TRAINING, "training.min_steps": 1})
     assert report["distilled"] == str(distilled) and report["distilled_conversations"] == round(0.5 * report["gold_conversations"]) == 2
     assert run_adapt(trained, train, held_out, tmp_path / "none", ADAPT_CFG, tmp_path / "ck-none", distilled_share=0, overrides={**TINY_TRAINING, "training.min_steps": 1})["distilled"] is None
     distilled.unlink()
-    with pytest.raises(ValueError, match=r"student's meta.json names .*conversations.json as the conversations it learned from, which is not there: give them with --distilled FILE, or --distilled-share 0"):
+    with pytest.raises(ValueError, match=r"student's meta.json names \.\./\.\./corpus/conversations.json \(.*moved/corpus/conversations.json\) as the conversations it learned from, which is not there: give them with --distilled FILE, or --distilled-share 0"):
         run_adapt(trained, train, held_out, tmp_path / "out", ADAPT_CFG, tmp_path / "ck2")
     assert not (tmp_path / "out").exists() and not (tmp_path / "ck2").exists()
 

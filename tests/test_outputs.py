@@ -10,6 +10,7 @@ from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
 from spacy_uniner.cli import app
+from spacy_uniner.files import path_from
 from conftest import save_tiny_pipeline
 from test_user_errors import one_line_error, spacy_uniner
 
@@ -101,3 +102,17 @@ def test_evaluate_benchmarks_and_the_gguf_export_refuse_outputs_inside_the_pipel
     refused("benchmark", student, texts, texts, student / "speed.json", message="is inside the pipeline")
     refused("export-gguf", student, student / "student.gguf", message="is inside the pipeline")
     assert not (student / "evaluation").exists() and not (student / "evaluation.json").exists()
+
+
+def test_a_pipeline_names_its_data_from_its_own_folder(tmp_path, monkeypatch):
+    # meta.json names the conversations a student learned from relative to the pipeline, so a
+    # project moved whole keeps finding them; across drives (Windows) no relative path exists.
+    (tmp_path / "corpus").mkdir()
+    assert path_from(tmp_path / "training" / "uniner", tmp_path / "corpus" / "conversations.json") == "../../corpus/conversations.json"
+    assert path_from(tmp_path / "training", tmp_path / "training" / "data.json") == "data.json"
+
+    def other_drive(path, start):
+        raise ValueError("path is on mount 'D:', start on mount 'C:'")
+
+    monkeypatch.setattr(os.path, "relpath", other_drive)
+    assert path_from(tmp_path / "training", tmp_path / "corpus" / "conversations.json") == str((tmp_path / "corpus" / "conversations.json").resolve())
