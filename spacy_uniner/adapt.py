@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy
 import spacy
+import srsly
 from spacy.tokens import Doc, DocBin, Span
 
 from .component import pipeline_model, uniner_of
@@ -74,9 +75,16 @@ def distilled_of(student: Path, distilled: Optional[Path], share: float) -> Opti
     without them."""
     if distilled is not None or share == 0 or not (Path(student) / "meta.json").is_file():
         return distilled
-    recorded = spacy.util.load_meta(Path(student) / "meta.json").get("uniner", {}).get("distilled")
+    try:
+        meta = srsly.read_json(Path(student) / "meta.json")
+    except ValueError as err:
+        raise UserError(f"{Path(student) / 'meta.json'} is not JSON ({err}): restore the pipeline's meta.json") from None
+    section = meta.get("uniner", {}) if isinstance(meta, dict) else None
+    recorded = section.get("distilled") if isinstance(section, dict) else section
     if recorded is None:
         return None
+    if not isinstance(recorded, str):
+        raise UserError(f"{student}'s meta.json holds {{\"uniner\": {section!r}}} where `train` writes {{\"uniner\": {{\"distilled\": PATH}}}}: mend it, or give --distilled FILE")
     path = (Path(student) / recorded).resolve()  # from the pipeline's folder (`train`); an absolute path stays
     if not path.is_file():
         raise UserError(f"{student}'s meta.json names {recorded} ({path}) as the conversations it learned from, which is not there: give them with --distilled FILE, or --distilled-share 0 to mix in none")

@@ -140,6 +140,13 @@ def test_adapt_mixes_in_the_conversations_the_student_learned_from_by_default(st
     (tmp_path / "project").rename(tmp_path / "moved")  # a project moved whole finds them
     trained, distilled = tmp_path / "moved" / "training" / "student", moved
     assert distilled_of(trained, None, DISTILLED_SHARE) == distilled == distilled_of(tmp_path / "older", None, DISTILLED_SHARE)
+    meta = (tmp_path / "older" / "meta.json").read_text()
+    (tmp_path / "older" / "meta.json").write_text(json.dumps({**json.loads(meta), "uniner": {"distilled": 5}}))  # edited by hand
+    with pytest.raises(ValueError, match=r"older's meta.json holds \{\"uniner\": \{'distilled': 5\}\} where `train` writes"):
+        distilled_of(tmp_path / "older", None, DISTILLED_SHARE)
+    (tmp_path / "older" / "meta.json").write_text(meta[:40])  # truncated
+    with pytest.raises(ValueError, match=r"older/meta.json is not JSON \(.*\): restore the pipeline's meta.json$"):
+        distilled_of(tmp_path / "older", None, DISTILLED_SHARE)
     train, held_out = gold_docbin(tmp_path / "train.spacy", TRAIN), gold_docbin(tmp_path / "eval.spacy", EVAL)
     report = run_adapt(trained, train, held_out, tmp_path / "adapted", ADAPT_CFG, tmp_path / "ck", overrides={**TINY_TRAINING, "training.min_steps": 1})
     assert report["distilled"] == str(distilled) and report["distilled_conversations"] == round(0.5 * report["gold_conversations"]) == 2
