@@ -11,7 +11,6 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy
 import spacy
-import srsly
 from spacy.tokens import Doc, DocBin, Span
 
 from .component import pipeline_model, uniner_of
@@ -21,7 +20,7 @@ from .evaluate.datasets import Benchmark, Sentence, load_benchmark
 from .evaluate.run import evaluate_benchmark, sentence_doc
 from .files import atomic_file, check_output_file, check_output_folder, write_json
 from .gold import gold_conversations
-from .pipelines import load_pipeline
+from .pipelines import load_pipeline, pipeline_meta
 from .spacy_ner import train_spacy_ner
 from .train import checkpoints_beside, run_training
 
@@ -75,11 +74,7 @@ def distilled_of(student: Path, distilled: Optional[Path], share: float) -> Opti
     without them."""
     if distilled is not None or share == 0 or not (Path(student) / "meta.json").is_file():
         return distilled
-    try:
-        meta = srsly.read_json(Path(student) / "meta.json")
-    except ValueError as err:
-        raise UserError(f"{Path(student) / 'meta.json'} is not JSON ({err}): restore the pipeline's meta.json") from None
-    section = meta.get("uniner", {}) if isinstance(meta, dict) else None
+    section = pipeline_meta(Path(student)).get("uniner", {})
     recorded = section.get("distilled") if isinstance(section, dict) else section
     if recorded is None:
         return None

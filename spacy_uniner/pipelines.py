@@ -12,12 +12,21 @@ from .errors import UserError
 from .upgrade import read_config, upgrade_overrides
 
 
+def pipeline_meta(path: Path) -> Dict[str, Any]:
+    """A pipeline folder's meta.json as spaCy reads and checks it; one cut short or edited into
+    something else (not JSON, no lang, name or version) is an error naming the file."""
+    try:
+        return get_model_meta(path)
+    except (ValueError, TypeError) as err:  # TypeError: JSON that is not an object
+        raise UserError(f"{path / 'meta.json'} is not a pipeline's meta.json ({err}): restore it from the pipeline it came from") from None
+
+
 def load_folder(path: Path, overrides: Dict[str, Any]) -> spacy.Language:
     """`spacy.load(path, config=overrides)`, reading a config saved before the model block (and old
     overrides) in today's shape."""
     dot = dict_to_dot(upgrade_overrides(overrides), for_overrides=True)
     config, _ = read_config(path / "config.cfg", dot)
-    nlp = load_model_from_config(config, meta=get_model_meta(path))
+    nlp = load_model_from_config(config, meta=pipeline_meta(path))
     return nlp.from_disk(path, exclude=["config"])  # config.cfg was read above, with the overrides
 
 

@@ -145,7 +145,7 @@ def test_adapt_mixes_in_the_conversations_the_student_learned_from_by_default(st
     with pytest.raises(ValueError, match=r"older's meta.json holds \{\"uniner\": \{'distilled': 5\}\} where `train` writes"):
         distilled_of(tmp_path / "older", None, DISTILLED_SHARE)
     (tmp_path / "older" / "meta.json").write_text(meta[:40])  # truncated
-    with pytest.raises(ValueError, match=r"older/meta.json is not JSON \(.*\): restore the pipeline's meta.json$"):
+    with pytest.raises(ValueError, match=r"older/meta.json is not a pipeline's meta.json \(.*\): restore it from the pipeline it came from$"):
         distilled_of(tmp_path / "older", None, DISTILLED_SHARE)
     train, held_out = gold_docbin(tmp_path / "train.spacy", TRAIN), gold_docbin(tmp_path / "eval.spacy", EVAL)
     report = run_adapt(trained, train, held_out, tmp_path / "adapted", ADAPT_CFG, tmp_path / "ck", overrides={**TINY_TRAINING, "training.min_steps": 1})

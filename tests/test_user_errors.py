@@ -1,6 +1,7 @@
 """Mistakes a user makes on the command line, run as a user runs them (a subprocess): each is one
 line naming what and where, a non-zero exit, and the earlier output left as it was."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import save_tiny_pipeline
+from spacy_uniner.pipelines import load_pipeline
 
 ROOT = Path(__file__).parent.parent
 
@@ -60,6 +62,22 @@ def test_a_pipeline_folder_that_does_not_load_says_why_and_is_never_asked_of_the
     assert "model.safetensors" in one_line_error(demo)
     (tmp_path / "empty").mkdir()
     one_line_error(spacy_uniner("evaluate", tmp_path / "empty", tmp_path / "eval", "--limit", "1"), "neither a spaCy pipeline folder (no config.cfg) nor a transformers model folder (no config.json)")
+
+
+def test_a_pipeline_whose_meta_json_is_cut_short_or_not_one_is_named_by_every_command(broken_pipeline, tmp_path):
+    folder = tmp_path / "pipeline"
+    folder.mkdir()
+    (folder / "config.cfg").write_bytes((broken_pipeline / "config.cfg").read_bytes())
+    meta = (broken_pipeline / "meta.json").read_text()
+    named = f"{folder / 'meta.json'} is not a pipeline's meta.json ("
+    for damaged in ("[1, 2]", "7", '{"lang": "en"}'):  # in-process: a command's start is seconds
+        (folder / "meta.json").write_text(damaged)
+        with pytest.raises(ValueError, match=re.escape(named)):
+            load_pipeline(str(folder))
+    (folder / "meta.json").write_text(meta[:30])
+    one_line_error(spacy_uniner("evaluate", folder, tmp_path / "eval", "--limit", "1"), named)
+    one_line_error(spacy_uniner("demo", folder, "--port", "8767"), named)
+    assert not (tmp_path / "eval").exists()
 
 
 def test_a_model_folder_that_does_not_load_stops_the_demo_before_it_serves(tmp_path):
