@@ -5,6 +5,7 @@ import torch
 from transformers import AutoModelForCausalLM
 from typer.testing import CliRunner
 
+from spacy_uniner.benchmarks.measure import matmul_peak_gflops
 from spacy_uniner.cli import app
 from spacy_uniner.data import conversation
 
@@ -78,7 +79,7 @@ def test_the_precision_benchmark_compares_each_precision_with_the_first(tiny_lla
     peaks = [record["prefix_pass"] for record in records if "prefix_pass" in record]
     # The tiny model's GFLOP/s rounds to 0.0 on a busy machine: its tokens/s is what shows the pass
     # ran (the GFLOP/s arithmetic is checked on the component benchmark above).
-    assert len(peaks) == 3 and all(peak["tokens_per_s"] > 0 and peak["matmul_peak_gflops"] > 0 for peak in peaks)
+    assert len(peaks) == 3 and all(peak["tokens_per_s"] > 0 and peak["matmul_peak_gflops"] > 0 and peak["matmul_size"] in (256, 512, 1024, 2048) for peak in peaks)
     assert "| int8 | int8 | 4 |" in result.output
     # The profile: each precision's ops at the most labels, matrix products a part of all ops.
     profiles = {record["dtype"]: record["profile"] for record in records if "profile" in record}
@@ -87,3 +88,9 @@ def test_the_precision_benchmark_compares_each_precision_with_the_first(tiny_lla
     assert "| matrix products | " in result.output and "| float32 / bfloat16 |" in result.output
     result = CliRunner().invoke(app, arguments + ["--dtypes", "float32,int4"])
     assert result.exit_code == 2 and "int4" in result.output
+
+
+def test_the_matmul_peak_grows_its_product_until_one_takes_long_enough():
+    # A precision as slow as bf16 without AVX512-BF16 stops at the first size; a fast one doubles to the largest.
+    assert [matmul_peak_gflops("cpu", max_size=512, repeats=1, least_seconds=seconds)[1] for seconds in (0.0, float("inf"))] == [256, 512]
+    assert matmul_peak_gflops("cpu", max_size=512, repeats=2)[0] > 0

@@ -186,7 +186,7 @@ def benchmark_component(pipeline: str, texts: Path, conversations: Path, output:
     return (
         f"{report['machine']}; {docs} docs of {passage_tokens} tokens; batch size {generator.batch_size}{'; constrained' if constrained else ''}; drafts of up to {generator.prompt_lookup_num_tokens} tokens\n"
         + markdown_table(records)
-        + f"\nPrefix pass: {prefixes['prompt_tokens']} prompt tokens at {prefixes['tokens_per_s']:.0f} tokens/s, {prefixes['gflops']:.1f} GFLOP/s; one large matmul here: {prefixes['matmul_peak_gflops']:.1f} GFLOP/s ({100 * prefixes['share_of_peak']:.0f}% of it)"
+        + f"\nPrefix pass: {prefixes['prompt_tokens']} prompt tokens at {prefixes['tokens_per_s']:.0f} tokens/s, {prefixes['gflops']:.1f} GFLOP/s; one large matmul here ({prefixes['matmul_size']}x{prefixes['matmul_size']}): {prefixes['matmul_peak_gflops']:.1f} GFLOP/s ({100 * prefixes['share_of_peak']:.0f}% of it)"
     )
 
 
@@ -214,7 +214,7 @@ def benchmark_precisions(pipeline: str, texts: Path, conversations: Path, output
         f"{report['machine']}; {docs} docs of {passage_tokens} tokens; drafts of up to {generator.prompt_lookup_num_tokens} tokens\n"
         + markdown_rows(["dtype", "precision", "labels", "docs_per_s", "speedup", "identical_share"], speed)
         + "\n\n"
-        + markdown_rows(["dtype", "precision", "tokens_per_s", "gflops", "matmul_peak_gflops", "share_of_peak"], peaks)
+        + markdown_rows(["dtype", "precision", "tokens_per_s", "gflops", "matmul_peak_gflops", "matmul_size", "share_of_peak"], peaks)
         + (f"\n\nSelf CPU seconds by op, one profiled run at {max(label_counts)} labels:\n" + profile_table(profiles) if profiles else "")
     )
 

@@ -119,21 +119,39 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def matmul_peak_gflops(device: str, precision: Precision = Precision("float32", torch.float32), size: int = 2048, repeats: int = 8) -> float:
-    """The machine's measured rate on one large matmul, in GFLOP/s: about the most a forward pass
-    in the same precision can reach here (for int8, PyTorch's dynamic int8 Linear, as the blocks run it)."""
+def square_product(device: str, precision: Precision, size: int) -> Callable[[], Any]:
+    """One size x size matrix product in `precision` (for int8, PyTorch's dynamic int8 Linear, as
+    the blocks run it)."""
     a, b = (torch.randn(size, size, device=device, dtype=precision.weights) for _ in range(2))
-    multiply: Callable[[], Any] = lambda: a @ b
     if precision.int8:
         linear = torch.ao.nn.quantized.dynamic.Linear(size, size, dtype=torch.qint8)
-        multiply = lambda: linear(a)
-    multiply()  # warm-up
+        return lambda: linear(a)
+    return lambda: a @ b
+
+
+def seconds_of(device: str, run: Callable[[], Any], repeats: int = 1) -> float:
     synchronize(device)
     started = time.perf_counter()
     for _ in range(repeats):
-        multiply()
+        run()
     synchronize(device)
-    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
+    return time.perf_counter() - started
+
+
+def matmul_peak_gflops(device: str, precision: Precision = Precision("float32", torch.float32), max_size: int = 2048, repeats: int = 8, least_seconds: float = 0.1) -> Tuple[float, int]:
+    """The machine's measured rate on one large matmul, in GFLOP/s, and the matrices' size: about the
+    most a forward pass in the same precision can reach here. The size doubles from 256 until one
+    product takes `least_seconds` (or reaches `max_size`): a precision the CPU runs without its own
+    instructions (bf16 without AVX512-BF16, 60 times slower than fp32) is measured in seconds on a
+    smaller product, not for minutes on the largest."""
+    size = 256
+    while True:
+        multiply = square_product(device, precision, size)
+        multiply()  # warm-up
+        if size >= max_size or seconds_of(device, multiply) >= least_seconds:
+            break
+        size *= 2
+    return 2 * size**3 * repeats / seconds_of(device, multiply, repeats) / 1e9, size
 
 
 @torch.inference_mode()
@@ -146,17 +164,13 @@ def prefix_pass(generator: HFGenerator, texts: List[str], label: str) -> Dict[st
     prefixes = [prefix for prefix, _, _ in groups]
     model = generator.model
     SharedPrefixes(model, prefixes[:1], generator.tokenizer.pad_token_id)  # warm-up
-    synchronize(generator.device)
-    started = time.perf_counter()
-    SharedPrefixes(model, prefixes, generator.tokenizer.pad_token_id)
-    synchronize(generator.device)
-    seconds = time.perf_counter() - started
+    seconds = seconds_of(generator.device, lambda: SharedPrefixes(model, prefixes, generator.tokenizer.pad_token_id))
     tokens = sum(len(prefix) for prefix in prefixes)
     # The blocks' projections, float or int8 alike (an int8 Linear holds no Parameter to count).
     weights = sum(module.in_features * module.out_features for module in decoder_layers(model, "the prefix pass counts its blocks").modules() if hasattr(module, "in_features"))
     gflops = 2 * weights * tokens / seconds / 1e9
-    peak = matmul_peak_gflops(generator.device, generator.precision)
-    return {"prompt_tokens": tokens, "tokens_per_s": round(tokens / seconds, 1), "gflops": round(gflops, 1), "matmul_peak_gflops": round(peak, 1), "share_of_peak": round(gflops / peak, 3)}
+    peak, size = matmul_peak_gflops(generator.device, generator.precision)
+    return {"prompt_tokens": tokens, "tokens_per_s": round(tokens / seconds, 1), "gflops": round(gflops, 1), "matmul_peak_gflops": round(peak, 1), "matmul_size": size, "share_of_peak": round(gflops / peak, 3)}
 
 
 def machine(device: str) -> str:
