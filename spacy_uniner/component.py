@@ -1,5 +1,6 @@
 """The `uniner` pipeline component: open-type NER by asking an instruction-tuned LLM, one question
 per (text window, label), and writing the answers back as spans."""
+import unicodedata
 from collections import Counter
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -105,6 +106,13 @@ def unencodable(text: str) -> Optional[str]:
     return None
 
 
+def control_character(label: str) -> Optional[str]:
+    """Why `label` is not one line of text (a newline or tab inside it would go into the question
+    and into displaCy's legend as it is), or None when it is. Whitespace around it is stripped."""
+    found = [char for char in label.strip() if unicodedata.category(char) == "Cc"]
+    return f"a control character {found[0]!r}: a label is one line of text" if found else None
+
+
 def validate_labels(labels: Any) -> List[str]:
     """Labels are the entity types asked for, written as they should appear in the question."""
     if isinstance(labels, str) or not isinstance(labels, Sequence) or not labels:
@@ -113,7 +121,7 @@ def validate_labels(labels: Any) -> List[str]:
     if bad:
         raise UserError(f"[uniner] config key 'labels' must hold non-empty strings, these are not: {bad!r}")
     for label in labels:
-        problem = unencodable(label)
+        problem = unencodable(label) or control_character(label)
         if problem:
             raise UserError(f"[uniner] config key 'labels' holds {label!r}, {problem}")
     return list(dict.fromkeys(label.strip() for label in labels))

@@ -148,12 +148,20 @@ def test_score_gives_spacy_entity_scores(scripted_nlp):
         ("person", "uniner -> labels"),  # spaCy's own config validation
         (["ok", 3], "'labels' must hold non-empty strings"),
         (["  "], "'labels' must hold non-empty strings"),
+        (["person", "dis\nease"], r"'labels' holds 'dis\\nease', a control character '\\n': a label is one line of text"),
+        (["drug\tname"], r"a control character '\\t'"),
     ],
 )
 def test_bad_labels_name_the_config_key(labels, message):
     nlp = spacy.blank("en")
     with pytest.raises(ValueError, match=message):
         nlp.add_pipe("uniner", config={"model": "unused", "labels": labels})
+
+
+def test_labels_are_kept_stripped_and_once_each():
+    nlp = spacy.blank("en")
+    uniner = nlp.add_pipe("uniner", config={"model": "unused", "labels": [" person\n", "drug", "person", "\tdrug "]})
+    assert uniner.labels == ["person", "drug"]
 
 
 def test_bad_numbers_name_the_config_key():
