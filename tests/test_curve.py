@@ -75,12 +75,32 @@ def test_the_curve_adapts_and_trains_spacy_ner_on_the_same_gold_and_resumes(tiny
     folder = tmp_path / "curve"
     assert sorted(p.name for p in (folder / "NCBI-disease").iterdir()) == ["2.json", "4.json", "eval.spacy", "train-2.spacy", "train-4.spacy"]
     assert (folder / "curve.md").read_text().count("| NCBI-disease |") == 2 and (folder / "curve.png").stat().st_size > 0
-    # A rerun with the same settings keeps the points; other settings redo them.
+    # A rerun with the same settings keeps the points (other settings redo them: the test below).
     written = (folder / "NCBI-disease" / "4.json").stat().st_mtime_ns
     assert run_curve(student, ["NCBI-disease"], [2, 4], folder, MIRROR, eval_size=4, adapt_options=options) == report
     assert (folder / "NCBI-disease" / "4.json").stat().st_mtime_ns == written
-    rerun = run_curve(student, ["NCBI-disease"], [2], folder, MIRROR, eval_size=4, seed=1, adapt_options=options)
-    assert json.loads((folder / "NCBI-disease" / "2.json").read_text())["settings"]["seed"] == 1 and rerun["sizes"] == [2]
+
+
+@needs_mirror
+def test_a_point_is_redone_when_its_settings_change_and_only_then(monkeypatch, tmp_path):
+    seeds_adapted = []
+
+    def adapted(student, train_path, eval_path, output, compare_spacy, **options):
+        seeds_adapted.append(options["seed"])
+        for made in (output, output.with_name(output.name + "-checkpoints")):
+            made.mkdir()
+        score = {"ents_f": 0.5, "paper_f": 0.5}
+        return {"before": score, "after": score, "labels": ["disease"], "spacy": {**score, "minutes": 1.0, "pipeline": "removed"}, "minutes": 1.0, "training": {"steps": 3}}
+
+    monkeypatch.setattr(curve, "run_adapt", adapted)
+    (tmp_path / "student").mkdir()
+    folder = tmp_path / "curve"
+    first = run_curve(tmp_path / "student", ["NCBI-disease"], [2], folder, MIRROR, eval_size=4)
+    assert run_curve(tmp_path / "student", ["NCBI-disease"], [2], folder, MIRROR, eval_size=4) == first and seeds_adapted == [0]
+    rerun = run_curve(tmp_path / "student", ["NCBI-disease"], [2], folder, MIRROR, eval_size=4, seed=1)
+    assert seeds_adapted == [0, 1] and rerun["seed"] == 1
+    assert json.loads((folder / "NCBI-disease" / "2.json").read_text())["settings"]["seed"] == 1
+    assert not (folder / "NCBI-disease" / "adapted-2").exists()
 
 
 @needs_mirror
