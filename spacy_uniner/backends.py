@@ -4,12 +4,14 @@ its own keys. Other packages add backends through the `thinc_uniner_models` entr
 spacy-llm's models are found in `thinc_llm_models`), or with `@registry.uniner_models("Their.v1")`
 in code that is imported before the pipeline loads (`spacy assemble --code`)."""
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, runtime_checkable
 
 from spacy.util import SimpleFrozenDict, registry
 
-from .generation import HFGenerator
 from .server import ServerGenerator
+
+if TYPE_CHECKING:
+    from .generation import HFGenerator
 
 if not hasattr(registry, "uniner_models"):
     registry.create("uniner_models", entry_points=True)
@@ -46,12 +48,16 @@ def transformers_model(
     prompt_lookup_num_tokens: int = 8,
     trust_remote_code: bool = False,
     model_kwargs: Dict[str, Any] = SimpleFrozenDict(),
-) -> HFGenerator:
+) -> "HFGenerator":
     """The student in this process, from a hub id or a local folder: `batch_size` questions a forward
     pass on `device` ("auto": a GPU when there is one) in `dtype` ("auto", "float32", "bfloat16",
     "float16", "int8"); `constrained` keeps answers to the passage's own words;
     `prompt_lookup_num_tokens` drafts answer tokens from the prompt for the last rows of a batch
     (as transformers' `generate` option of that name; 0: none)."""
+    # Imported here, not above: spaCy imports every installed factory's module whenever it makes a
+    # pipeline, so transformers would otherwise load with any spaCy pipeline at all.
+    from .generation import HFGenerator
+
     return HFGenerator(
         name,
         batch_size=batch_size,

@@ -1,5 +1,7 @@
 """The model block: each backend with its own keys, third-party backends through the registry, and
 pipelines saved before the block (flat keys) loading as they did."""
+import subprocess
+import sys
 from importlib.metadata import entry_points
 
 import pytest
@@ -63,6 +65,21 @@ def test_a_string_model_is_the_in_process_backend_and_backends_are_registered_en
     names = {point.name for point in entry_points(group="thinc_uniner_models")}
     assert {TRANSFORMERS, COMPLETIONS_SERVER} <= names
     assert registry.uniner_models.get(TRANSFORMERS) is not None
+
+
+def test_a_spacy_pipeline_without_the_student_does_not_load_the_student_stack(tiny_llama_path):
+    """spaCy imports every installed factory's module whenever it makes a pipeline (`spacy.blank`
+    too): the transformers backend's stack loads only when a student is built."""
+    code = (
+        "import sys, spacy\n"
+        "nlp = spacy.blank('en')\n"
+        "print('spacy_uniner.component' in sys.modules, 'spacy_uniner.generation' in sys.modules)\n"
+        "nlp.add_pipe('uniner', config={'model': sys.argv[1], 'labels': ['person']})\n"
+        "print('spacy_uniner.generation' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(tiny_llama_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "False", "True"]
 
 
 def test_a_pipeline_saved_with_flat_keys_loads_and_answers_as_before(flat_pipeline):
