@@ -4,8 +4,9 @@ Pipelines are assembled with spaCy's own `spacy assemble configs/uniner.cfg OUTP
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Union
 
 import spacy
 import srsly
@@ -49,7 +50,10 @@ def run() -> None:
     """The `spacy-uniner` command. A user's mistake (the package's UserError, a config spaCy
     cannot read, or an OSError: a file, folder, disk or server that failed; their messages name what
     and where) is printed as one line and exits 1, without a traceback unless $SPACY_UNINER_TRACEBACK
-    is set; any other error, the package's to fix, keeps its traceback."""
+    is set; any other error, the package's to fix, keeps its traceback. A warning is one line too,
+    without the line of code that raised it, unless the variable is set."""
+    if not os.environ.get(TRACEBACK_VARIABLE):
+        warnings.formatwarning = one_line_warning
     try:
         app(prog_name="spacy-uniner")
     except (UserError, ConfigValidationError, OSError) as error:
@@ -58,6 +62,10 @@ def run() -> None:
         message = " ".join(str(error).split())  # one line, even where a library's message has several
         typer.echo(f"Error: {message} (set {TRACEBACK_VARIABLE}=1 to see where)", err=True)
         sys.exit(1)
+
+
+def one_line_warning(message: Union[Warning, str], category: type, filename: str, lineno: int, line: Optional[str] = None) -> str:
+    return f"{category.__name__}: {' '.join(str(message).split())}\n"
 
 
 @app.callback()

@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,19 @@ def test_a_user_error_is_one_line_and_the_variable_shows_its_traceback(tmp_path)
     shown = spacy_uniner("build-data", tmp_path / "garbage.spacy", tmp_path / "out.json", SPACY_UNINER_TRACEBACK="1")
     assert shown.returncode == 1 and "Traceback" in shown.stderr and "not a readable .spacy DocBin" in shown.stderr
     assert not (tmp_path / "out.json").exists()
+
+
+def test_a_warning_is_one_line_and_the_variable_keeps_where_it_came_from(monkeypatch):
+    from spacy_uniner import cli
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)
+    monkeypatch.setattr(cli, "app", lambda prog_name: None)
+    monkeypatch.setenv(cli.TRACEBACK_VARIABLE, "1")
+    cli.run()
+    assert "adapt.py:163" in warnings.formatwarning("[adapt] a", UserWarning, "adapt.py", 163)
+    monkeypatch.delenv(cli.TRACEBACK_VARIABLE)
+    cli.run()
+    assert warnings.formatwarning("[adapt] gold.spacy has no gold mention of\n['CHEM']", UserWarning, "adapt.py", 163) == "UserWarning: [adapt] gold.spacy has no gold mention of ['CHEM']\n"
 
 
 def test_an_empty_passages_file_keeps_the_earlier_annotations(tmp_path):
