@@ -59,13 +59,17 @@ def run() -> None:
     except (UserError, ConfigValidationError, OSError) as error:
         if os.environ.get(TRACEBACK_VARIABLE):
             raise
-        message = " ".join(str(error).split())  # one line, even where a library's message has several
-        typer.echo(f"Error: {message} (set {TRACEBACK_VARIABLE}=1 to see where)", err=True)
+        typer.echo(f"Error: {one_line(error)} (set {TRACEBACK_VARIABLE}=1 to see where)", err=True)
         sys.exit(1)
 
 
+def one_line(message: Union[Exception, Warning, str]) -> str:
+    """The message on one line, even where a library's has several."""
+    return " ".join(str(message).split())
+
+
 def one_line_warning(message: Union[Warning, str], category: type, filename: str, lineno: int, line: Optional[str] = None) -> str:
-    return f"{category.__name__}: {' '.join(str(message).split())}\n"
+    return f"{category.__name__}: {one_line(message)}\n"
 
 
 @app.callback()
