@@ -20,18 +20,11 @@ from .errors import UserError
 from .evaluate.datasets import Benchmark, Sentence, load_benchmark
 from .evaluate.run import evaluate_benchmark, sentence_doc
 from .files import atomic_file, check_output_file, check_output_folder, write_json
-from .gold import gold_conversations
+from .gold import DISTILLED_SHARE, MAX_DISTILLED_SHARE, NEGATIVES, gold_conversations
 from .pipelines import load_pipeline, pipeline_meta
 from .spacy_ner import train_spacy_ner
 from .train import checkpoints_beside, run_training
 
-
-# Distilled conversations mixed in per gold one (docs/training.md#adapting-to-your-gold-data); more
-# than the maximum would drown the gold it adapts to.
-DISTILLED_SHARE = 0.5
-MAX_DISTILLED_SHARE = 10.0
-# Questions answered [] per question with mentions, chosen on dev parts (docs/training.md#questions-answered-empty).
-NEGATIVES = 4.0
 
 def gold_spans(doc: Doc, spans_key: Optional[str]) -> List[Span]:
     if spans_key is None:

@@ -13,8 +13,6 @@ from importlib import import_module, util as importlib_util
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
-from transformers import AutoModelForCausalLM, AutoTokenizer
-
 from .errors import UserError
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -57,6 +55,8 @@ def convert_gguf(gguf_file: Path, output: Path) -> Path:
     gguf_file, output = Path(gguf_file), Path(output)
     if not gguf_file.is_file():
         raise OSError(f"{gguf_file}: no such GGUF file")
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # here: the CLI lists the bases without loading transformers
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)

@@ -11,34 +11,24 @@ from typing import List, Optional, Union
 import spacy
 import srsly
 import typer
-from accelerate import PartialState
 from spacy import displacy
 from spacy.cli._util import parse_config_overrides
 from thinc.api import ConfigValidationError
 
+# What every command's options need. Each command imports its own stage where it runs, so that
+# `--help` and a user's mistake do not wait for transformers' models, peft and matplotlib to load.
 from . import options
-from .adapt import DISTILLED_SHARE, NEGATIVES, run_adapt, split_benchmark
-from .average import average_students
-from .curve import run_curve
 from .backends import COMPLETIONS_SERVER
 from .base_model import PACKAGED_BASES, export_base_model
-from .benchmarks.component import benchmark_component, benchmark_precisions
-from .benchmarks.engines import benchmark_engines
-from .benchmarks.teacher import benchmark_teacher
-from .data import run_build_data
-from .distill import make_passages, read_documents, read_records, run_distillation
-from .distill.batch import read_batch, write_batch
 from .distill.passages import MAX_WORDS
-from .distill.pile_ner import recorded_responses
 from .errors import UserError
 from .evaluate.datasets import DOMAINS, ZERO_SHOT_NAMES, names_in_domains
-from .evaluate.run import gazetteer, run_evaluation
 from .files import check_output_file, check_output_folder, write_jsonl, write_text
+from .gold import DISTILLED_SHARE, NEGATIVES
 from .llama_cpp import OUTTYPES, export_gguf
 from .memory import map_large_allocations
 from .pipelines import baseline_pipeline, load_pipeline, uniner_pipeline
 from .precision import PRECISIONS
-from .train import run_training
 from .upgrade import upgrade_pipeline
 
 app = typer.Typer(help="Open-type NER for spaCy with UniversalNER-style LLMs.", no_args_is_help=True)
@@ -131,6 +121,9 @@ def pile_ner_records_cli(
     the recorded-response file that the offline teacher (spacy_uniner.RecordedTeacher.v1) replays:
     each passage's answers joined into the teacher's ("entity", "type") tuple list, its
     asked-but-empty types kept as negatives; a text in several sources is one record."""
+    from .distill import read_records
+    from .distill.pile_ner import recorded_responses
+
     check_output_file(output, {f"source #{number}": source for number, source in enumerate(sources, 1)})
     if output.is_file() and output.stat().st_size and not recorded_responses(output):
         # The last path is the output: a forgotten OUTPUT would make the last source the output.
@@ -171,6 +164,8 @@ def benchmark_engines_cli(
     """The peer benchmark: the in-process component against llama.cpp's llama-server serving the same
     student (exported with llama.cpp's converter), on the same docs and labels: docs/s, the share of
     answers that agree, and the share of prompt tokens the server read from its cache."""
+    from .benchmarks.engines import benchmark_engines
+
     typer.echo(benchmark_engines(pipeline, texts, conversations, output, label_counts, docs, passage_tokens, outtypes, parallels, threads, evaluate_limit, mirror, training_data))
 
 
@@ -193,6 +188,8 @@ def passages_cli(
     max_words: int = typer.Option(MAX_WORDS, "--max-words", help="Longest passage in whitespace-separated words (the paper cut passages at 256 tokens). A document that fits stays whole; a longer one is cut at sentence ends."),
 ):
     """Cut raw documents into passages for the teacher, dropping repeated passages."""
+    from .distill import make_passages, read_documents
+
     check_output_file(output, {"source": source})
     passages = list(make_passages(read_documents(source), max_words))
     if not passages:
@@ -215,6 +212,8 @@ def distill_cli(
     moment it arrives, so a stopped run resumes where it stopped). Extra --section.key value options
     override the config, for example --components.llm.model.name gpt-4o,
     --components.llm.model.concurrency 32 or --components.llm.cache.path other/cache."""
+    from .distill import run_distillation
+
     result = run_distillation(passages, output, config, teacher, report, passages_per_batch, parse_config_overrides(ctx.args))
     typer.echo(json.dumps(result, indent=2))
 
@@ -233,6 +232,8 @@ def distill_batch_write_cli(
 ):
     """Write one OpenAI Batch API request per passage: the task's exact prompt, the teacher's model and
     settings, `custom_id` the passage id. Extra --section.key value options override the config."""
+    from .distill.batch import write_batch
+
     count = write_batch(passages, output, config, teacher, parse_config_overrides(ctx.args))
     typer.echo(f"Wrote {count} requests to {output}")
 
@@ -249,6 +250,8 @@ def distill_batch_read_cli(
 ):
     """Read a batch's results back into the annotations and the teacher's cache. Failed and missing
     passages are listed by id: a normal `distill` run with the same teacher asks for those only."""
+    from .distill.batch import read_batch
+
     result = read_batch(passages, results, output, config, teacher, report, parse_config_overrides(ctx.args))
     typer.echo(json.dumps(result, indent=2))
 
@@ -269,6 +272,8 @@ def benchmark_teacher_cli(
 ):
     """Distillation throughput: passages/s through the distillation pipeline at each concurrency, with
     requests, retries and tokens, and the hours the paper's 45,889 passages would take at that rate."""
+    from .benchmarks.teacher import benchmark_teacher
+
     typer.echo(benchmark_teacher(passages, output, config, concurrencies, count, latency, error_rate, endpoint, model, max_tokens, kill_after))
 
 
@@ -292,6 +297,8 @@ def build_data_cli(
 ):
     """Turn teacher annotations into training conversations: one question per type with the JSON
     list of its mentions, negatives answered []; with --gold-sets, human-annotated sets' passages too."""
+    from .data import run_build_data
+
     gold = dict(names=list(gold_sets), mirror=mirror, words=gold_words, passage_words=gold_passage_words, dataset_line=gold_dataset_line, seed=seed) if gold_sets else None
     result = run_build_data(annotations, output, report, gold, negative_rate=negative_rate, min_type_count=min_type_count, dataset=dataset, seed=seed, recorded_negatives=recorded_negatives, draws=draws, extra_draws=dict(extra_draws or []))
     typer.echo(json.dumps(result, indent=2))
@@ -312,6 +319,10 @@ def train_cli(
     under `accelerate launch -m spacy_uniner train ...` on several GPUs. Extra --section.key value
     options override the configs, e.g. --model.base Qwen/Qwen2.5-0.5B --training.epochs 1
     --lora.enabled true --components.uniner.labels '["disease", "drug"]'."""
+    from accelerate import PartialState
+
+    from .train import run_training
+
     map_large_allocations()  # this process trains: activations off the heap (`memory`)
     result = run_training(conversations, output, config, pipeline_config, checkpoints, parse_config_overrides(ctx.args), log, report, distilled=conversations)
     if PartialState().is_main_process:
@@ -343,6 +354,8 @@ def adapt_cli(
     its own weights with the same trainer. The held-out gold is scored before and after (the
     paper's metric and spaCy's span F). Extra --section.key value options override the training
     config, e.g. --training.epochs 2."""
+    from .adapt import run_adapt
+
     names = srsly.read_json(label_names) if label_names is not None else None
     if names is not None and not (isinstance(names, dict) and all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in names.items())):
         raise typer.BadParameter(f"{label_names} must hold a JSON object of label -> type name strings", param_hint="--label-names")
@@ -370,6 +383,8 @@ def learning_curve_cli(
     student adapted by `adapt` beside spaCy's own ner (`adapt --compare-spacy`) trained on the same
     sentences, both scored with spaCy's span scores on one held-out part of the set. Extra
     --section.key value options go to adapt's training, as with `adapt`."""
+    from .curve import run_curve
+
     map_large_allocations()
     adapt_options = {"config_path": config, "distilled": distilled, "distilled_share": distilled_share, "negatives": negatives, "overrides": parse_config_overrides(ctx.args)}
     run_curve(student, sets, sizes, output, mirror, eval_size, seed, adapt_options)
@@ -389,6 +404,8 @@ def gold_split_cli(
     """Split a benchmark set into gold-train and gold-eval DocBins (gold in doc.ents, and every
     mention, nested ones too, in doc.spans["benchmark_gold"]), as a user's own annotated data would
     come: the stand-in for it in the project's `adapt` workflow."""
+    from .adapt import split_benchmark
+
     typer.echo(json.dumps(split_benchmark(name, mirror, train_output, eval_output, train_size, eval_size, seed)))
 
 
@@ -399,6 +416,8 @@ def average_cli(
 ):
     """Average the students' weights (a uniform model soup): students of one base trained on other
     draws of negatives or for other numbers of passes can answer better as their mean (docs/training.md)."""
+    from .average import average_students
+
     typer.echo(f"Wrote {average_students(pipelines, output)}, the mean of {len(pipelines)} students")
 
 
@@ -419,6 +438,8 @@ def evaluate_cli(
     """Score a pipeline on the paper's zero-shot benchmark, beside baselines: the paper's metric on
     raw answers and spaCy's span scores on doc.ents, every query's prediction saved. A stopped run
     keeps the datasets it finished."""
+    from .evaluate.run import gazetteer, run_evaluation
+
     inputs = {"pipeline": pipeline, "training data": training_data, "mirror": mirror, **{f"baseline {name}": name for name in baselines or []}}
     check_output_folder(output, inputs, replaced=False)
     check_output_file(output.with_suffix(".json"), inputs)
@@ -459,6 +480,8 @@ def benchmark_cli(
 ):
     """The component against the reference loop (one generate per (text, label) query) on the same
     model, texts and prompts: docs/s, tokens/s, peak memory and whether every answer is the same."""
+    from .benchmarks.component import benchmark_component
+
     settings = {"max_new_tokens": max_new_tokens, "device": device, "dtype": dtype, "constrained": constrained}
     if batch_size is not None:
         settings["batch_size"] = batch_size
@@ -484,6 +507,8 @@ def benchmark_precision_cli(
     """The component in several precisions, its own settings otherwise: docs/s, the speed-up over
     the first precision, the share of (text, label) answers identical to the first precision's, and
     each precision's GFLOP/s beside this machine's matmul peak in it."""
+    from .benchmarks.component import benchmark_precisions
+
     settings = {} if prompt_lookup_num_tokens is None else {"prompt_lookup_num_tokens": prompt_lookup_num_tokens}
     typer.echo(benchmark_precisions(pipeline, texts, conversations, output, dtypes, label_counts, docs, passage_tokens, repeats, settings, profile))
 

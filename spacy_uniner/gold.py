@@ -24,6 +24,12 @@ RUN = 13  # words in a row shared with a held-out sentence that make a training 
 # A held-out sentence shorter than RUN is a copy when a training sentence holds all of it, from this
 # many words: evaluate's zero-shot rule refuses such copies. Shorter ones ("pub") only when equal.
 WHOLE = 8
+# `adapt`'s mix: distilled conversations beside each gold one (docs/training.md#adapting-to-your-gold-data);
+# more than the maximum would drown the gold it adapts to.
+DISTILLED_SHARE = 0.5
+MAX_DISTILLED_SHARE = 10.0
+# Questions answered [] per question with mentions, chosen on dev parts (docs/training.md#questions-answered-empty).
+NEGATIVES = 4.0
 
 
 def held_out_sets(path: Path = HELD_OUT) -> List[str]:

@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -25,6 +27,19 @@ def test_visualize_writes_displacy_html_for_a_saved_pipeline(tiny_llama_path, tm
     assert result.exit_code == 0, result.output
     assert "'queries': 2" in result.output
     assert "Ada Lovelace wrote notes." in (tmp_path / "out" / "view.html").read_text()
+
+
+def test_the_command_line_loads_each_stage_only_when_its_command_runs():
+    # A fresh process, as a user's `spacy-uniner --help` or mistyped option is: what the options
+    # need loads, the trainer, the student's generation and the charts do not.
+    code = (
+        "import sys\n"
+        "import spacy_uniner.cli\n"
+        "print(sorted(name for name in ('transformers.modeling_utils', 'peft', 'matplotlib', 'spacy_uniner.train', 'spacy_uniner.adapt', 'spacy_uniner.generation', 'spacy_uniner.evaluate.run') if name in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_help_lists_the_commands():
