@@ -20,6 +20,7 @@ from thinc.api import ConfigValidationError
 from . import options
 from .backends import COMPLETIONS_SERVER
 from .base_model import PACKAGED_BASES, export_base_model
+from .component import control_character, unencodable
 from .distill.passages import MAX_WORDS
 from .errors import UserError
 from .evaluate.datasets import DOMAINS, ZERO_SHOT_NAMES, names_in_domains
@@ -359,6 +360,10 @@ def adapt_cli(
     names = srsly.read_json(label_names) if label_names is not None else None
     if names is not None and not (isinstance(names, dict) and all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in names.items())):
         raise typer.BadParameter(f"{label_names} must hold a JSON object of label -> type name strings", param_hint="--label-names")
+    for label, name in (names or {}).items():
+        problem = unencodable(name) or control_character(name)  # as a label in the component's config would be refused
+        if problem:
+            raise typer.BadParameter(f"{label_names} maps {label!r} to {name!r}, {problem}", param_hint="--label-names")
     map_large_allocations()
     result = run_adapt(student, gold_train, gold_eval, output, config, checkpoints, dataset, spans_key, names, distilled, distilled_share, negatives, overrides=parse_config_overrides(ctx.args), report_path=report, compare_spacy=compare_spacy)
     typer.echo(json.dumps({key: value for key, value in result.items() if key != "training"}, indent=2))

@@ -122,11 +122,19 @@ def test_help_shows_every_config_section_name():
     assert "[model]" in done.stdout
 
 
-def test_adapt_refuses_a_label_map_that_is_not_one(tmp_path, broken_pipeline):
-    (tmp_path / "names.json").write_text('["ORG", "organization"]')
+@pytest.mark.parametrize(
+    "names,message",
+    [
+        ('["ORG", "organization"]', "must hold a JSON object of label -> type name strings"),
+        ('{"ORG": "organi\\nzation"}', "maps 'ORG' to 'organi\\nzation', a control character '\\n': a label is one line of text"),
+    ],
+)
+def test_adapt_refuses_a_label_map_that_is_not_one(tmp_path, broken_pipeline, names, message):
+    (tmp_path / "names.json").write_text(names)
     (tmp_path / "gold.spacy").write_bytes(b"")
     done = spacy_uniner("adapt", broken_pipeline, tmp_path / "gold.spacy", tmp_path / "gold.spacy", tmp_path / "out", "--label-names", tmp_path / "names.json")
-    assert done.returncode == 2 and "must hold a JSON object of label -> type name strings" in done.stderr
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert "--label-names" in done.stderr and not (tmp_path / "out-checkpoints").exists()
 
 
 def test_adapt_refuses_a_negative_count_of_negatives_before_any_work(tmp_path, broken_pipeline):
