@@ -1,12 +1,13 @@
 """The learning curve: the student adapted beside spaCy's own ner trained on the same gold, both
 scored on one held-out part; spaCy's ner is trained as `spacy train` trains it."""
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import spacy
 
-from spacy_uniner import curve
+from spacy_uniner import adapt, curve
 from spacy_uniner.curve import curve_parts, run_curve
 from spacy_uniner.evaluate.datasets import Benchmark, Sentence, load_benchmark
 from spacy_uniner.files import write_json
@@ -35,9 +36,17 @@ def test_the_dev_part_is_carved_from_the_gold_train_by_seed():
         carve_dev(sentences[:1], seed=0)
 
 
-def test_spacy_ner_learns_the_gold_it_is_given(tmp_path):
+@pytest.fixture(scope="module")
+def drug_ner(tmp_path_factory):
+    """spaCy's ner trained as `adapt --compare-spacy` trains it (up to two minutes on 2 cores, most of
+    it `spacy train`'s patience), once for this module: its report and folder."""
     gold = Benchmark("drugs", ["drug"], [drug_sentence(i) for i in range(30)])
-    report = train_spacy_ner(gold, tmp_path / "ner")
+    output = tmp_path_factory.mktemp("drug-ner") / "ner"
+    return train_spacy_ner(gold, output), output
+
+
+def test_spacy_ner_learns_the_gold_it_is_given(drug_ner):
+    report, _ = drug_ner
     assert (report["train_docs"], report["dev_docs"]) == (24, 6)
     assert report["dev_ents_f"] > 0.5  # stopped on its dev part, having learned the drugs
     nlp = spacy.load(report["pipeline"])
@@ -57,7 +66,18 @@ def test_curve_parts_hold_one_eval_part_and_nested_train_parts():
 
 
 @needs_mirror
-def test_the_curve_adapts_and_trains_spacy_ner_on_the_same_gold_and_resumes(tiny_llama_path, tmp_path):
+def test_the_curve_adapts_and_trains_spacy_ner_on_the_same_gold_and_resumes(tiny_llama_path, tmp_path, drug_ner, monkeypatch):
+    # spaCy's ner is the module's one real training (the test above), handed to each point: `adapt`
+    # still loads and scores it; what each point gave it is recorded.
+    given = []
+
+    def trained(gold_train, output, seed=0):
+        given.append(([list(s.tokens) for s in gold_train.sentences], seed))
+        shutil.copytree(drug_ner[1], output)
+        train_part, dev_part = carve_dev(gold_train.sentences, seed)
+        return {**drug_ner[0], "pipeline": str(output / "model-best"), "train_docs": len(train_part), "dev_docs": len(dev_part)}
+
+    monkeypatch.setattr(adapt, "train_spacy_ner", trained)
     student = tmp_path / "student"
     nlp = spacy.blank("en")
     nlp.add_pipe("uniner", config={"model": {"name": str(tiny_llama_path), "device": "cpu", "max_new_tokens": 8}, "labels": ["person"]})
