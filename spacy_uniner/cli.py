@@ -15,13 +15,17 @@ from spacy import displacy
 from spacy.cli._util import parse_config_overrides
 from thinc.api import ConfigValidationError
 
-# What every command's options need. Each command imports its own stage where it runs, so that
-# `--help` and a user's mistake do not wait for transformers' models, peft and matplotlib to load.
+# What the options need, and the distillation package their defaults load with it. Each other
+# stage is imported by its command when it runs, so that `--help` and a user's mistake do not wait
+# for transformers' models, peft and matplotlib to load.
 from . import options
 from .backends import COMPLETIONS_SERVER
 from .base_model import PACKAGED_BASES, export_base_model
 from .component import control_character, unencodable
+from .distill import make_passages, read_documents, read_records, run_distillation
+from .distill.batch import read_batch, write_batch
 from .distill.passages import MAX_WORDS
+from .distill.pile_ner import recorded_responses
 from .errors import UserError
 from .evaluate.datasets import DOMAINS, ZERO_SHOT_NAMES, names_in_domains
 from .files import check_output_file, check_output_folder, write_jsonl, write_text
@@ -122,9 +126,6 @@ def pile_ner_records_cli(
     the recorded-response file that the offline teacher (spacy_uniner.RecordedTeacher.v1) replays:
     each passage's answers joined into the teacher's ("entity", "type") tuple list, its
     asked-but-empty types kept as negatives; a text in several sources is one record."""
-    from .distill import read_records
-    from .distill.pile_ner import recorded_responses
-
     check_output_file(output, {f"source #{number}": source for number, source in enumerate(sources, 1)})
     if output.is_file() and output.stat().st_size and not recorded_responses(output):
         # The last path is the output: a forgotten OUTPUT would make the last source the output.
@@ -189,8 +190,6 @@ def passages_cli(
     max_words: int = typer.Option(MAX_WORDS, "--max-words", help="Longest passage in whitespace-separated words (the paper cut passages at 256 tokens). A document that fits stays whole; a longer one is cut at sentence ends."),
 ):
     """Cut raw documents into passages for the teacher, dropping repeated passages."""
-    from .distill import make_passages, read_documents
-
     check_output_file(output, {"source": source})
     passages = list(make_passages(read_documents(source), max_words))
     if not passages:
@@ -213,8 +212,6 @@ def distill_cli(
     moment it arrives, so a stopped run resumes where it stopped). Extra --section.key value options
     override the config, for example --components.llm.model.name gpt-4o,
     --components.llm.model.concurrency 32 or --components.llm.cache.path other/cache."""
-    from .distill import run_distillation
-
     result = run_distillation(passages, output, config, teacher, report, passages_per_batch, parse_config_overrides(ctx.args))
     typer.echo(json.dumps(result, indent=2))
 
@@ -233,8 +230,6 @@ def distill_batch_write_cli(
 ):
     """Write one OpenAI Batch API request per passage: the task's exact prompt, the teacher's model and
     settings, `custom_id` the passage id. Extra --section.key value options override the config."""
-    from .distill.batch import write_batch
-
     count = write_batch(passages, output, config, teacher, parse_config_overrides(ctx.args))
     typer.echo(f"Wrote {count} requests to {output}")
 
@@ -251,8 +246,6 @@ def distill_batch_read_cli(
 ):
     """Read a batch's results back into the annotations and the teacher's cache. Failed and missing
     passages are listed by id: a normal `distill` run with the same teacher asks for those only."""
-    from .distill.batch import read_batch
-
     result = read_batch(passages, results, output, config, teacher, report, parse_config_overrides(ctx.args))
     typer.echo(json.dumps(result, indent=2))
 

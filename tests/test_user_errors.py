@@ -154,7 +154,7 @@ def test_a_learning_curve_larger_than_its_set_is_refused_before_any_work(tmp_pat
 
 
 def test_only_a_user_error_is_one_line_a_programming_error_keeps_its_traceback(tmp_path, monkeypatch, capsys):
-    from spacy_uniner import cli, distill
+    from spacy_uniner import cli
     from spacy_uniner.errors import UserError
 
     text = tmp_path / "docs.txt"
@@ -165,7 +165,7 @@ def test_only_a_user_error_is_one_line_a_programming_error_keeps_its_traceback(t
     def mistaken(*args, **kwargs):
         raise UserError(f"{text} holds no usable text")
 
-    monkeypatch.setattr(distill, "make_passages", mistaken)  # the command imports it when it runs
+    monkeypatch.setattr(cli, "make_passages", mistaken)
     with pytest.raises(SystemExit) as exited:
         cli.run()
     assert exited.value.code == 1 and capsys.readouterr().err.strip().startswith(f"Error: {text} holds no usable text")
@@ -173,6 +173,6 @@ def test_only_a_user_error_is_one_line_a_programming_error_keeps_its_traceback(t
     def buggy(*args, **kwargs):
         return int("not a number")  # a bug: Python's own ValueError
 
-    monkeypatch.setattr(distill, "make_passages", buggy)
+    monkeypatch.setattr(cli, "make_passages", buggy)
     with pytest.raises(ValueError, match="invalid literal for int"):
         cli.run()
