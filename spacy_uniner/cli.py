@@ -21,7 +21,7 @@ from thinc.api import ConfigValidationError
 from . import options
 from .backends import COMPLETIONS_SERVER
 from .base_model import PACKAGED_BASES, export_base_model
-from .component import control_character, unencodable
+from .component import label_problem
 from .distill import make_passages, read_documents, read_records, run_distillation
 from .distill.batch import read_batch, write_batch
 from .distill.passages import MAX_WORDS
@@ -354,7 +354,7 @@ def adapt_cli(
     if names is not None and not (isinstance(names, dict) and all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in names.items())):
         raise typer.BadParameter(f"{label_names} must hold a JSON object of label -> type name strings", param_hint="--label-names")
     for label, name in (names or {}).items():
-        problem = unencodable(name) or control_character(name)  # as a label in the component's config would be refused
+        problem = label_problem(name)  # as the component refuses such a label
         if problem:
             raise typer.BadParameter(f"{label_names} maps {label!r} to {name!r}, {problem}", param_hint="--label-names")
     map_large_allocations()

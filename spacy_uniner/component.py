@@ -113,6 +113,11 @@ def control_character(label: str) -> Optional[str]:
     return f"a control character {found[0]!r}: a label is one line of text" if found else None
 
 
+def label_problem(label: str) -> Optional[str]:
+    """Why `label` cannot be asked as an entity type (not UTF-8 text, or more than one line), or None."""
+    return unencodable(label) or control_character(label)
+
+
 def validate_labels(labels: Any) -> List[str]:
     """Labels are the entity types asked for, written as they should appear in the question."""
     if isinstance(labels, str) or not isinstance(labels, Sequence) or not labels:
@@ -121,7 +126,7 @@ def validate_labels(labels: Any) -> List[str]:
     if bad:
         raise UserError(f"[uniner] config key 'labels' must hold non-empty strings, these are not: {bad!r}")
     for label in labels:
-        problem = unencodable(label) or control_character(label)
+        problem = label_problem(label)
         if problem:
             raise UserError(f"[uniner] config key 'labels' holds {label!r}, {problem}")
     return list(dict.fromkeys(label.strip() for label in labels))
