@@ -350,7 +350,10 @@ def adapt_cli(
     config, e.g. --training.epochs 2."""
     from .adapt import run_adapt
 
-    names = srsly.read_json(label_names) if label_names is not None else None
+    try:
+        names = srsly.read_json(label_names) if label_names is not None else None
+    except ValueError as err:  # empty, cut short, or not JSON at all
+        raise typer.BadParameter(f"{label_names} is not a JSON file ({err})", param_hint="--label-names") from err
     if names is not None and not (isinstance(names, dict) and all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in names.items())):
         raise typer.BadParameter(f"{label_names} must hold a JSON object of label -> type name strings", param_hint="--label-names")
     for label, name in (names or {}).items():

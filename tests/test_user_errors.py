@@ -126,6 +126,8 @@ def test_help_shows_every_config_section_name():
     "names,message",
     [
         ('["ORG", "organization"]', "must hold a JSON object of label -> type name strings"),
+        ("", "names.json is not a JSON file"),
+        ('{"ORG": "organi', "names.json is not a JSON file"),
         ('{"ORG": "organi\\nzation"}', "maps 'ORG' to 'organi\\nzation', a control character '\\n': a label is one line of text"),
     ],
 )
