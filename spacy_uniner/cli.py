@@ -28,7 +28,7 @@ from .distill.passages import MAX_WORDS
 from .distill.pile_ner import recorded_responses
 from .errors import UserError
 from .evaluate.datasets import DOMAINS, ZERO_SHOT_NAMES, names_in_domains
-from .files import check_output_file, check_output_folder, write_jsonl, write_text
+from .files import check_output_file, check_output_folder, read_json, write_jsonl, write_text
 from .gold import DISTILLED_SHARE, NEGATIVES
 from .llama_cpp import OUTTYPES, export_gguf
 from .memory import map_large_allocations
@@ -351,9 +351,9 @@ def adapt_cli(
     from .adapt import run_adapt
 
     try:
-        names = srsly.read_json(label_names) if label_names is not None else None
-    except ValueError as err:  # empty, cut short, or not JSON at all
-        raise typer.BadParameter(f"{label_names} is not a JSON file ({err})", param_hint="--label-names") from err
+        names = read_json(label_names) if label_names is not None else None
+    except UserError as err:  # a usage error, as the map's other mistakes below
+        raise typer.BadParameter(str(err), param_hint="--label-names") from err
     if names is not None and not (isinstance(names, dict) and all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in names.items())):
         raise typer.BadParameter(f"{label_names} must hold a JSON object of label -> type name strings", param_hint="--label-names")
     for label, name in (names or {}).items():

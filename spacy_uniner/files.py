@@ -1,7 +1,9 @@
 """Every output the package writes goes through here: to a temporary file (or folder) beside its
 target, renamed onto it only once it is whole, so a killed run or a failed step leaves the earlier
-output as it was. Output paths are checked before the work that fills them."""
+output as it was. Output paths are checked before the work that fills them. JSON inputs are read
+here too, a file that does not parse named in the error."""
 import fcntl
+import json
 import os
 import shutil
 import socket
@@ -10,7 +12,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, List, Mapping, Optional, Union
+from typing import Any, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
 import srsly
 
@@ -202,6 +204,31 @@ def drop_torn_last_line(path: PathLike) -> None:
     if data and not data.endswith(b"\n"):
         with atomic_file(path) as partial:
             partial.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
+def read_json(path: PathLike) -> Any:
+    """The JSON value of a file; one that is empty, cut short or not JSON is an error naming it."""
+    try:
+        return srsly.read_json(path)
+    except ValueError as error:
+        raise UserError(f"{path} is not a JSON file ({error})") from None
+
+
+def read_jsonl_lines(path: PathLike) -> Iterator[Tuple[int, Any]]:
+    """(line number, record) of each line of a .jsonl file (blank lines skipped); a line that is
+    not JSON is an error naming the file and the line."""
+    with Path(path).open("rb") as lines:
+        for number, raw in enumerate(lines, 1):
+            try:
+                line = raw.decode("utf8")
+            except UnicodeDecodeError as error:
+                raise UserError(f"{path} line {number} is not UTF-8 text ({error})") from None
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except ValueError as error:
+                raise UserError(f"{path} line {number} is not JSON ({error}): {line[:100]!r}") from None
 
 
 def write_json(path: PathLike, data: Any) -> None:

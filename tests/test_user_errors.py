@@ -139,6 +139,20 @@ def test_adapt_refuses_a_label_map_that_is_not_one(tmp_path, broken_pipeline, na
     assert "--label-names" in done.stderr and not (tmp_path / "out-checkpoints").exists()
 
 
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        ("train.json", "", "train.json is not a JSON file"),
+        ("train.json", '[{"conversations": ', "train.json is not a JSON file"),
+        ("sample.jsonl", '{"input": "x"}\n{"input": \n', "sample.jsonl line 2 is not JSON"),
+    ],
+)
+def test_a_pile_ner_source_that_does_not_parse_is_named_in_one_line(tmp_path, name, content, message):
+    (tmp_path / name).write_text(content)
+    one_line_error(spacy_uniner("pile-ner-records", tmp_path / name, tmp_path / "records.jsonl"), message)
+    assert not (tmp_path / "records.jsonl").exists()
+
+
 def test_adapt_refuses_a_negative_count_of_negatives_before_any_work(tmp_path, broken_pipeline):
     (tmp_path / "gold.spacy").write_bytes(b"")
     one_line_error(spacy_uniner("adapt", broken_pipeline, tmp_path / "gold.spacy", tmp_path / "gold.spacy", tmp_path / "out", "--negatives", "-1"), "--negatives must be a number >= 0", "got -1.0")

@@ -14,8 +14,8 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from ..errors import UserError
-from ..files import check_output_file, check_output_files, write_json, write_jsonl
-from .run import PASSAGE_ID, distill, distill_report, forget_cached, load_distiller, read_jsonl_lines, read_passages, teacher_of, write_docs
+from ..files import check_output_file, check_output_files, read_jsonl_lines, write_json, write_jsonl
+from .run import PASSAGE_ID, distill, distill_report, forget_cached, load_distiller, read_passages, teacher_of, write_docs
 from .teachers import OpenAICompatible
 
 CHAT_URL = "/v1/chat/completions"

@@ -12,10 +12,9 @@ import re
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Tuple
 
-import srsly
-
 from ..answers import parse_answer
 from ..errors import UserError
+from ..files import read_json, read_jsonl_lines
 from ..prompts import READ_REPLY, text_turn
 
 _TEXT = text_turn("")  # "Text: ", the opening of every conversation
@@ -38,8 +37,8 @@ def read_pile_ner(path: Path) -> Iterator[Dict[str, Any]]:
 def _source_answers(path: Path) -> Iterator[SourceAnswers]:
     """(id, text, [(type, mentions)]) per text of one source, in whichever format it has."""
     if path.suffix == ".jsonl":
-        return _from_questions(path, list(srsly.read_jsonl(path)))
-    data = srsly.read_json(path)
+        return _from_questions(path, [record for _, record in read_jsonl_lines(path)])
+    data = read_json(path)
     if isinstance(data, dict):
         return _from_definitions(path, data)
     if isinstance(data, list) and data and isinstance(data[0], dict) and "tokenized_text" in data[0]:

@@ -17,7 +17,7 @@ from spacy_llm.cache import BatchCache
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..files import atomic_file, check_output_files, drop_torn_last_line, exclusive, write_json, write_jsonl
+from ..files import atomic_file, check_output_files, drop_torn_last_line, exclusive, read_jsonl_lines, write_json, write_jsonl
 from .task import ANSWER_KEY
 
 # doc.user_data keys of the passage's id and meta from the passages file.
@@ -159,23 +159,6 @@ def read_passages(nlp: Language, path: Path) -> List[Doc]:
     if not docs:
         raise UserError(f"{path} holds no passages: nothing to distill (the earlier output is kept)")
     return docs
-
-
-def read_jsonl_lines(path: Path) -> Iterator[Tuple[int, Any]]:
-    """(line number, record) of each line of a .jsonl file (blank lines skipped); a line that is
-    not JSON is an error naming the file and the line."""
-    with Path(path).open("rb") as lines:
-        for number, raw in enumerate(lines, 1):
-            try:
-                line = raw.decode("utf8")
-            except UnicodeDecodeError as error:
-                raise UserError(f"{path} line {number} is not UTF-8 text ({error})") from None
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line)
-            except ValueError as error:
-                raise UserError(f"{path} line {number} is not JSON ({error}): {line[:100]!r}") from None
 
 
 def write_docs(path: Path, docs: List[Doc]) -> None:
